@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcflow.models import ConditionalRealNVP
+from tfcflow.models.gaussian import standard_normal_log_prob
+from tests.helpers import autodiff_log_abs_det
+from tests.models.conftest import perturb_model, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = tiny_model("cinn", actnorm=True)
+    perturb_model(m, seed=2)
+    return m
+
+
+def test_log_prob_is_the_change_of_variables_with_the_autodiff_jacobian(model, gmm_data):
+    x, _, c = gmm_data
+    lp = model.log_prob(x[:3], c[:3]).numpy()
+    for i in range(3):
+        ci = tf.constant(c[i:i + 1])
+        z = model.flow.bijector(ci).inverse(tf.constant(x[i:i + 1]))
+        logdet = autodiff_log_abs_det(lambda t: model.flow.bijector(ci).inverse(t), x[i:i + 1])
+        expected = float(standard_normal_log_prob(z)[0]) + logdet
+        assert abs(lp[i] - expected) < 1e-4
+
+
+def test_round_trip_of_the_whole_model(model, gmm_data):
+    x, _, c = gmm_data
+    b = model.flow.bijector(tf.constant(c[:64]))
+    z = b.inverse(tf.constant(x[:64]))
+    x_back = model.flow.bijector(tf.constant(c[:64])).forward(tf.constant(z.numpy()))
+    assert np.max(np.abs(x_back.numpy() - x[:64])) < 1e-5
+
+
+def test_distribution_view_matches_log_prob_and_samples(model, gmm_data):
+    x, _, c = gmm_data
+    dist = model.distribution(c[:8])
+    assert dist.batch_shape == [8] and dist.event_shape == [2]
+    np.testing.assert_allclose(dist.log_prob(x[:8]).numpy(), model.log_prob(x[:8], c[:8]).numpy(), rtol=1e-5)
+    s = dist.sample(seed=[1, 2])
+    assert s.shape == (8, 2)
+    assert np.all(np.isfinite(dist.log_prob(s).numpy()))
+
+
+def test_condition_changes_the_density(model, gmm_data):
+    x, _, c = gmm_data
+    other = np.roll(c[:16], 1, axis=1)
+    assert np.all(model.log_prob(x[:16], c[:16]).numpy() != model.log_prob(x[:16], other).numpy())
+
+
+def test_config_round_trip(model):
+    clone = ConditionalRealNVP.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    assert clone.count_params() == model.count_params()

@@ -1,0 +1,97 @@
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcflow.models import RelaxedConditionFlow
+from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
+from tests.helpers import autodiff_log_abs_det
+from tests.models.conftest import perturb_model, tiny_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = tiny_model("rcf")  # [x (2), x0 (8)] <-> [z (2), c~ (8)], as in the paper
+    perturb_model(m, seed=3)
+    return m
+
+
+def test_dimensions():
+    m = tiny_model("rcf")
+    assert (m.padding_dim, m.latent_dim) == (8, 2)
+    assert (RelaxedConditionFlow(2, 8, padding_dim=7, num_blocks=1, hidden_units=(4,)).latent_dim) == 1
+
+
+def test_joint_log_prob_is_equation_6(model, gmm_data):
+    x, _, c = gmm_data
+    padded = np.concatenate([x[:3], 0.05 * np.random.default_rng(0).standard_normal((3, 8))], 1)
+    padded = padded.astype(np.float32)
+    lp = model.joint_log_prob(padded, c[:3]).numpy()
+    k = model.latent_dim
+    for i in range(3):
+        latent = model.flow.bijector().inverse(tf.constant(padded[i:i + 1]))
+        z, c_tilde = latent[:, :k], latent[:, k:]
+        logdet = autodiff_log_abs_det(lambda t: model.flow.bijector().inverse(t), padded[i:i + 1])
+        expected = (float(standard_normal_log_prob(z)[0])
+                    + float(normal_log_prob(c_tilde, c[i:i + 1], 0.1)[0]) + logdet)
+        assert abs(lp[i] - expected) < 1e-4
+
+
+def test_log_prob_is_the_joint_at_zero_padding_minus_the_padding_density(model, gmm_data):
+    x, _, c = gmm_data
+    padded = np.concatenate([x[:5], np.zeros((5, 8), np.float32)], 1)
+    log_q0 = 8 * (-0.5 * math.log(2 * math.pi) - math.log(0.05))
+    np.testing.assert_allclose(model.log_prob(x[:5], c[:5]).numpy(),
+                               model.joint_log_prob(padded, c[:5]).numpy() - log_q0, rtol=1e-5)
+
+
+def test_distribution_is_over_the_padded_vector(model, gmm_data):
+    x, _, c = gmm_data
+    padded = np.concatenate([x[:4], 0.01 * np.ones((4, 8), np.float32)], 1)
+    dist = model.distribution(c[:4])
+    assert dist.event_shape == [10] and dist.batch_shape == [4]
+    np.testing.assert_allclose(dist.log_prob(padded).numpy(), model.joint_log_prob(padded, c[:4]).numpy(),
+                               rtol=1e-5)
+
+
+def test_infer_condition_is_the_forward_pass(model, gmm_data):
+    x, _, _ = gmm_data
+    latent = model.flow.bijector().inverse(tf.constant(np.concatenate([x[:4], np.zeros((4, 8), np.float32)], 1)))
+    np.testing.assert_allclose(model.infer_condition(x[:4]).numpy(), latent[:, model.latent_dim:].numpy(),
+                               atol=1e-6)
+    assert model.infer_condition(x[:4], padding_seed=1).shape == (4, 8)
+
+
+def test_sampling_inverts_z_and_the_relaxed_condition(model, gmm_data):
+    _, _, c = gmm_data
+    x = model.sample(c[:6], temperature=0.0, seed=0).numpy()
+    # at temperature 0: z = 0 and c~ = c, so the forward pass of the padded sample returns them
+    padded = model.flow.bijector().forward(
+        tf.concat([tf.zeros([6, model.latent_dim]), tf.constant(c[:6])], axis=1))
+    np.testing.assert_allclose(x, padded[:, :2].numpy(), atol=1e-6)
+
+
+def test_importance_bound_tightens_with_more_samples(model, gmm_data):
+    x, _, c = gmm_data
+    one = model.importance_log_prob(x[:256], c[:256], num_samples=1, seed=1).numpy().mean()
+    many = model.importance_log_prob(x[:256], c[:256], num_samples=64, seed=1).numpy().mean()
+    assert many >= one
+
+
+def test_hyper_parameter_errors():
+    with pytest.raises(ValueError, match="epsilon must be > 0, got 0"):
+        RelaxedConditionFlow(2, 8, epsilon=0)
+    with pytest.raises(ValueError, match="padding_noise must be > 0, got -0.1"):
+        RelaxedConditionFlow(2, 8, padding_noise=-0.1)
+    with pytest.raises(ValueError, match="z has at least one dimension"):
+        RelaxedConditionFlow(2, 8, padding_dim=6)
+    with pytest.raises(ValueError, match="padding_dim must be an integer >= 0"):
+        RelaxedConditionFlow(2, 8, padding_dim=-1)
+
+
+def test_training_noise_is_seeded():
+    a, b = tiny_model("rcf", noise_seed=5), tiny_model("rcf", noise_seed=5)
+    x = tf.zeros([4, 2])
+    c = tf.one_hot([0, 1, 2, 3], 8)
+    np.testing.assert_array_equal(a._training_losses(x, c)[0].numpy(), b._training_losses(x, c)[0].numpy())

@@ -1,0 +1,21 @@
+"""tfcflow bijectors: ``tfp.bijectors.Bijector`` subclasses (stateless views) and the Keras layers
+that own their variables.
+
+Convention: ``forward`` is generative (latent -> data), ``inverse`` is normalizing (data -> latent).
+"""
+from tfcflow.bijectors.actnorm import ActNorm, ActNormLayer
+from tfcflow.bijectors.affine_injector import AffineInjector, AffineInjectorLayer
+from tfcflow.bijectors.conditional_affine_coupling import AffineCouplingLayer, ConditionalAffineCoupling
+from tfcflow.bijectors.flow_bijector import FlowBijector
+from tfcflow.bijectors.flow_chain import FlowChain, FlowSequence
+from tfcflow.bijectors.flow_layer import FlowLayer
+from tfcflow.bijectors.invertible_conv1x1 import InvertibleConv1x1, InvertibleConv1x1Layer, LUFactors
+from tfcflow.bijectors.permute import Permute, RandomPermutationLayer
+from tfcflow.bijectors.squeeze import Squeeze, SqueezeLayer
+
+__all__ = [
+    "ActNorm", "ActNormLayer", "AffineCouplingLayer", "AffineInjector", "AffineInjectorLayer",
+    "ConditionalAffineCoupling", "FlowBijector", "FlowChain", "FlowLayer", "FlowSequence", "InvertibleConv1x1",
+    "InvertibleConv1x1Layer", "LUFactors", "Permute", "RandomPermutationLayer", "Squeeze",
+    "SqueezeLayer",
+]

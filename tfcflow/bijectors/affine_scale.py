@@ -1,0 +1,31 @@
+"""Bounded scale parametrizations shared by the affine coupling and the affine injector.
+
+A network outputs an unconstrained ``h``; the affine map multiplies by ``s = exp(log_s(h))``:
+
+- ``"sigmoid"`` (Glow, SRFlow): ``s = sigmoid(h + 2)`` in (0, 1); ``s = 0.88`` at ``h = 0``.
+- ``"exp_tanh"``: ``s = exp(c * tanh(h / c))`` in ``(e^-c, e^c)``; exactly 1 at ``h = 0``. It can
+  expand as well as contract, which flows without ActNorm (the vector cINN / relaxed-condition
+  flows) need.
+
+Bounding ``s`` keeps the generative direction (which divides by ``s``) from blowing up.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+SCALE_KINDS = ("sigmoid", "exp_tanh")
+
+
+def check_scale_kind(kind: str) -> str:
+    if kind not in SCALE_KINDS:
+        raise ValueError(f"scale must be one of {SCALE_KINDS}, got {kind!r}")
+    return kind
+
+
+def log_scale(h: tf.Tensor, kind: str, clamp: float = 2.0) -> tf.Tensor:
+    """``log s`` for the raw network output ``h`` (float32)."""
+    if kind == "sigmoid":
+        return tf.math.log_sigmoid(h + 2.0)
+    if kind == "exp_tanh":
+        return clamp * tf.tanh(h / clamp)
+    raise ValueError(f"scale must be one of {SCALE_KINDS}, got {kind!r}")

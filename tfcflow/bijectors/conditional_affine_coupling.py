@@ -1,0 +1,138 @@
+"""Conditional affine coupling (RealNVP / Glow / cINN): half the features are transformed by an
+affine map whose shift and scale come from a network of the other half and the condition.
+
+Math (``x`` latent side, ``y`` data side; split on the last axis, ``k = C // 2``)::
+
+    y = [y_1, y_2],  y_1 = y[..., :k],  y_2 = y[..., k:]   (flip swaps the roles of the parts)
+    (t, h) = NN(y_1, c);   log s = bounded(h)                 (affine_scale.py)
+    inverse  (normalizing):  x_1 = y_1,  x_2 = y_2 * s + t
+    forward  (generative):   y_1 = x_1,  y_2 = (x_2 - t) / s
+    log|det dx/dy| = sum(log s)   over the transformed part of one event
+
+The untouched part is the same on both sides, so the network sees the same input in both
+directions: one network evaluation gives the output and its log-det. Without a condition
+(``c = None``) this is the plain affine coupling.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from tfcflow.bijectors import affine_scale
+from tfcflow.bijectors.flow_bijector import FlowBijector
+from tfcflow.bijectors.flow_layer import FlowLayer
+
+
+class ConditionalAffineCoupling(FlowBijector):
+    """Affine coupling conditioned on ``condition`` (see module docstring).
+
+    Args:
+      network: callable ``network([y_1, condition]) -> [..., 2 * dim(y_2)]`` (shift, raw scale).
+      condition: conditioning tensor (vector ``[batch, Dc]`` or feature map ``[batch, H, W, Cc]``),
+        or None for an unconditional coupling.
+      flip: transform the first part given the second instead.
+      scale: ``"sigmoid"`` or ``"exp_tanh"`` (affine_scale.py).
+      clamp: bound of ``exp_tanh``.
+    """
+
+    def __init__(self, network, condition=None, flip: bool = False, scale: str = "sigmoid",
+                 clamp: float = 2.0, event_ndims: int = 1, validate_args: bool = False,
+                 name: str = "conditional_affine_coupling"):
+        self._network = network
+        self._condition = condition
+        self._flip = bool(flip)
+        self._scale = affine_scale.check_scale_kind(scale)
+        self._clamp = float(clamp)
+        super().__init__(event_ndims=event_ndims, name=name, validate_args=validate_args)
+
+    def _split(self, t):
+        k = t.shape[-1] // 2
+        a, b = t[..., :k], t[..., k:]
+        # (untouched, transformed)
+        return (b, a) if self._flip else (a, b)
+
+    def _merge(self, untouched, transformed):
+        parts = [transformed, untouched] if self._flip else [untouched, transformed]
+        return tf.concat(parts, axis=-1)
+
+    def _shift_and_log_scale(self, untouched):
+        inputs = [untouched] if self._condition is None else [untouched, self._condition]
+        h = tf.cast(self._network(inputs), untouched.dtype)
+        shift, raw = tf.split(h, 2, axis=-1)
+        return shift, affine_scale.log_scale(raw, self._scale, self._clamp)
+
+    def _inverse_and_log_det(self, y):
+        untouched, transformed = self._split(y)
+        shift, log_s = self._shift_and_log_scale(untouched)
+        x = self._merge(untouched, transformed * tf.exp(log_s) + shift)
+        return x, self._sum_event(log_s)
+
+    def _forward_and_log_det(self, x):
+        untouched, transformed = self._split(x)
+        shift, log_s = self._shift_and_log_scale(untouched)
+        y = self._merge(untouched, (transformed - shift) * tf.exp(-log_s))
+        return y, -self._sum_event(log_s)
+
+
+@keras.saving.register_keras_serializable(package="tfcflow")
+class AffineCouplingLayer(FlowLayer):
+    """Owns the coupling network. Conditional when built with a ``condition_shape``.
+
+    Args:
+      network: a Keras layer taking ``[untouched, condition]`` (or ``[untouched]``) and returning
+        ``2 * dim(transformed)`` features/channels, zero-initialized last layer
+        (e.g. ``MLPNetwork`` / ``ConvNetwork``).
+      flip, scale, clamp: see ``ConditionalAffineCoupling``.
+    """
+
+    def __init__(self, network: keras.layers.Layer, flip: bool = False, scale: str = "sigmoid",
+                 clamp: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+        self.flip = bool(flip)
+        self.scale = affine_scale.check_scale_kind(scale)
+        self.clamp = float(clamp)
+        self._conditional = False
+
+    @property
+    def conditional(self) -> bool:
+        return self._conditional
+
+    def build(self, input_shape, condition_shape=None):
+        super().build(input_shape)
+        channels = int(input_shape[-1])
+        if channels < 2:
+            raise ValueError(f"{self.name}: a coupling needs at least 2 features/channels to split, "
+                             f"got input shape {list(input_shape)}")
+        k = channels // 2
+        untouched = channels - k if self.flip else k
+        transformed = channels - untouched
+        self._conditional = condition_shape is not None
+        shapes = [tuple(input_shape[:-1]) + (untouched,)]
+        if self._conditional:
+            shapes.append(tuple(condition_shape))
+        self.network.build(shapes)
+        out = getattr(self.network, "output_units", None) or getattr(self.network, "output_channels", None)
+        if out is not None and out != 2 * transformed:
+            raise ValueError(f"{self.name}: the network must output 2 * {transformed} = {2 * transformed} "
+                             f"features (shift and scale of the transformed part), it outputs {out}")
+
+    def bijector(self, condition: Optional[tf.Tensor] = None) -> ConditionalAffineCoupling:
+        if self._conditional and condition is None:
+            raise ValueError(f"{self.name}: this coupling was built with a condition; got condition=None")
+        if not self._conditional and condition is not None:
+            raise ValueError(f"{self.name}: this coupling was built without a condition; got one")
+        return ConditionalAffineCoupling(self.network, condition, flip=self.flip, scale=self.scale,
+                                         clamp=self.clamp, event_ndims=self.event_ndims, name=self.name)
+
+    def get_config(self):
+        return {**super().get_config(), "network": keras.saving.serialize_keras_object(self.network),
+                "flip": self.flip, "scale": self.scale, "clamp": self.clamp}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        return cls(**config)

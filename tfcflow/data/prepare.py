@@ -1,0 +1,149 @@
+"""Offline dataset preparation for air-gapped machines.
+
+- ``prepare_mnist(source_dir, data_dir)``: runs TFDS's own ``mnist`` builder (copy, IDX parsing,
+  TFRecord writing) on a local folder holding the four canonical MNIST IDX .gz files, by pointing
+  the builder's download URL at that folder. Afterwards ``tfds.load('mnist', data_dir=data_dir,
+  download=False)`` reads it like any prepared copy. No checksum is checked (the folder's gzip bytes
+  may differ from the registered ones while the pixels are identical).
+- ``import_image_folder(folder, name, data_dir)``: stores a folder of the user's own images (flat,
+  or one sub-folder per class) as a TFDS dataset with ``tfds.dataset_builders.store_as_tfds_dataset``;
+  ``tfds.load(name, data_dir=data_dir)`` reads it in any later process without builder code.
+- ``import_arrays({split: images}, name, data_dir, ...)``: the same for in-memory uint8 arrays.
+- ``skimage_photo_patches(...)``: real colour photo patches from scikit-image's bundled images.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def prepare_mnist(source_dir: str, data_dir: str) -> str:
+    """Prepares TFDS ``mnist`` in ``data_dir`` from local IDX files; returns the dataset folder."""
+    import tensorflow_datasets as tfds
+
+    source_dir = os.path.abspath(source_dir)
+    missing = [f for f in MNIST_FILES if not os.path.exists(os.path.join(source_dir, f))]
+    if missing:
+        raise ValueError(f"{source_dir} lacks the MNIST IDX file(s) {missing}; expected {list(MNIST_FILES)}")
+    builder_cls = tfds.image_classification.MNIST
+    original = builder_cls.URL
+    builder_cls.URL = source_dir.rstrip("/") + "/"
+    try:
+        builder = tfds.builder("mnist", data_dir=data_dir)
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    finally:
+        builder_cls.URL = original
+    return str(builder.data_dir)
+
+
+def import_arrays(splits: Mapping[str, np.ndarray], name: str, data_dir: str,
+                  labels: Optional[Mapping[str, np.ndarray]] = None,
+                  class_names: Optional[Sequence[str]] = None, description: str = "") -> str:
+    """Stores uint8 images (``{split: [N, H, W, C]}``, one shape for all) and optional integer
+    labels (``{split: [N]}``) as TFDS dataset ``name`` in ``data_dir``; returns its folder."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    shapes = {np.asarray(v).shape[1:] for v in splits.values()}
+    for split, images in splits.items():
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise ValueError(f"split {split!r}: images must be uint8 [N, H, W, C], got {images.dtype} {images.shape}")
+    if len(shapes) != 1:
+        raise ValueError(f"all splits must share one image shape, got {sorted(shapes)}")
+    feats = {"image": tfds.features.Image(shape=shapes.pop())}
+    if labels is not None:
+        if class_names is None:
+            class_names = [str(i) for i in range(int(max(np.max(v) for v in labels.values())) + 1)]
+        feats["label"] = tfds.features.ClassLabel(names=list(class_names))
+
+    def dataset(split):
+        data = {"image": np.asarray(splits[split])}
+        if labels is not None:
+            data["label"] = np.asarray(labels[split]).astype(np.int64)
+        return tf.data.Dataset.from_tensor_slices(data)
+
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=name, version="1.0.0", features=tfds.features.FeaturesDict(feats), data_dir=data_dir,
+        description=description, split_datasets={k: dataset(k) for k in splits})
+    return os.path.join(data_dir, name)
+
+
+def import_image_folder(folder: str, name: str, data_dir: str, image_size: Optional[int] = None,
+                        test_fraction: float = 0.0, seed: int = 0) -> str:
+    """Stores a folder of images as TFDS dataset ``name``.
+
+    Layout: images directly in ``folder`` (no labels), or one sub-folder per class (labels = sorted
+    sub-folder names). With ``image_size``, each image is centre-cropped to a square and resized to
+    ``image_size x image_size``; without it all images must share one shape. RGBA is dropped to RGB.
+    """
+    import tensorflow as tf
+
+    if not os.path.isdir(folder):
+        raise ValueError(f"image folder {folder!r} does not exist")
+    entries = sorted(os.listdir(folder))
+    classes = [e for e in entries if os.path.isdir(os.path.join(folder, e))]
+    files, labels = [], []
+    if classes:
+        for k, cls in enumerate(classes):
+            for f in sorted(os.listdir(os.path.join(folder, cls))):
+                if f.lower().endswith(IMAGE_EXTENSIONS):
+                    files.append(os.path.join(folder, cls, f))
+                    labels.append(k)
+    else:
+        files = [os.path.join(folder, f) for f in entries if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {folder!r}")
+    images = []
+    for path in files:
+        img = tf.io.decode_image(tf.io.read_file(path), expand_animations=False).numpy()
+        if img.shape[-1] == 4:
+            img = img[..., :3]
+        if image_size:
+            h, w = img.shape[:2]
+            s = min(h, w)
+            img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+            img = tf.cast(tf.round(tf.image.resize(img, (image_size, image_size), method="area")), tf.uint8).numpy()
+        images.append(img)
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ValueError(f"images in {folder!r} have different shapes {sorted(shapes)[:4]}...; "
+                         f"pass image_size to crop and resize them")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    images = np.stack(images)
+    order = np.random.default_rng(seed).permutation(len(images))
+    n_test = int(round(len(images) * test_fraction))
+    parts = {"train": order[n_test:], "test": order[:n_test]} if n_test else {"train": order}
+    split_labels = {k: np.asarray(labels)[v] for k, v in parts.items()} if classes else None
+    return import_arrays({k: images[v] for k, v in parts.items()}, name, data_dir, split_labels,
+                         classes or None, description=f"Imported from {folder}")
+
+
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
+
+
+def skimage_photo_patches(names: Sequence[str] = SKIMAGE_PHOTOS, patch_size: int = 32, stride: int = 16,
+                          downscale: int = 4) -> np.ndarray:
+    """Real colour photo patches from scikit-image's bundled images (no download): each image is
+    area-downscaled by ``downscale`` and cut into ``patch_size`` patches every ``stride`` pixels.
+    Returns uint8 ``[N, patch_size, patch_size, 3]`` (images in the order of ``names``)."""
+    import skimage.data
+    import tensorflow as tf
+
+    out = []
+    for name in names:
+        img = getattr(skimage.data, name)()[..., :3]
+        h, w = img.shape[0] // downscale, img.shape[1] // downscale
+        img = tf.cast(tf.round(tf.image.resize(img, (h, w), method="area")), tf.uint8).numpy()
+        for i in range(0, h - patch_size + 1, stride):
+            for j in range(0, w - patch_size + 1, stride):
+                out.append(img[i:i + patch_size, j:j + patch_size])
+    return np.stack(out)

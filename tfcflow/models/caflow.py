@@ -1,0 +1,326 @@
+"""CAFLOW: conditional autoregressive flows (Batzolis et al. 2021), Sections 4.1-4.3.
+
+Two unconditional multi-scale flows encode the condition image y and the target image w into n
+hierarchical latents (index 0 = coarsest)::
+
+    R(y) = [D_{n-1}, ..., D_0],   T(w) = [L_{n-1}, ..., L_0],   L_i, D_i at resolution H / 2^(n-i)
+
+and n conditional multi-scale flows G_i model the autoregressive factors (eq. 8)::
+
+    P(L | D) = prod_i P(L_i | L_{i-1..0}, D_{i..0})
+
+G_i's inverse F_i is a chain of levels f_i^i, f_{i-1}^i, ..., f_0^i (normalizing order):
+
+    f_i^i: L_i -> [Z'_{i-1}, Z_i^i]        conditioned on D_i
+    f_j^i: Z'_j -> [Z'_{j-1}, Z_j^i]       conditioned on (D_j, L_j),  0 < j < i
+    f_0^i: Z'_0 -> Z_0^i                   conditioned on (D_0, L_0)
+
+each level = M conditional flow steps (ActNorm, 1x1 conv, affine injector, conditional affine
+coupling) at the level's input resolution, then (j > 0) squeeze, 2 transition steps (ActNorm,
+1x1 conv) and a split; every Z has a N(0, I) prior. The log-likelihood is eq. 9::
+
+    log p(w | y) = log|det dT/dw| + sum_i [ log N(Z^i; 0, I) + log|det dF_i/dL_i| ]
+
+plus the dequantization term, and training maximizes ``log p(w | y) + lambda log p(y)`` with
+``log p(y) = log N(R(y); 0, I) + log|det dR/dy|``.
+
+Layout note: the paper lists "squeeze, 2 transition steps, M conditional flow steps, split" per
+level. Here the M steps come first, at the resolution where D_j and L_j live, so the conditions
+enter at their native resolution and no level needs H divisible by 2^(n+1) (MNIST 28x28 with
+n = 2 would not allow the extra squeeze of f_0). Transitions still mix the squeezed channels before
+every split.
+
+Options:
+- ``weight_sharing`` (Appendix D): f_k^i shares weights across all i > k: 2n - 1 level functions
+  instead of n(n+1)/2.
+- ``dual_glow``: DUAL-GLOW's assumption, P(L | D) = prod_i P(L_i | D_i): G_i is one level of
+  M conditional steps on L_i conditioned on D_i only, no cross-scale terms.
+
+The condition image is resized (bicubic) to the target's spatial size before R, so D_i and L_i share
+resolutions (x4 super-resolution feeds the upsampled low-resolution image, as in the paper's setup);
+R models that continuous image (values in [-0.5, 0.5], plus 1/256-wide uniform noise in training).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow_probability import bijectors as tfb, distributions as tfd
+
+from tfcflow.bijectors import FlowBijector, FlowSequence, SqueezeLayer
+from tfcflow.bijectors.dequantize import LEVELS, UniformDequantization
+from tfcflow.bijectors.multiscale import MultiScale
+from tfcflow.models.gaussian import standard_normal_log_prob
+from tfcflow.models.image_blocks import check_image_shape, flow_step, transition_step
+from tfcflow.models.image_flow import ImageFlowModel, piece_temperatures
+from tfcflow.models.multiscale_flow import MultiScaleFlow
+
+
+def _sum_normal(pieces) -> tf.Tensor:
+    return tf.add_n([standard_normal_log_prob(p, event_ndims=3) for p in pieces])
+
+
+class AutoregressiveLatents(FlowBijector):
+    """For a fixed condition, CAFLOW's map from the (dequantized) target to all latents is one
+    block-triangular bijection::
+
+        inverse:  y -> T -> [L_0 .. L_{n-1}] -> z = [F_0(L_0), F_1(L_1; L_0), ..., F_{n-1}(L_{n-1}; L_<n-1)]
+        forward:  L_i = G_i(z^i; L_<i) for i = 0 .. n-1, then y = T^{-1}([L_{n-1} .. L_0])
+        log|det dz/dy| = log|det dT| + sum_i log|det dF_i|    (block-triangular Jacobian)
+
+    z is the flat concatenation of every G_i's pieces (G_0's first).
+
+    Args:
+      target: the MultiScale view of T.
+      g_view: ``g_view(i, latents) -> MultiScale`` view of G_i, its conditions bound (latents
+        ``[L_0, ..]`` coarsest first; only ``L_<i`` are read).
+      g_piece_shapes: per G_i, the shapes of its pieces.
+      image_shape: ``(H, W, C)``.
+    """
+
+    def __init__(self, target: MultiScale, g_view, g_piece_shapes, image_shape,
+                 validate_args: bool = False, name: str = "caflow_latents"):
+        self._target = target
+        self._g_view = g_view
+        self._g_piece_shapes = [list(p) for p in g_piece_shapes]
+        self._image_shape = tuple(image_shape)
+        self._sizes = [int(np.prod(s)) for shapes in self._g_piece_shapes for s in shapes]
+        super().__init__(event_ndims=3, latent_event_ndims=1, name=name, validate_args=validate_args)
+
+    @property
+    def piece_shapes(self) -> list:
+        return [s for shapes in self._g_piece_shapes for s in shapes]
+
+    def _inverse_and_log_det(self, y):
+        pieces, total = self._target.encode(y)
+        latents = pieces[::-1]
+        zs = []
+        for i in range(len(self._g_piece_shapes)):
+            z, ld = self._g_view(i, latents).encode(latents[i])
+            zs += z
+            total += ld
+        batch = tf.shape(y)[0]
+        return tf.concat([tf.reshape(p, tf.stack([batch, -1])) for p in zs], axis=-1), total
+
+    def _forward_and_log_det(self, z):
+        batch = tf.shape(z)[0]
+        flat = tf.split(z, self._sizes, axis=-1)
+        latents, total, k = [], tf.zeros(tf.shape(z)[:1], z.dtype), 0
+        for i, shapes in enumerate(self._g_piece_shapes):
+            pieces = [tf.reshape(flat[k + m], tf.concat([[batch], s], 0)) for m, s in enumerate(shapes)]
+            k += len(shapes)
+            l_i, ld = self._g_view(i, latents).decode(pieces)
+            latents.append(l_i)
+            total += ld
+        y, ld = self._target.decode(latents[::-1])
+        return y, total + ld
+
+    def _forward_event_shape(self, input_shape):
+        return tf.TensorShape(self._image_shape)
+
+    def _inverse_event_shape(self, output_shape):
+        return tf.TensorShape([sum(self._sizes)])
+
+    def _forward_event_shape_tensor(self, input_shape):
+        return tf.constant(self._image_shape, tf.int32)
+
+    def _inverse_event_shape_tensor(self, output_shape):
+        return tf.constant([sum(self._sizes)], tf.int32)
+
+
+@keras.saving.register_keras_serializable(package="tfcflow")
+class CAFlow(ImageFlowModel):
+    """Conditional autoregressive flow (see module docstring).
+
+    Args:
+      image_shape: ``(H, W, C)`` of the target w; H, W divisible by ``2^levels``.
+      condition_shape: ``(h, w, c)`` of the condition image y (resized to H x W).
+      levels: number of scales n.
+      condition_steps: flow steps per level of R.
+      target_steps: flow steps per level of T.
+      conditional_steps: M, conditional flow steps per level of every G_i.
+      hidden_channels: coupling-network width of R and T (paper: 64).
+      conditional_hidden_channels: width of the G_i networks (paper: 32).
+      regularization: lambda of ``log p(w|y) + lambda log p(y)`` (paper: 0.01 - 0.05).
+      weight_sharing: Appendix D weight sharing.
+      dual_glow: the DUAL-GLOW dependency structure instead of CAFLOW's.
+      transition_steps, scale, clamp, lu, seed: as in ``MultiScaleFlow``.
+    """
+
+    def __init__(self, image_shape: Sequence[int], condition_shape: Sequence[int], levels: int = 3,
+                 condition_steps: int = 16, target_steps: int = 32, conditional_steps: int = 12,
+                 hidden_channels: int = 64, conditional_hidden_channels: int = 32,
+                 regularization: float = 0.01, weight_sharing: bool = False, dual_glow: bool = False,
+                 transition_steps: int = 2, scale: str = "sigmoid", clamp: float = 2.0, lu: bool = True,
+                 seed: int = 0, **kwargs):
+        image_shape = tuple(int(d) for d in image_shape)
+        condition_shape = tuple(int(d) for d in condition_shape)
+        check_image_shape(image_shape, levels, name="image")
+        if len(condition_shape) != 3:
+            raise ValueError(f"CAFlow conditions are images (h, w, c); got condition_shape {condition_shape}")
+        if regularization < 0:
+            raise ValueError(f"regularization must be >= 0, got {regularization}")
+        if weight_sharing and dual_glow:
+            raise ValueError("weight_sharing applies to CAFLOW's cross-scale functions; dual_glow has none")
+        super().__init__(image_shape, condition_shape, levels, **kwargs)
+        self._config = dict(image_shape=list(image_shape), condition_shape=list(condition_shape),
+                            levels=levels, condition_steps=condition_steps, target_steps=target_steps,
+                            conditional_steps=conditional_steps, hidden_channels=hidden_channels,
+                            conditional_hidden_channels=conditional_hidden_channels,
+                            regularization=float(regularization), weight_sharing=bool(weight_sharing),
+                            dual_glow=bool(dual_glow), transition_steps=transition_steps, scale=scale,
+                            clamp=float(clamp), lu=bool(lu), seed=int(seed))
+        self.regularization = float(regularization)
+        self.dual_glow = bool(dual_glow)
+        self.weight_sharing = bool(weight_sharing)
+        self.n = int(levels)
+        h, w, _ = image_shape
+        self._resized_condition_shape = (h, w, condition_shape[-1])
+        common = dict(hidden_channels=hidden_channels, transition_steps=transition_steps,
+                      learned_prior=False, scale=scale, clamp=clamp, lu=lu)
+        self.condition_flow = MultiScaleFlow(levels, condition_steps, seed=seed, name="R", **common)
+        self.condition_flow.build((None,) + self._resized_condition_shape)
+        self.target_flow = MultiScaleFlow(levels, target_steps, seed=seed + 1, name="T", **common)
+        self.target_flow.build((None,) + image_shape)
+        # paper index i: 0 = coarsest; the multi-scale pieces come finest first
+        self._l_shapes = self.target_flow.piece_shapes[::-1]
+        self._d_shapes = self.condition_flow.piece_shapes[::-1]
+        self._g_args = dict(hidden=conditional_hidden_channels, steps=conditional_steps,
+                            transitions=transition_steps, scale=scale, clamp=clamp, lu=lu, seed=seed + 2)
+        self._shared = {}
+        self.autoregressive = [self._build_g(i) for i in range(self.n)]
+        self.built = True
+
+    # ---- structure -------------------------------------------------------------------------------
+    def _level_layer(self, name, in_shape, cond_channels, squeeze):
+        """M conditional steps at ``in_shape``, then (squeeze) squeeze + transitions."""
+        a = self._g_args
+        h, w, c = in_shape
+        steps = []
+        for k in range(a["steps"]):
+            steps += flow_step(f"{name}_k{k}", c, a["hidden"], True, True, a["scale"], a["clamp"], a["lu"],
+                               a["seed"] + 10 * k)
+        if squeeze:
+            steps.append(SqueezeLayer(name=f"{name}_squeeze"))
+            for t in range(a["transitions"]):
+                steps += transition_step(f"{name}_t{t}", a["lu"], a["seed"] + 7 * t)
+        layer = FlowSequence(steps, name=name)
+        layer.build((None, h, w, c), (None, h, w, cond_channels))
+        return layer
+
+    def _build_g(self, i):
+        """The level layers of G_i (normalizing order) and the shapes of its pieces."""
+        l_shape, d_shape = self._l_shapes[i], self._d_shapes[i]
+        if self.dual_glow:
+            layer = self._level_layer(f"G{i}_f{i}", l_shape, d_shape[-1], squeeze=False)
+            return dict(levels=[layer], pieces=[l_shape], conds=[("D", i)])
+        levels, pieces, conds = [], [], []
+        shape = l_shape
+        for j in range(i, -1, -1):
+            cond_channels = self._d_shapes[j][-1] + (0 if j == i else self._l_shapes[j][-1])
+            squeeze = j > 0
+            share_key = j if (self.weight_sharing and j < i) else None
+            if share_key is not None and share_key in self._shared:
+                layer = self._shared[share_key]
+            else:
+                name = f"G{i}_f{j}" if share_key is None else f"Gshared_f{j}"
+                layer = self._level_layer(name, shape, cond_channels, squeeze)
+                if share_key is not None:
+                    self._shared[share_key] = layer
+            levels.append(layer)
+            conds.append(("D", j) if j == i else ("DL", j))
+            h, w, c = shape
+            if squeeze:
+                pieces.append((h // 2, w // 2, 2 * c))
+                shape = (h // 2, w // 2, 2 * c)
+            else:
+                pieces.append(shape)
+        return dict(levels=levels, pieces=pieces, conds=conds)
+
+    @property
+    def num_level_functions(self) -> int:
+        """Distinct f_j^i functions: n(n+1)/2 (CAFLOW), 2n-1 (weight sharing), n (DUAL-GLOW)."""
+        return len({id(layer) for g in self.autoregressive for layer in g["levels"]})
+
+    def _g_bijector(self, i, d, l):
+        g = self.autoregressive[i]
+        cond = [d[j] if kind == "D" else tf.concat([d[j], l[j]], axis=-1) for kind, j in g["conds"]]
+        views = [layer.bijector(c) for layer, c in zip(g["levels"], cond)]
+        return MultiScale(views, [None] * (len(views) - 1), self._l_shapes[i], g["pieces"], name=f"G{i}")
+
+    # ---- densities ---------------------------------------------------------------------------------
+    def _condition_image(self, condition):
+        h, w, _ = self._resized_condition_shape
+        if tuple(condition.shape[1:3]) != (h, w):
+            condition = tf.image.resize(condition, (h, w), method="bicubic")
+        return condition
+
+    def _encode_condition(self, condition, noise=False):
+        """(D list, index 0 = coarsest; log p(y))."""
+        y = self._condition_image(condition)
+        if noise:
+            y = y + tf.random.uniform(tf.shape(y), 0.0, 1.0 / LEVELS)
+        pieces, ld = self.condition_flow.bijector().encode(y)
+        return pieces[::-1], _sum_normal(pieces) + ld
+
+    def _bijector(self, d) -> AutoregressiveLatents:
+        """The latent bijection for condition latents ``d`` (coarsest first)."""
+        return AutoregressiveLatents(self.target_flow.bijector(), lambda i, latents: self._g_bijector(i, d, latents),
+                                     [g["pieces"] for g in self.autoregressive], self.event_shape)
+
+    def _conditional_log_prob(self, v, d):
+        y, ld_dequant = UniformDequantization().inverse_and_log_det(v)
+        z, ld = self._bijector(d).inverse_and_log_det(y)
+        return standard_normal_log_prob(z) + ld + ld_dequant
+
+    def _log_prob_dequantized(self, v, condition):
+        d, _ = self._encode_condition(condition)
+        return self._conditional_log_prob(v, d)
+
+    def _training_losses(self, levels, condition):
+        v = levels + tf.random.uniform(tf.shape(levels))
+        d, log_p_y = self._encode_condition(condition, noise=True)
+        nll = -self._conditional_log_prob(v, d)
+        return nll - self.regularization * log_p_y, nll
+
+    def condition_log_prob(self, condition) -> tf.Tensor:
+        """log p(y) of the (resized, continuous) condition image under R, nats, ``[batch]``."""
+        return self._encode_condition(self._check_condition(condition))[1]
+
+    def _sample_dequantized(self, condition, temperatures, seed):
+        d, _ = self._encode_condition(condition)
+        bijector = self._bijector(d)
+        scale = piece_temperatures(temperatures, bijector.piece_shapes, self.event_shape[0])
+        z = scale * tf.random.stateless_normal(tf.stack([tf.shape(condition)[0], self.event_size]), seed)
+        y, _ = bijector.forward_and_log_det(z)
+        v, _ = UniformDequantization().forward_and_log_det(y)
+        return v
+
+    def _data_init_dequantized(self, v, condition, force):
+        y_c = self._condition_image(condition)
+        self.condition_flow.data_init(y_c, force=force)
+        y, _ = UniformDequantization().inverse_and_log_det(v)
+        self.target_flow.data_init(y, force=force)
+        d = self.condition_flow.bijector().encode(y_c)[0][::-1]
+        latents = self.target_flow.bijector().encode(y)[0][::-1]
+        for i, g in enumerate(self.autoregressive):
+            h = latents[i]
+            for k, ((kind, j), layer) in enumerate(zip(g["conds"], g["levels"])):
+                c = d[j] if kind == "D" else tf.concat([d[j], latents[j]], axis=-1)
+                layer.data_init(h, c, force=force)
+                h, _ = layer.bijector(c).inverse_and_log_det(h)
+                if k < len(g["levels"]) - 1:
+                    h = h[..., :h.shape[-1] // 2]
+
+    def distribution(self, condition) -> tfd.Distribution:
+        """p(v | condition) over dequantized pixel values ``v = x_uint8 + u`` in [0, 256), as a
+        ``TransformedDistribution`` of N(0, I) through ``AutoregressiveLatents``."""
+        c = self._check_condition(condition)
+        d, _ = self._encode_condition(c)
+        base = tfd.MultivariateNormalDiag(loc=tf.zeros([tf.shape(c)[0], self.event_size]))
+        return tfd.TransformedDistribution(base, tfb.Chain([UniformDequantization(), self._bijector(d)]))
+
+    def get_config(self):
+        return {**super().get_config(), **self._config}

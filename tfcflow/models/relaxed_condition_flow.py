@@ -1,0 +1,171 @@
+"""The relaxed-condition flow of Xiao, Yan & Amit (2019), Sections 3-4.
+
+One UNCONDITIONAL invertible network f maps the padded data ``[x, x0]`` to ``[z, c~]``; the
+condition enters only through the density of ``c~``, relaxed around the true condition::
+
+    [z, c~] = f([x, x0]),   x0 = zero padding (+ noise of std sigma0 in training)
+    log p([x, x0] | c) = log N(z; 0, I) + log N(c~; c, eps^2 I) + log|det df/d[x, x0]|   (eq. 6)
+
+Training maximizes eq. 6 with freshly drawn ``x0 ~ N(0, sigma0^2 I)`` every step: one loss, no
+weighting. Sampling draws ``z ~ N(0, I)``, ``c~ ~ N(c, eps^2 I)`` and inverts. Because c is not
+an input of f, the forward pass also infers it: ``infer_condition(x)`` returns c~ (for a one-hot
+label, approximately the one-hot vector; its argmax is a class prediction).
+
+Density of x alone: ``p(x | c) = integral p([x, x0] | c) dx0`` (eq. 7). With ``q = N(0, sigma0^2 I)``
+the padding density, ``log p([x, x0] | c) - log q(x0)`` with ``x0 ~ q`` is an unbiased estimate of
+a lower bound of ``log p(x | c)`` (exact when f keeps x0 independent of x). Its gradient equals the
+paper's loss gradient (``q`` has no parameters), so the training loss reported here is this bound
+and is comparable with other models' exact NLL of x.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import keras
+import tensorflow as tf
+from tensorflow_probability import distributions as tfd
+
+from tfcflow import _checks
+from tfcflow.bijectors import FlowSequence
+from tfcflow.models.base import ConditionalFlowModel, seed_tensor
+from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
+from tfcflow.models.vector_blocks import coupling_blocks
+
+
+@keras.saving.register_keras_serializable(package="tfcflow")
+class RelaxedConditionFlow(ConditionalFlowModel):
+    """Relaxed-condition conditional flow on vectors (see module docstring).
+
+    Args:
+      event_dim: D, size of x.
+      condition_dim: M, size of the condition c (and of c~).
+      padding_dim: size of the zero padding x0 (default M, so that z has the size of x). The
+        latent z has ``D + padding_dim - M >= 1`` dims.
+      epsilon: std of the relaxed condition, ``c~ ~ N(c, epsilon^2)`` (paper: 0.1).
+      padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
+      num_blocks, hidden_units, activation, scale, clamp, actnorm, seed: the coupling blocks, as in
+        ``ConditionalRealNVP`` (the networks here see no condition).
+      noise_seed: seed of the training padding noise.
+
+    Shapes: x ``[batch, D]``, condition ``[batch, M]``.
+    """
+
+    def __init__(self, event_dim: int, condition_dim: int, padding_dim: Optional[int] = None,
+                 epsilon: float = 0.1, padding_noise: float = 0.05, num_blocks: int = 8,
+                 hidden_units: Sequence[int] = (512, 512), activation: str = "relu",
+                 scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False, seed: int = 0,
+                 noise_seed: int = 0, **kwargs):
+        _checks.check_positive_int(event_dim, "event_dim")
+        _checks.check_positive_int(condition_dim, "condition_dim")
+        _checks.check_positive_int(num_blocks, "num_blocks")
+        padding_dim = condition_dim if padding_dim is None else padding_dim
+        if isinstance(padding_dim, bool) or not isinstance(padding_dim, int) or padding_dim < 0:
+            raise ValueError(f"padding_dim must be an integer >= 0, got {padding_dim!r}")
+        self.epsilon = _checks.check_positive(epsilon, "epsilon")
+        self.padding_noise = _checks.check_positive(padding_noise, "padding_noise")
+        total = event_dim + padding_dim
+        if total - condition_dim < 1:
+            raise ValueError(f"event_dim + padding_dim ({event_dim} + {padding_dim}) must exceed "
+                             f"condition_dim ({condition_dim}) so that z has at least one dimension")
+        super().__init__((event_dim,), (condition_dim,), **kwargs)
+        self.padding_dim = padding_dim
+        self.latent_dim = total - condition_dim
+        self._config = dict(event_dim=event_dim, condition_dim=condition_dim, padding_dim=padding_dim,
+                            epsilon=self.epsilon, padding_noise=self.padding_noise,
+                            num_blocks=num_blocks, hidden_units=list(hidden_units),
+                            activation=activation, scale=scale, clamp=float(clamp),
+                            actnorm=bool(actnorm), seed=int(seed), noise_seed=int(noise_seed))
+        self.flow = FlowSequence(coupling_blocks(total, num_blocks, hidden_units, activation, scale,
+                                                 clamp, actnorm, seed), name="flow")
+        self.flow.build((None, total))
+        self._noise_seed = keras.random.SeedGenerator(noise_seed, name="padding_noise_seed")
+        self.built = True
+
+    # ---- the paper's quantities ------------------------------------------------------------------
+    def _pad(self, x, x0=None):
+        if x0 is None:
+            x0 = tf.zeros([tf.shape(x)[0], self.padding_dim], x.dtype)
+        return tf.concat([x, x0], axis=-1)
+
+    def _split_latent(self, latent):
+        return latent[:, :self.latent_dim], latent[:, self.latent_dim:]
+
+    def _joint_log_prob(self, padded, condition):
+        latent, log_det = self.flow.bijector().inverse_and_log_det(padded)
+        z, c_tilde = self._split_latent(latent)
+        return (standard_normal_log_prob(z) + normal_log_prob(c_tilde, condition, self.epsilon)
+                + log_det)
+
+    def _padding_log_prob(self, x0):
+        return normal_log_prob(x0, 0.0, self.padding_noise)
+
+    def joint_log_prob(self, padded_x, condition) -> tf.Tensor:
+        """Eq. 6: log p([x, x0] | c). Shapes: padded_x ``[batch, D + padding_dim]`` -> ``[batch]``."""
+        padded = _checks.as_tensor(padded_x, "padded_x")
+        _checks.check_shape(padded, "padded_x", (None, self.event_size + self.padding_dim))
+        padded = _checks.check_finite(padded, "padded_x")
+        c = self._check_condition(condition)
+        _checks.check_same_batch(padded, "padded_x", c, "condition")
+        return self._joint_log_prob(padded, c)
+
+    def _log_prob(self, x, condition):
+        # Plug-in estimate of log p(x | c) at x0 = 0 (deterministic): exact when f keeps the
+        # padding independent of x, as training drives it to.
+        x0 = tf.zeros([tf.shape(x)[0], self.padding_dim], x.dtype)
+        return self._joint_log_prob(self._pad(x, x0), condition) - self._padding_log_prob(x0)
+
+    def importance_log_prob(self, x, condition, num_samples: int = 1, seed=0) -> tf.Tensor:
+        """``log (1/K) sum_k p([x, x0_k] | c) / q(x0_k)``, ``x0_k ~ q = N(0, sigma0^2)``: a stochastic
+        lower bound of log p(x | c) (in expectation) that tightens as K grows. ``[batch]``."""
+        k = _checks.check_positive_int(num_samples, "num_samples")
+        x, c = self._check_pair(x, condition)
+        batch = tf.shape(x)[0]
+        x0 = self.padding_noise * tf.random.stateless_normal(
+            tf.stack([k * batch, self.padding_dim]), seed_tensor(seed))
+        xs, cs = tf.tile(x, [k, 1]), tf.tile(c, [k, 1])
+        w = self._joint_log_prob(self._pad(xs, x0), cs) - self._padding_log_prob(x0)
+        w = tf.reshape(w, [k, batch])
+        return tf.reduce_logsumexp(w, axis=0) - math.log(k)
+
+    def _training_losses(self, x, condition):
+        x0 = keras.random.normal(tf.stack([tf.shape(x)[0], self.padding_dim]),
+                                 stddev=self.padding_noise, seed=self._noise_seed)
+        nll = -(self._joint_log_prob(self._pad(x, x0), condition) - self._padding_log_prob(x0))
+        return nll, nll
+
+    def infer_condition(self, x, padding_seed=None) -> tf.Tensor:
+        """c~ of the forward pass (``x0 = 0``, or padding noise drawn with ``padding_seed``).
+        For one-hot conditions its argmax is the predicted class. ``[batch, D]`` -> ``[batch, M]``."""
+        x = self._check_x(x)
+        x0 = None
+        if padding_seed is not None:
+            x0 = self.padding_noise * tf.random.stateless_normal(
+                tf.stack([tf.shape(x)[0], self.padding_dim]), seed_tensor(padding_seed))
+        latent, _ = self.flow.bijector().inverse_and_log_det(self._pad(x, x0))
+        return self._split_latent(latent)[1]
+
+    def _sample(self, condition, temperature, seed):
+        batch = tf.shape(condition)[0]
+        noise = tf.random.stateless_normal(tf.stack([batch, self.latent_dim + condition.shape[-1]]), seed)
+        z = temperature * noise[:, :self.latent_dim]
+        c_tilde = condition + temperature * self.epsilon * noise[:, self.latent_dim:]
+        padded, _ = self.flow.bijector().forward_and_log_det(tf.concat([z, c_tilde], axis=-1))
+        return padded[:, :self.event_size]
+
+    def _data_init(self, x, condition, force):
+        self.flow.data_init(self._pad(x), force=force)
+
+    def distribution(self, condition) -> tfd.Distribution:
+        """p([x, x0] | condition) (eq. 6) as a ``TransformedDistribution`` over the PADDED vector:
+        batch ``[batch]``, event ``[D + padding_dim]``; samples are ``[x, x0]``."""
+        c = self._check_condition(condition)
+        batch = tf.shape(c)[0]
+        loc = tf.concat([tf.zeros([batch, self.latent_dim]), c], axis=-1)
+        scale = tf.concat([tf.ones([self.latent_dim]),
+                           tf.fill([self.condition_shape[0]], self.epsilon)], axis=0)
+        base = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+        return tfd.TransformedDistribution(base, self.flow.bijector())
+
+    def get_config(self):
+        return {**super().get_config(), **self._config}

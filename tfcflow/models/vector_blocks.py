@@ -1,0 +1,29 @@
+"""Coupling blocks for vector flows (cINN / INN style)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from tfcflow.bijectors import ActNormLayer, AffineCouplingLayer, RandomPermutationLayer
+from tfcflow.networks import MLPNetwork
+
+
+def coupling_blocks(dim: int, num_blocks: int, hidden_units: Sequence[int], activation: str,
+                    scale: str, clamp: float, actnorm: bool, seed: int) -> list:
+    """``num_blocks`` x [ActNorm?, coupling (2nd half | 1st), coupling (1st half | 2nd), permutation].
+
+    Each block transforms every feature once (the two couplings of Ardizzone et al.'s INN block)
+    and ends in a fixed random permutation (seeded ``seed + block``).
+    """
+    if dim < 2:
+        raise ValueError(f"a coupling flow needs at least 2 dimensions, got {dim}")
+    k = dim // 2
+    steps = []
+    for i in range(num_blocks):
+        if actnorm:
+            steps.append(ActNormLayer(name=f"block{i}_actnorm"))
+        for flip, transformed in ((False, dim - k), (True, k)):
+            net = MLPNetwork(2 * transformed, hidden_units, activation, name=f"block{i}_net{int(flip)}")
+            steps.append(AffineCouplingLayer(net, flip=flip, scale=scale, clamp=clamp,
+                                             name=f"block{i}_coupling{int(flip)}"))
+        steps.append(RandomPermutationLayer(seed=seed + i, name=f"block{i}_permute"))
+    return steps

@@ -1,0 +1,6 @@
+"""Networks that produce shift / log-scale parameters for couplings and injectors."""
+from tfcflow.networks.condition_encoder import ConditionEncoder
+from tfcflow.networks.conv import ConvNetwork
+from tfcflow.networks.mlp import MLPNetwork
+
+__all__ = ["ConditionEncoder", "ConvNetwork", "MLPNetwork"]

@@ -1,0 +1,52 @@
+"""Convolutional network for coupling / injector parameters on NHWC feature maps."""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="tfcflow")
+class ConvNetwork(keras.layers.Layer):
+    """Concatenates its inputs on channels, then conv3x3(h)-act-conv1x1(h)-act-conv3x3(out).
+
+    The Glow/SRFlow/CAFLOW coupling network. The last convolution starts at zero so the coupling
+    starts as (near) identity. With ``hidden_channels=0`` it is the single conv3x3 (Glow's split
+    prior). Runs in the layer's dtype policy; the output is float32.
+
+    Shapes: inputs ``[[batch, H, W, C1], [batch, H, W, C2], ...]`` -> ``[batch, H, W, output_channels]``.
+    """
+
+    def __init__(self, output_channels: int, hidden_channels: int = 64, activation: str = "relu",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.output_channels = int(output_channels)
+        self.hidden_channels = int(hidden_channels)
+        self.activation = activation
+        conv = keras.layers.Conv2D
+        self.hidden = []
+        if self.hidden_channels:
+            self.hidden = [conv(hidden_channels, 3, padding="same", activation=activation,
+                                dtype=self.dtype_policy, name="conv_in"),
+                           conv(hidden_channels, 1, padding="same", activation=activation,
+                                dtype=self.dtype_policy, name="conv_mid")]
+        self.conv_out = conv(output_channels, 3, padding="same", kernel_initializer="zeros",
+                             bias_initializer="zeros", dtype=self.dtype_policy, name="conv_out")
+
+    def build(self, input_shapes):
+        first = input_shapes[0]
+        shape = (None, first[1], first[2], sum(int(s[-1]) for s in input_shapes))
+        for layer in self.hidden:
+            layer.build(shape)
+            shape = shape[:3] + (self.hidden_channels,)
+        self.conv_out.build(shape)
+        self.built = True
+
+    def call(self, inputs):
+        h = inputs[0] if len(inputs) == 1 else tf.concat(list(inputs), axis=-1)
+        for layer in self.hidden:
+            h = layer(h)
+        return tf.cast(self.conv_out(h), tf.float32)
+
+    def get_config(self):
+        return {**super().get_config(), "output_channels": self.output_channels,
+                "hidden_channels": self.hidden_channels, "activation": self.activation}
