@@ -18,7 +18,7 @@ def model(request):
 def test_every_trainable_variable_gets_a_gradient(model, gmm_data):
     x, _, c = gmm_data
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(model._training_losses(tf.constant(x[:64]), tf.constant(c[:64]))[0])
+        loss = tf.reduce_mean(model._training_losses(tf.constant(x[:64]), tf.constant(c[:64]), tf.constant([0, 1]))[0])
     grads = tape.gradient(loss, model.trainable_variables)
     assert len(grads) == len(model.trainable_variables) > 0
     missing = [v.path for v, g in zip(model.trainable_variables, grads) if g is None]
@@ -70,7 +70,8 @@ def test_fit_reduces_the_nll(gmm_data):
         hist = m.fit(x, c, batch_size=128, epochs=6, verbose=0, shuffle=False)
         after = -float(tf.reduce_mean(m.log_prob(x, c)))
         assert after < before - 1.0, (kind, before, after)
-        assert set(hist.history) == {"loss", "nats_per_dim"}
+        assert set(hist.history) == {"loss", "nats_per_dim", "grad_norm", "skipped_steps"}
+        assert hist.history["skipped_steps"][-1] == 0 and hist.history["grad_norm"][-1] > 0
         np.testing.assert_allclose(hist.history["nats_per_dim"][-1], hist.history["loss"][-1] / 2, rtol=1e-5)
 
 

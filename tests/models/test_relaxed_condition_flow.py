@@ -90,8 +90,9 @@ def test_hyper_parameter_errors():
         RelaxedConditionFlow(2, 8, padding_dim=-1)
 
 
-def test_training_noise_is_seeded():
-    a, b = tiny_model("rcf", noise_seed=5), tiny_model("rcf", noise_seed=5)
+def test_training_noise_is_seeded(model):
     x = tf.zeros([4, 2])
     c = tf.one_hot([0, 1, 2, 3], 8)
-    np.testing.assert_array_equal(a._training_losses(x, c)[0].numpy(), b._training_losses(x, c)[0].numpy())
+    first = model._training_losses(x, c, tf.constant([5, 0]))[0].numpy()
+    np.testing.assert_array_equal(model._training_losses(x, c, tf.constant([5, 0]))[0].numpy(), first)
+    assert np.all(model._training_losses(x, c, tf.constant([5, 1]))[0].numpy() != first)

@@ -18,6 +18,7 @@ import math
 
 import tensorflow as tf
 
+from tfcflow import _random
 from tfcflow.bijectors.flow_bijector import FlowBijector
 
 LEVELS = 256
@@ -46,7 +47,7 @@ def add_uniform_noise(levels: tf.Tensor, seed=None) -> tf.Tensor:
     """``x + u``, ``u ~ U[0, 1)`` (stateless with a ``[2]`` seed, else a fresh draw); ``x`` float levels."""
     if seed is None:
         return levels + tf.random.uniform(tf.shape(levels), dtype=levels.dtype)
-    return levels + tf.random.stateless_uniform(tf.shape(levels), seed, dtype=levels.dtype)
+    return levels + _random.uniform(tf.shape(levels), seed, dtype=levels.dtype)
 
 
 def quantize(v: tf.Tensor) -> tf.Tensor:

@@ -25,6 +25,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from tfcflow import _random
+
 TASKS = ("super_resolution", "inpainting", "colorization", "class_conditional")
 
 
@@ -101,7 +103,7 @@ def central_mask(h: int, w: int) -> tf.Tensor:
 
 def random_mask(h: int, w: int, seed) -> tf.Tensor:
     """A random rectangle (sides h/4 .. h/2, anywhere inside) from a stateless ``[2]`` seed."""
-    u = tf.random.stateless_uniform([4], seed)
+    u = _random.uniform([4], seed)
     mh = tf.cast(tf.round(h / 4 + u[0] * (h / 4)), tf.int32)
     mw = tf.cast(tf.round(w / 4 + u[1] * (w / 4)), tf.int32)
     top = tf.cast(u[2] * tf.cast(h - mh, tf.float32), tf.int32)
@@ -202,3 +204,20 @@ def task_dataset(name: str, split: str, task: str, *, data_dir: Optional[str] = 
     options = tf.data.Options()
     options.deterministic = True
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def condition_preview(task: str, condition: np.ndarray, image_shape) -> Optional[np.ndarray]:
+    """Conditions as pictures at the target size, float in [0, 1] with the target's channels (for
+    sample grids): the nearest-upsampled low-resolution image, the masked image, the grayscale image;
+    None for class labels."""
+    if task == "class_conditional":
+        return None
+    h, w, c = image_shape
+    cond = np.asarray(condition, np.float32) / 255.0
+    if task == "inpainting":
+        cond = cond[..., :c]
+    if cond.shape[1:3] != (h, w):
+        cond = tf.image.resize(cond, (h, w), method="nearest").numpy()
+    if cond.shape[-1] != c:
+        cond = np.repeat(cond[..., :1], c, axis=-1)
+    return cond

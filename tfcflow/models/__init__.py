@@ -1,6 +1,11 @@
 """tfcflow models: Keras 3 models of p(x | condition)."""
 from tfcflow.models.base import ConditionalFlowModel
+from tfcflow.models.caflow import CAFlow
+from tfcflow.models.conditional_glow import ConditionalGlow
 from tfcflow.models.conditional_realnvp import ConditionalRealNVP
+from tfcflow.models.image_flow import ImageFlowModel
+from tfcflow.models.multiscale_flow import MultiScaleFlow
 from tfcflow.models.relaxed_condition_flow import RelaxedConditionFlow
 
-__all__ = ["ConditionalFlowModel", "ConditionalRealNVP", "RelaxedConditionFlow"]
+__all__ = ["CAFlow", "ConditionalFlowModel", "ConditionalGlow", "ConditionalRealNVP", "ImageFlowModel",
+           "MultiScaleFlow", "RelaxedConditionFlow"]

@@ -19,13 +19,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfcflow import _checks
+from tfcflow import _checks, _random
 
 
 def seed_tensor(seed) -> tf.Tensor:
     """``None`` -> a fresh random seed; an int -> ``[seed, 0]``; a ``[2]`` int tensor as is."""
     if seed is None:
-        return tf.random.uniform([2], minval=0, maxval=2**31 - 1, dtype=tf.int32)
+        return tf.random.uniform([2], minval=0, maxval=2**31 - 1, dtype=tf.int32)  # a fresh seed
     if isinstance(seed, (int, np.integer)):
         return tf.constant([int(seed), 0], tf.int32)
     seed = tf.convert_to_tensor(seed)
@@ -52,6 +52,15 @@ def check_temperature(temperature) -> tf.Tensor:
         return tf.identity(t)
 
 
+def _all_reduce_flat(ctx, grads: list) -> list:
+    """Sums gradients over replicas as ONE flat tensor: a single collective per step. (Letting
+    all_reduce pack a long list itself gave replicas differently ordered collective instances.)"""
+    flat = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
+    flat = ctx.all_reduce(tf.distribute.ReduceOp.SUM, flat)
+    parts = tf.split(flat, [int(np.prod(g.shape)) for g in grads])
+    return [tf.reshape(p, g.shape) for p, g in zip(parts, grads)]
+
+
 class ConditionalFlowModel(keras.Model):
     """Base class (see module docstring). Subclasses build their layers in ``__init__`` (so the
     model is built and its variables exist as soon as it is constructed) and implement
@@ -68,6 +77,8 @@ class ConditionalFlowModel(keras.Model):
         self._condition_shape = tuple(int(d) for d in condition_shape)
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._per_dim_tracker = keras.metrics.Mean(name=self.PER_DIM_METRIC)
+        self._grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
+        self._skipped_tracker = keras.metrics.Sum(name="skipped_steps")
 
     #: name of the per-dimension NLL metric reported by fit/evaluate
     PER_DIM_METRIC = "nats_per_dim"
@@ -131,7 +142,8 @@ class ConditionalFlowModel(keras.Model):
         batch = tf.shape(c)[0]
         tiled = tf.repeat(c, n, axis=0)  # row b*n + i is sample i of condition b
         x = self._sample(tiled, check_temperature(temperature), seed_tensor(seed))
-        lp = tf.reshape(self._log_prob(x, tiled), [batch, n])
+        # samples are in the public data format; score them exactly as log_prob would
+        lp = tf.reshape(self._log_prob(self._check_x(x, "samples"), tiled), [batch, n])
         best = tf.argmax(lp, axis=1, output_type=tf.int32)
         rows = tf.range(batch) * n + best
         return tf.gather(x, rows), tf.reduce_max(lp, axis=1)
@@ -156,9 +168,55 @@ class ConditionalFlowModel(keras.Model):
         x, condition = inputs
         return self.log_prob(x, condition)
 
+    def compile(self, optimizer="adam", *, clipnorm: Optional[float] = None, skip_nonfinite: bool = False,
+                seed: int = 0, jit_compile="auto", **kwargs):
+        """Keras ``compile`` plus the flow training options.
+
+        Args:
+          optimizer: any Keras optimizer (wrap it in ``keras.optimizers.LossScaleOptimizer`` for
+            float16); its own ``clipnorm`` / ``global_clipnorm`` must stay unset: under
+            ``tf.distribute`` Keras clips each replica's partial gradient before summing them.
+          clipnorm: clip the global norm of the GLOBAL gradient (after the cross-replica sum).
+          skip_nonfinite: skip (do not apply) steps whose loss or gradient is NaN/inf, counting
+            them in the ``skipped_steps`` metric, instead of letting them reach the weights.
+          seed: seed of the training noise (dequantization, padding); the noise of step t is a
+            function of (seed, t, example position in the global batch) only, so it is the same
+            for any replica count and after a resume.
+          jit_compile: True compiles with XLA; with several replicas only the per-replica
+            loss-and-gradient function is compiled (whole-step XLA fails under MirroredStrategy).
+        """
+        if isinstance(optimizer, keras.optimizers.Optimizer):
+            inner = getattr(optimizer, "inner_optimizer", optimizer)
+            if inner.clipnorm or inner.global_clipnorm or inner.clipvalue:
+                raise ValueError("set clipping with model.compile(clipnorm=...), not on the optimizer: "
+                                 "Keras clips per replica before the cross-replica gradient sum")
+        self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self._train_seed = int(seed)
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        self._xla_gradients = jit_compile is True and replicas > 1
+        self._loss_and_grads_fn = (tf.function(self._loss_and_grads, jit_compile=True)
+                                   if self._xla_gradients else self._loss_and_grads)
+        super().compile(optimizer=optimizer, jit_compile=False if self._xla_gradients else jit_compile,
+                        **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config:
+            config.update(clipnorm=self.clipnorm, skip_nonfinite=self.skip_nonfinite, seed=self._train_seed)
+        return config
+
+    def compile_from_config(self, config):
+        from keras.src.saving import serialization_lib
+
+        config = serialization_lib.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     @property
     def metrics(self):
-        return [self._loss_tracker, self._per_dim_tracker]
+        return [self._loss_tracker, self._per_dim_tracker, self._grad_norm_tracker, self._skipped_tracker]
 
     def _unpack(self, data):
         if isinstance(data, dict):
@@ -167,33 +225,116 @@ class ConditionalFlowModel(keras.Model):
             return data[0], data[1]
         raise ValueError("training data must be (x, condition) pairs or {'x': ..., 'condition': ...}")
 
-    def _training_losses(self, x, condition):
-        """Per-example ``(objective, nll)`` minimized by train_step. The objective is the NLL here;
-        models with training noise or extra terms override it."""
+    def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        """Keras ``fit``; first runs the data-dependent (ActNorm) initialization on the first
+        batch, eagerly and inside the model's strategy scope, if it has not been done."""
+        if self._needs_data_init():
+            xb, cb = self._first_batch(x, y, batch_size)
+            with self.distribute_strategy.scope():
+                self.initialize(xb, cb)
+        return super().fit(x, y, batch_size=batch_size, **kwargs)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds models symbolically from a first batch before fit/evaluate. Under
+        # MultiWorkerMirroredStrategy that reduction of a PerReplica batch fails
+        # (keras-team/keras#20585). tfcflow models are fully built in __init__, so only the
+        # optimizer can still need building: do just that, without touching the data.
+        if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
+    def _needs_data_init(self) -> bool:
+        from tfcflow.bijectors.actnorm import ActNormLayer
+        return any(isinstance(layer, ActNormLayer) and not layer.is_initialized
+                   for layer in self._flatten_layers())
+
+    def _first_batch(self, x, y, batch_size):
+        if isinstance(x, tf.data.Dataset):
+            return self._unpack(next(iter(x)))
+        if y is None:
+            return self._unpack(x)
+        n = max(int(batch_size or 32), 256)
+        return x[:n], y[:n]
+
+    def _training_noise(self, kind: str, shape, seed) -> tf.Tensor:
+        """Training noise of the LOCAL batch (``shape[0]`` examples), drawn for the whole global
+        batch and sliced by replica: the same draws whatever the number of replicas."""
+        ctx = tf.distribute.get_replica_context()
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        rid = ctx.replica_id_in_sync_group if ctx is not None else 0
+        local = tf.convert_to_tensor(shape)[0]
+        full_shape = tf.concat([[local * replicas], tf.convert_to_tensor(shape)[1:]], 0)
+        draw = _random.normal if kind == "normal" else _random.uniform
+        full = draw(full_shape, seed)
+        start = tf.cast(rid, tf.int32) * local
+        return full[start:start + local]
+
+    def _training_losses(self, x, condition, seed):
+        """Per-example ``(objective, nll)`` minimized by train_step, with the step's noise ``seed``.
+        The objective is the NLL here; models with training noise or extra terms override it."""
         nll = -self._log_prob(x, condition)
         return nll, nll
+
+    def _loss_and_grads(self, x, condition, seed):
+        with tf.GradientTape() as tape:
+            objective, nll = self._training_losses(x, condition, seed)
+            # Average over the GLOBAL batch: correct gradients under tf.distribute.
+            loss = tf.nn.compute_average_loss(objective)
+            scaled = self.optimizer.scale_loss(loss)
+        return objective, nll, loss, tape.gradient(scaled, self.trainable_variables)
 
     def _update_metrics(self, objective, nll):
         self._loss_tracker.update_state(objective)
         self._per_dim_tracker.update_state(self.per_dim(nll))
-        return {m.name: m.result() for m in self.metrics}
+        return {m.name: m.result() for m in (self._loss_tracker, self._per_dim_tracker)}
+
+    def _logs_for_keras(self, logs: dict) -> dict:
+        # Keras reduces every log with strategy.reduce(MEAN, value, axis=0) under
+        # MultiWorkerMirroredStrategy, which fails on scalars ("Invalid reduction dimension 0 for
+        # input with 0 dimensions"); a leading axis of size 1 reduces to the same scalar.
+        strategy = self.distribute_strategy
+        extended = getattr(strategy, "extended", None)
+        if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and getattr(extended, "_in_multi_worker_mode", lambda: False)()):
+            return {k: tf.reshape(v, [1]) for k, v in logs.items()}
+        return logs
 
     def train_step(self, data):
         x, condition = self._unpack(data)
         x, condition = self._check_pair(x, condition)
-        with tf.GradientTape() as tape:
-            objective, nll = self._training_losses(x, condition)
-            # Average over the GLOBAL batch: correct gradients under tf.distribute.
-            loss = tf.nn.compute_average_loss(objective)
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        return self._update_metrics(objective, nll)
+        seed = tf.stack([tf.constant(getattr(self, "_train_seed", 0), tf.int32),
+                         tf.cast(self.optimizer.iterations, tf.int32)])
+        objective, nll, loss, grads = getattr(self, "_loss_and_grads_fn", self._loss_and_grads)(x, condition, seed)
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        ctx = tf.distribute.get_replica_context()
+        if replicas > 1 and ctx is not None:
+            grads = _all_reduce_flat(ctx, grads)  # the global gradient, on every replica
+        scale = tf.cast(self.optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+        norm = tf.linalg.global_norm(grads)
+        clipnorm = getattr(self, "clipnorm", None)
+        if clipnorm:
+            limit = clipnorm * scale
+            factor = limit / tf.maximum(norm, limit)
+            grads = [g * factor for g in grads]
+        if replicas > 1 and ctx is not None:
+            # the optimizer sums over replicas again: hand each replica 1/R of the global gradient
+            grads = [g / replicas for g in grads]
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+        if getattr(self, "skip_nonfinite", False):
+            tf.cond(finite, lambda: self.optimizer.apply(grads, self.trainable_variables), lambda: None)
+        else:
+            self.optimizer.apply(grads, self.trainable_variables)
+        self._grad_norm_tracker.update_state(norm / scale)
+        self._skipped_tracker.update_state(1.0 - tf.cast(finite, tf.float32))
+        logs = self._update_metrics(objective, nll)
+        logs.update(grad_norm=self._grad_norm_tracker.result(), skipped_steps=self._skipped_tracker.result())
+        return self._logs_for_keras(logs)
 
     def test_step(self, data):
         x, condition = self._unpack(data)
         x, condition = self._check_pair(x, condition)
         nll = -self._log_prob(x, condition)
-        return self._update_metrics(nll, nll)
+        return self._logs_for_keras(self._update_metrics(nll, nll))
 
     # ---- subclass hooks --------------------------------------------------------------------------
     def _log_prob(self, x: tf.Tensor, condition: tf.Tensor) -> tf.Tensor:

@@ -49,6 +49,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb, distributions as tfd
 
+from tfcflow import _random
 from tfcflow.bijectors import FlowBijector, FlowSequence, SqueezeLayer
 from tfcflow.bijectors.dequantize import LEVELS, UniformDequantization
 from tfcflow.bijectors.multiscale import MultiScale
@@ -257,11 +258,11 @@ class CAFlow(ImageFlowModel):
             condition = tf.image.resize(condition, (h, w), method="bicubic")
         return condition
 
-    def _encode_condition(self, condition, noise=False):
-        """(D list, index 0 = coarsest; log p(y))."""
+    def _encode_condition(self, condition, noise=None):
+        """(D list, index 0 = coarsest; log p(y)); ``noise``: 1/256-wide uniform noise added to y."""
         y = self._condition_image(condition)
-        if noise:
-            y = y + tf.random.uniform(tf.shape(y), 0.0, 1.0 / LEVELS)
+        if noise is not None:
+            y = y + noise / LEVELS
         pieces, ld = self.condition_flow.bijector().encode(y)
         return pieces[::-1], _sum_normal(pieces) + ld
 
@@ -279,9 +280,11 @@ class CAFlow(ImageFlowModel):
         d, _ = self._encode_condition(condition)
         return self._conditional_log_prob(v, d)
 
-    def _training_losses(self, levels, condition):
-        v = levels + tf.random.uniform(tf.shape(levels))
-        d, log_p_y = self._encode_condition(condition, noise=True)
+    def _training_losses(self, levels, condition, seed):
+        v = levels + self._training_noise("uniform", tf.shape(levels), seed)
+        y_shape = tf.concat([tf.shape(levels)[:1], self._resized_condition_shape], 0)
+        y_noise = self._training_noise("uniform", y_shape, _random.fold_in(seed, 1))
+        d, log_p_y = self._encode_condition(condition, noise=y_noise)
         nll = -self._conditional_log_prob(v, d)
         return nll - self.regularization * log_p_y, nll
 
@@ -292,8 +295,10 @@ class CAFlow(ImageFlowModel):
     def _sample_dequantized(self, condition, temperatures, seed):
         d, _ = self._encode_condition(condition)
         bijector = self._bijector(d)
-        scale = piece_temperatures(temperatures, bijector.piece_shapes, self.event_shape[0])
-        z = scale * tf.random.stateless_normal(tf.stack([tf.shape(condition)[0], self.event_size]), seed)
+        # G_i's pieces generate L_i, the target latent of level n-1-i (level 0 = finest)
+        levels = [self.n - 1 - i for i, g in enumerate(self.autoregressive) for _ in g["pieces"]]
+        scale = piece_temperatures(temperatures, bijector.piece_shapes, levels)
+        z = scale * _random.normal(tf.stack([tf.shape(condition)[0], self.event_size]), seed)
         y, _ = bijector.forward_and_log_det(z)
         v, _ = UniformDequantization().forward_and_log_det(y)
         return v

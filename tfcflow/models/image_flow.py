@@ -13,7 +13,8 @@ are rejected). The flow models dequantized values (dequantize.py):
 Image-shaped conditions are given like images (uint8 or [0, 1] floats) and reach the networks in
 [-0.5, 0.5]; vector conditions (e.g. one-hot labels) are used as they are.
 
-Temperatures: a float, or one float per level (per-scale temperatures, finest level first).
+Temperatures: a float, or one float per level (per-scale temperatures, finest level first); a
+level's temperature scales the latents that generate the target's latent at that level.
 """
 from __future__ import annotations
 
@@ -115,8 +116,9 @@ class ImageFlowModel(ConditionalFlowModel):
     def _log_prob(self, levels, condition):
         return self._log_prob_dequantized(levels + 0.5, condition)
 
-    def _training_losses(self, levels, condition):
-        nll = -self._log_prob_dequantized(add_uniform_noise(levels), condition)
+    def _training_losses(self, levels, condition, seed):
+        nll = -self._log_prob_dequantized(levels + self._training_noise("uniform", tf.shape(levels), seed),
+                                          condition)
         return nll, nll
 
     def _sample(self, condition, temperature, seed):
@@ -154,12 +156,9 @@ class ImageFlowModel(ConditionalFlowModel):
         raise NotImplementedError
 
 
-def piece_temperatures(temperatures: tf.Tensor, piece_shapes: Sequence[Sequence[int]], image_height: int):
-    """Per-level temperatures -> a ``[D]`` vector scaling a flat latent made of pieces ``(h, w, c)``.
-
-    A piece of height h belongs to level ``log2(H / h) - 1`` (level 0 = the finest, H / 2)."""
-    parts = []
-    for shape in piece_shapes:
-        level = int(round(math.log2(image_height / shape[0]))) - 1
-        parts.append(tf.fill([int(np.prod(shape))], temperatures[level]))
-    return tf.concat(parts, axis=0)
+def piece_temperatures(temperatures: tf.Tensor, piece_shapes: Sequence[Sequence[int]],
+                       piece_levels: Sequence[int]) -> tf.Tensor:
+    """Per-level temperatures -> a ``[D]`` vector scaling a flat latent made of pieces ``(h, w, c)``,
+    piece k being scaled by the temperature of level ``piece_levels[k]`` (0 = finest)."""
+    return tf.concat([tf.fill([int(np.prod(shape))], temperatures[level])
+                      for shape, level in zip(piece_shapes, piece_levels)], axis=0)

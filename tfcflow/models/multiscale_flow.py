@@ -90,7 +90,7 @@ class MultiScaleFlow(FlowLayer):
     def build(self, input_shape, condition_shape: Optional[Sequence] = None):
         super().build(input_shape)
         image_shape = tuple(int(d) for d in input_shape[1:])
-        check_image_shape(image_shape, self.levels, name=self.name)
+        check_image_shape(image_shape, self.levels, name=f"{self.name}: image")
         self._image_shape = image_shape
         self._conditional = condition_shape is not None
         level_shapes = self.level_shapes(image_shape)

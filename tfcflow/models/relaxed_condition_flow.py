@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
-from tfcflow import _checks
+from tfcflow import _checks, _random
 from tfcflow.bijectors import FlowSequence
 from tfcflow.models.base import ConditionalFlowModel, seed_tensor
 from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
@@ -46,7 +46,8 @@ class RelaxedConditionFlow(ConditionalFlowModel):
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
       num_blocks, hidden_units, activation, scale, clamp, actnorm, seed: the coupling blocks, as in
         ``ConditionalRealNVP`` (the networks here see no condition).
-      noise_seed: seed of the training padding noise.
+
+    The training padding noise is drawn from the seed given to ``compile``.
 
     Shapes: x ``[batch, D]``, condition ``[batch, M]``.
     """
@@ -55,7 +56,7 @@ class RelaxedConditionFlow(ConditionalFlowModel):
                  epsilon: float = 0.1, padding_noise: float = 0.05, num_blocks: int = 8,
                  hidden_units: Sequence[int] = (512, 512), activation: str = "relu",
                  scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False, seed: int = 0,
-                 noise_seed: int = 0, **kwargs):
+                 **kwargs):
         _checks.check_positive_int(event_dim, "event_dim")
         _checks.check_positive_int(condition_dim, "condition_dim")
         _checks.check_positive_int(num_blocks, "num_blocks")
@@ -75,11 +76,10 @@ class RelaxedConditionFlow(ConditionalFlowModel):
                             epsilon=self.epsilon, padding_noise=self.padding_noise,
                             num_blocks=num_blocks, hidden_units=list(hidden_units),
                             activation=activation, scale=scale, clamp=float(clamp),
-                            actnorm=bool(actnorm), seed=int(seed), noise_seed=int(noise_seed))
+                            actnorm=bool(actnorm), seed=int(seed))
         self.flow = FlowSequence(coupling_blocks(total, num_blocks, hidden_units, activation, scale,
                                                  clamp, actnorm, seed), name="flow")
         self.flow.build((None, total))
-        self._noise_seed = keras.random.SeedGenerator(noise_seed, name="padding_noise_seed")
         self.built = True
 
     # ---- the paper's quantities ------------------------------------------------------------------
@@ -121,16 +121,15 @@ class RelaxedConditionFlow(ConditionalFlowModel):
         k = _checks.check_positive_int(num_samples, "num_samples")
         x, c = self._check_pair(x, condition)
         batch = tf.shape(x)[0]
-        x0 = self.padding_noise * tf.random.stateless_normal(
+        x0 = self.padding_noise * _random.normal(
             tf.stack([k * batch, self.padding_dim]), seed_tensor(seed))
         xs, cs = tf.tile(x, [k, 1]), tf.tile(c, [k, 1])
         w = self._joint_log_prob(self._pad(xs, x0), cs) - self._padding_log_prob(x0)
         w = tf.reshape(w, [k, batch])
         return tf.reduce_logsumexp(w, axis=0) - math.log(k)
 
-    def _training_losses(self, x, condition):
-        x0 = keras.random.normal(tf.stack([tf.shape(x)[0], self.padding_dim]),
-                                 stddev=self.padding_noise, seed=self._noise_seed)
+    def _training_losses(self, x, condition, seed):
+        x0 = self.padding_noise * self._training_noise("normal", tf.stack([tf.shape(x)[0], self.padding_dim]), seed)
         nll = -(self._joint_log_prob(self._pad(x, x0), condition) - self._padding_log_prob(x0))
         return nll, nll
 
@@ -140,21 +139,23 @@ class RelaxedConditionFlow(ConditionalFlowModel):
         x = self._check_x(x)
         x0 = None
         if padding_seed is not None:
-            x0 = self.padding_noise * tf.random.stateless_normal(
+            x0 = self.padding_noise * _random.normal(
                 tf.stack([tf.shape(x)[0], self.padding_dim]), seed_tensor(padding_seed))
         latent, _ = self.flow.bijector().inverse_and_log_det(self._pad(x, x0))
         return self._split_latent(latent)[1]
 
     def _sample(self, condition, temperature, seed):
         batch = tf.shape(condition)[0]
-        noise = tf.random.stateless_normal(tf.stack([batch, self.latent_dim + condition.shape[-1]]), seed)
+        noise = _random.normal(tf.stack([batch, self.latent_dim + condition.shape[-1]]), seed)
         z = temperature * noise[:, :self.latent_dim]
         c_tilde = condition + temperature * self.epsilon * noise[:, self.latent_dim:]
         padded, _ = self.flow.bijector().forward_and_log_det(tf.concat([z, c_tilde], axis=-1))
         return padded[:, :self.event_size]
 
     def _data_init(self, x, condition, force):
-        self.flow.data_init(self._pad(x), force=force)
+        # the padding as training sees it (noisy): zeros would give ActNorm a zero variance
+        x0 = self.padding_noise * _random.normal(tf.stack([tf.shape(x)[0], self.padding_dim]), [0, 0])
+        self.flow.data_init(self._pad(x, x0), force=force)
 
     def distribution(self, condition) -> tfd.Distribution:
         """p([x, x0] | condition) (eq. 6) as a ``TransformedDistribution`` over the PADDED vector:

@@ -1,0 +1,200 @@
+"""ConditionalGlow and CAFlow (all three CAFlow structures): the shared image-model checks."""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcflow.models import CAFlow, ConditionalGlow
+from tests.helpers import autodiff_log_abs_det, fresh
+from tests.models.conftest import perturb_model
+
+KINDS = ["glow", "glow_label", "caflow", "caflow_shared", "dual_glow"]
+
+
+def tiny_image_model(kind):
+    if kind == "glow":
+        return ConditionalGlow((8, 8, 1), (4, 4, 1), levels=2, steps_per_level=1, hidden_channels=8,
+                               encoder_channels=4, prior_hidden_channels=4)
+    if kind == "glow_label":
+        return ConditionalGlow((8, 8, 1), (3,), levels=2, steps_per_level=1, hidden_channels=8,
+                               encoder_channels=4, prior_hidden_channels=0)
+    extra = dict(caflow={}, caflow_shared=dict(weight_sharing=True), dual_glow=dict(dual_glow=True))[kind]
+    return CAFlow((8, 8, 1), (4, 4, 1), levels=2, condition_steps=1, target_steps=1, conditional_steps=1,
+                  hidden_channels=8, conditional_hidden_channels=4, **extra)
+
+
+def _data(kind, n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, 8, 8, 1)).astype(np.uint8)
+    if kind == "glow_label":
+        c = np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]
+    else:
+        c = rng.integers(0, 256, (n, 4, 4, 1)).astype(np.uint8)
+    return x, c
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def model(request):
+    m = tiny_image_model(request.param)
+    x, c = _data(request.param, n=16)
+    m.initialize(x, c)
+    perturb_model(m, seed=5, scale=0.02)
+    m.kind = request.param
+    return m
+
+
+def _latent_bijector(m, c):
+    c = m._check_condition(c)
+    if isinstance(m, CAFlow):
+        return m._bijector(m._encode_condition(c)[0])
+    return m._bijector(c)
+
+
+def test_whole_model_round_trip_and_log_det(model):
+    x, c = _data(model.kind)
+    y = tf.random.stateless_uniform([4, 8, 8, 1], [1, 2], -0.5, 0.5)
+    z, ld = _latent_bijector(model, c).inverse_and_log_det(fresh(y))
+    y_back, fld = _latent_bijector(model, c).forward_and_log_det(fresh(z))
+    assert float(tf.reduce_max(tf.abs(y_back - y))) < 1e-4
+    np.testing.assert_allclose(ld.numpy(), -fld.numpy(), atol=2e-3, rtol=1e-5)
+    expected = autodiff_log_abs_det(lambda t: _latent_bijector(model, c[:1]).inverse(t), y[:1])
+    assert abs(expected - float(ld[0])) < 1e-3 * max(1.0, abs(expected))
+
+
+def test_log_prob_is_the_latent_density_plus_dequantization(model):
+    x, c = _data(model.kind)
+    y = (tf.cast(x, tf.float32) + 0.5) / 256.0 - 0.5
+    z, ld = _latent_bijector(model, c).inverse_and_log_det(y)
+    expected = (tf.reduce_sum(-0.5 * z ** 2 - 0.5 * math.log(2 * math.pi), -1) + ld - 64 * math.log(256))
+    np.testing.assert_allclose(model.log_prob(x, c).numpy(), expected.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(model.bits_per_dim(x, c).numpy(), -expected.numpy() / (64 * math.log(2)), rtol=1e-5)
+    # uint8 and [0, 1] floats are the same images
+    np.testing.assert_allclose(model.log_prob(x.astype(np.float32) / 255.0, c).numpy(),
+                               model.log_prob(x, c).numpy(), rtol=1e-6)
+
+
+def test_distribution_view(model):
+    x, c = _data(model.kind)
+    dist = model.distribution(c)
+    assert dist.event_shape == [8, 8, 1] and dist.batch_shape == [4]
+    np.testing.assert_allclose(dist.log_prob(tf.cast(x, tf.float32) + 0.5).numpy() - 64 * math.log(256) * 0,
+                               model.log_prob(x, c).numpy(), rtol=1e-5)
+
+
+def test_every_trainable_variable_gets_a_gradient(model):
+    x, c = _data(model.kind, n=8)
+    with tf.GradientTape() as tape:
+        objective, _ = model._training_losses(model._check_x(x), model._check_condition(c), tf.constant([1, 2]))
+        loss = tf.reduce_mean(objective)
+    grads = tape.gradient(loss, model.trainable_variables)
+    missing = [v.path for v, g in zip(model.trainable_variables, grads) if g is None]
+    assert not missing
+    zero = [v.path for v, g in zip(model.trainable_variables, grads) if not np.any(g.numpy())]
+    assert not zero
+
+
+def test_sampling(model):
+    _, c = _data(model.kind)
+    s = model.sample(c, temperature=0.8, seed=3).numpy()
+    assert s.shape == (4, 8, 8, 1) and s.min() >= 0.0 and s.max() <= 1.0
+    np.testing.assert_allclose(s * 255, np.round(s * 255), atol=1e-4)  # on the 8-bit grid
+    np.testing.assert_array_equal(model.sample(c, temperature=0.8, seed=3).numpy(), s)
+    a = model.sample(c, temperature=0.0, seed=1).numpy()
+    np.testing.assert_array_equal(a, model.sample(c, temperature=0.0, seed=2).numpy())
+    # per-scale temperatures: zero on every level is the mode path too
+    np.testing.assert_array_equal(model.sample(c, temperature=[0.0, 0.0], seed=7).numpy(), a)
+    assert np.any(model.sample(c, temperature=[1.0, 0.0], seed=7).numpy() != a)
+
+
+def test_best_of_n_returns_the_argmax_of_log_prob(model):
+    _, c = _data(model.kind, n=2)
+    best, best_lp = model.best_of_n(c, n=4, temperature=0.9, seed=11)
+    tiled = np.repeat(c, 4, axis=0)
+    draws = model.sample(tiled, temperature=0.9, seed=11).numpy()
+    lp = model.log_prob(draws, tiled).numpy().reshape(2, 4)
+    np.testing.assert_allclose(best.numpy(), draws.reshape(2, 4, 8, 8, 1)[np.arange(2), lp.argmax(1)])
+    np.testing.assert_allclose(best_lp.numpy(), lp.max(1), rtol=1e-5)
+
+
+def test_fit_reduces_the_nll():
+    import keras
+    m = tiny_image_model("caflow")
+    rng = np.random.default_rng(0)
+    # structured data: a smooth blob whose brightness is set by the condition
+    base = np.exp(-((np.arange(8)[:, None] - 3.5) ** 2 + (np.arange(8)[None, :] - 3.5) ** 2) / 8.0)
+    gain = rng.uniform(0.3, 1.0, (128, 1, 1, 1))
+    x = np.clip(255 * gain * base[None, :, :, None] + rng.normal(0, 4, (128, 8, 8, 1)), 0, 255).astype(np.uint8)
+    c = np.clip(np.round(x.reshape(128, 4, 2, 4, 2, 1).mean((2, 4))), 0, 255).astype(np.uint8)
+    m.initialize(x, c)
+    before = float(tf.reduce_mean(m.bits_per_dim(x, c)))
+    m.compile(optimizer=keras.optimizers.Adam(3e-3))
+    hist = m.fit(x, c, batch_size=32, epochs=4, verbose=0, shuffle=False)
+    after = float(tf.reduce_mean(m.bits_per_dim(x, c)))
+    assert after < before - 0.5, (before, after)
+    assert "bits_per_dim" in hist.history
+
+
+@pytest.mark.parametrize("kind", ["glow", "caflow"])
+def test_bad_inputs(kind):
+    m = tiny_image_model(kind)
+    x, c = _data(kind)
+    cases = [
+        (lambda: m.log_prob(x[:, :4], c), r"x must have shape \[batch, 8, 8, 1\], got shape \[4, 4, 8, 1\]"),
+        (lambda: m.log_prob(x, c[:, :2]), r"condition must have shape \[batch, 4, 4, 1\], got shape \[4, 2, 4, 1\]"),
+        (lambda: m.log_prob(x.astype(np.float32) * 2.0, c), r"x must be uint8 in \[0, 255\] or float in \[0, 1\]; got float values in \[0, 510\]"),
+        (lambda: m.log_prob(x.astype(np.int32) + 300, c), r"got integer values in \[300, 555\]"),
+        (lambda: m.log_prob(x, c.astype(np.float32) - 1.0), r"condition must be uint8 in \[0, 255\] or float in \[0, 1\]"),
+        (lambda: m.log_prob(x, None), r"condition is required"),
+        (lambda: m.log_prob(x[:3], c), r"x and condition must have the same batch size, got 3 and 4"),
+        (lambda: m.sample(c, temperature=-1.0), r"temperature must be >= 0"),
+        (lambda: m.sample(c, temperature=[1.0, 1.0, 1.0]), r"one value per level \(2\), got 3 values"),
+        (lambda: m.best_of_n(c, n=0), r"n must be an integer >= 1, got 0"),
+        (lambda: m.log_prob(np.where(x > 100, np.nan, x / 255.0), c), r"x contains NaN or inf"),
+    ]
+    for fn, pattern in cases:
+        with pytest.raises(ValueError, match=pattern):
+            fn()
+
+
+def test_construction_errors():
+    with pytest.raises(ValueError, match="image size 28x28 is not divisible by 2\\^levels = 8"):
+        ConditionalGlow((28, 28, 1), (7, 7, 1), levels=3)
+    with pytest.raises(ValueError, match="image size 12x12 is not divisible"):
+        CAFlow((12, 12, 1), (3, 3, 1), levels=3)
+    with pytest.raises(ValueError, match="CAFlow conditions are images"):
+        CAFlow((8, 8, 1), (10,), levels=2)
+    with pytest.raises(ValueError, match="regularization must be >= 0"):
+        CAFlow((8, 8, 1), (4, 4, 1), levels=2, regularization=-1)
+
+
+def test_caflow_function_counts():
+    n = 3
+    kw = dict(levels=n, condition_steps=1, target_steps=1, conditional_steps=1, hidden_channels=4,
+              conditional_hidden_channels=4)
+    assert CAFlow((8, 8, 1), (8, 8, 1), **kw).num_level_functions == n * (n + 1) // 2
+    assert CAFlow((8, 8, 1), (8, 8, 1), weight_sharing=True, **kw).num_level_functions == 2 * n - 1
+    assert CAFlow((8, 8, 1), (8, 8, 1), dual_glow=True, **kw).num_level_functions == n
+
+
+def test_caflow_objective_adds_lambda_log_p_y():
+    m = tiny_image_model("caflow")
+    x, c = _data("caflow")
+    seed = tf.constant([3, 4])
+    obj, nll = m._training_losses(m._check_x(x), m._check_condition(c), seed)
+    m.regularization = 0.0
+    obj0, nll0 = m._training_losses(m._check_x(x), m._check_condition(c), seed)
+    np.testing.assert_allclose(nll0.numpy(), nll.numpy())
+    np.testing.assert_allclose(obj0.numpy(), nll0.numpy())
+    assert np.all(obj.numpy() != nll.numpy())
+
+
+def test_config_round_trip_and_save_load(model, tmp_path):
+    import keras
+    clone = type(model).from_config(model.get_config())
+    assert clone.count_params() == model.count_params()
+    x, c = _data(model.kind)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.log_prob(x, c).numpy(), model.log_prob(x, c).numpy(), rtol=1e-6)

@@ -1,0 +1,5 @@
+import sys
+
+from tfcflow.cli import main
+
+sys.exit(main())

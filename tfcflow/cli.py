@@ -1,0 +1,96 @@
+"""The ``tfcflow`` command.
+
+    tfcflow train CONFIG [--set key=value ...] [--out DIR]
+    tfcflow data prepare-mnist --source DIR --data-dir DIR
+    tfcflow data import-folder FOLDER --name NAME --data-dir DIR [--image-size N] [--test-fraction F]
+    tfcflow data skimage-patches --name NAME --data-dir DIR [--patch-size N] [--test-images K]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _train(args) -> int:
+    from tfcflow import trainer
+    from tfcflow.callbacks import TrainingDiverged
+    from tfcflow.config import ConfigError
+
+    try:
+        results = trainer.train(args.config, args.out, args.set)
+    except (ConfigError, TrainingDiverged) as e:
+        print(f"tfcflow train: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in results.items() if not isinstance(v, (dict, list))}, indent=1, default=str))
+    return 0
+
+
+def _data(args) -> int:
+    from tfcflow.data import prepare
+
+    try:
+        if args.data_command == "prepare-mnist":
+            path = prepare.prepare_mnist(args.source, args.data_dir)
+        elif args.data_command == "import-folder":
+            path = prepare.import_image_folder(args.folder, args.name, args.data_dir, args.image_size,
+                                               args.test_fraction, args.seed)
+        else:
+            names = list(prepare.SKIMAGE_PHOTOS)
+            if not 0 < args.test_images < len(names):
+                raise ValueError(f"--test-images must be in 1..{len(names) - 1}, got {args.test_images}")
+            train, test = names[:-args.test_images], names[-args.test_images:]
+            splits = {"train": prepare.skimage_photo_patches(train, args.patch_size, args.stride, args.downscale),
+                      "test": prepare.skimage_photo_patches(test, args.patch_size, args.patch_size, args.downscale)}
+            path = prepare.import_arrays(splits, args.name, args.data_dir,
+                                         description=f"scikit-image photo patches; train: {train}, test: {test}")
+    except ValueError as e:
+        print(f"tfcflow data: {e}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tfcflow", description="Conditional normalizing flows for TensorFlow.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train (or resume) a model from a config file")
+    t.add_argument("config", help="JSON (or YAML) config, e.g. training/mnist_super_resolution/caflow.json")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.steps=500 (value parsed as JSON)")
+    t.add_argument("--out", default=None, help="output folder (default runs/<name>); rerun to resume")
+    t.set_defaults(func=_train)
+
+    d = sub.add_parser("data", help="prepare datasets offline")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    m = dsub.add_parser("prepare-mnist", help="prepare TFDS mnist from a folder of the 4 IDX .gz files")
+    m.add_argument("--source", required=True)
+    m.add_argument("--data-dir", required=True)
+    f = dsub.add_parser("import-folder", help="store a folder of images (sub-folders = classes) as a TFDS dataset")
+    f.add_argument("folder")
+    f.add_argument("--name", required=True)
+    f.add_argument("--data-dir", required=True)
+    f.add_argument("--image-size", type=int, default=None, help="centre-crop and resize to N x N")
+    f.add_argument("--test-fraction", type=float, default=0.0)
+    f.add_argument("--seed", type=int, default=0)
+    s = dsub.add_parser("skimage-patches", help="colour photo patches from scikit-image's bundled images")
+    s.add_argument("--name", default="skimage_patches")
+    s.add_argument("--data-dir", required=True)
+    s.add_argument("--patch-size", type=int, default=32)
+    s.add_argument("--stride", type=int, default=8)
+    s.add_argument("--downscale", type=int, default=4)
+    s.add_argument("--test-images", type=int, default=1, help="hold out the last K images as the test split")
+    d.set_defaults(func=_data)
+    return p
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

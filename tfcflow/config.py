@@ -1,0 +1,247 @@
+"""Training configurations: JSON (or YAML, if PyYAML is installed) files validated up front.
+
+A config has four sections plus ``name`` and ``seed``; every key and its default is in
+``DEFAULTS``. Unknown keys, wrong types and bad choices fail before anything is built, naming the
+key. ``model`` holds the model ``class`` and its constructor arguments (checked against the
+constructor); the data shapes (``event_dim``/``condition_dim`` or ``image_shape``/``condition_shape``)
+are filled in from the data unless given.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import json
+import os
+from typing import Any, Iterable, Optional
+
+DEFAULTS: dict = {
+    "name": "run",
+    "seed": 0,
+    "data": {
+        "source": "tfds",            # "tfds" | "gaussian_mixture"
+        # tfds
+        "dataset": "mnist",
+        "data_dir": None,            # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
+        "prepare_mnist_from": None,  # folder of MNIST IDX files: prepare the dataset offline if missing
+        "train_split": "train",
+        "test_split": "test",
+        "task": "super_resolution",  # tfcflow.data.tasks.TASKS
+        "factor": 4,
+        "downsample": "area",
+        "mask": "central",
+        "shuffle_buffer": 10000,
+        # gaussian_mixture
+        "train_size": 1600000,
+        "test_size": 10000,
+        "sigma": 0.2,
+    },
+    "model": {"class": "ConditionalGlow"},
+    "train": {
+        "steps": 1000,
+        "batch_size": 64,
+        "steps_per_epoch": 200,      # logging / checkpoint / resume interval
+        "learning_rate": 1e-3,
+        "warmup_steps": 500,
+        "decay_gamma": 0.999,
+        "decay_interval": 100,
+        "plateau_patience": None,    # epochs without improvement before the one x0.1 reduction
+        "plateau_factor": 0.1,
+        "ema": 0.999,                # None disables EMA
+        "clipnorm": 1.0,             # None disables clipping
+        "precision": "float32",
+        "strategy": "default",
+        "tpu": "",
+        "jit_compile": False,
+        "keep_checkpoints": 3,
+        "sample_every": None,        # steps between TensorBoard sample grids (images only)
+        "nan_policy": "stop",        # "stop" | "skip"
+        "verbose": "auto",
+        "deterministic": False,      # tf.config.experimental.enable_op_determinism()
+    },
+    "eval": {
+        "batch_size": 256,
+        "max_examples": None,        # cap the test set (None = all)
+        "num_conditions": 8,         # rows of the final sample grid
+        "samples_per_condition": 6,
+        "temperature": 0.8,
+    },
+}
+
+CHOICES = {
+    ("data", "source"): ("tfds", "gaussian_mixture"),
+    ("data", "task"): ("super_resolution", "inpainting", "colorization", "class_conditional"),
+    ("data", "downsample"): ("area", "bicubic"),
+    ("data", "mask"): ("central", "random"),
+    ("train", "precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
+    ("train", "strategy"): ("default", "one_device", "mirrored", "multi_worker", "tpu"),
+    ("train", "nan_policy"): ("stop", "skip"),
+    ("train", "verbose"): ("auto", 0, 1, 2),
+}
+
+# Keys that may change between a run and its resume (they do not change what was trained so far).
+RESUMABLE = {("train", "steps"), ("train", "sample_every"), ("train", "verbose"), ("train", "plateau_patience"),
+             ("eval", "batch_size"), ("eval", "max_examples"), ("eval", "num_conditions"),
+             ("eval", "samples_per_condition"), ("eval", "temperature")}
+
+MODEL_CLASSES = ("ConditionalRealNVP", "RelaxedConditionFlow", "ConditionalGlow", "CAFlow")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, named by its dotted key."""
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_value(path: str, value: Any, default: Any) -> None:
+    if default is None or value is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ConfigError(f"{path}: expected {type(default).__name__}, got {value!r}")
+
+
+def _merge(section: str, user: dict, defaults: dict) -> dict:
+    out = copy.deepcopy(defaults)
+    for key, value in user.items():
+        if key not in defaults:
+            raise ConfigError(f"unknown key {section}.{key}{_suggest(key, defaults)}; known keys: {sorted(defaults)}")
+        choices = CHOICES.get((section, key))
+        if not choices:
+            _check_value(f"{section}.{key}", value, defaults[key])
+        elif value not in choices or isinstance(value, bool):
+            raise ConfigError(f"{section}.{key} must be one of {choices}, got {value!r}")
+        out[key] = value
+    return out
+
+
+def validate(user: dict) -> dict:
+    """Merges ``user`` into the defaults and checks every key (see module docstring)."""
+    if not isinstance(user, dict):
+        raise ConfigError(f"a config is a mapping of sections, got {type(user).__name__}")
+    top = {"name", "seed", "data", "model", "train", "eval"}
+    for key in user:
+        if key not in top:
+            raise ConfigError(f"unknown section {key!r}{_suggest(key, top)}; sections: {sorted(top)}")
+    cfg = {"name": user.get("name", DEFAULTS["name"]), "seed": user.get("seed", DEFAULTS["seed"])}
+    _check_value("name", cfg["name"], "")
+    _check_value("seed", cfg["seed"], 0)
+    for section in ("data", "train", "eval"):
+        value = user.get(section, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"section {section!r} must be a mapping, got {value!r}")
+        cfg[section] = _merge(section, value, DEFAULTS[section])
+    cfg["model"] = validate_model(user.get("model", DEFAULTS["model"]))
+    t = cfg["train"]
+    for key in ("steps", "batch_size", "steps_per_epoch", "keep_checkpoints"):
+        if t[key] < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {t[key]}")
+    if not t["learning_rate"] > 0:
+        raise ConfigError(f"train.learning_rate must be > 0, got {t['learning_rate']}")
+    if t["ema"] is not None and not 0 < t["ema"] < 1:
+        raise ConfigError(f"train.ema must be in (0, 1) or null, got {t['ema']}")
+    if t["clipnorm"] is not None and not t["clipnorm"] > 0:
+        raise ConfigError(f"train.clipnorm must be > 0 or null, got {t['clipnorm']}")
+    if cfg["data"]["source"] == "gaussian_mixture" and cfg["model"]["class"] not in MODEL_CLASSES[:2]:
+        raise ConfigError(f"data.source 'gaussian_mixture' needs a vector model {MODEL_CLASSES[:2]}, "
+                          f"got model.class {cfg['model']['class']!r}")
+    if cfg["data"]["source"] == "tfds" and cfg["model"]["class"] in MODEL_CLASSES[:2]:
+        raise ConfigError(f"image tasks need an image model {MODEL_CLASSES[2:]}, got model.class "
+                          f"{cfg['model']['class']!r}")
+    return cfg
+
+
+def model_class(name: str):
+    import tfcflow.models as models
+    if name not in MODEL_CLASSES:
+        raise ConfigError(f"model.class must be one of {MODEL_CLASSES}, got {name!r}{_suggest(name, MODEL_CLASSES)}")
+    return getattr(models, name)
+
+
+def validate_model(model: dict) -> dict:
+    if not isinstance(model, dict) or "class" not in model:
+        raise ConfigError(f"section 'model' must be a mapping with a 'class' key, got {model!r}")
+    cls = model_class(model["class"])
+    params = inspect.signature(cls.__init__).parameters
+    known = [p for p in params if p not in ("self", "kwargs")]
+    for key in model:
+        if key != "class" and key not in known:
+            raise ConfigError(f"unknown key model.{key} for {model['class']}{_suggest(key, known)}; "
+                              f"known keys: {sorted(known)}")
+    return dict(model)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``'train.steps=500'`` -> (['train', 'steps'], 500); the value is JSON, else a string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(user: dict, overrides: Iterable[str]) -> dict:
+    user = copy.deepcopy(user)
+    for item in overrides:
+        path, value = parse_override(item)
+        node = user
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: {part!r} is not a section")
+        node[path[-1]] = value
+    return user
+
+
+def load(path: str, overrides: Iterable[str] = ()) -> dict:
+    """Reads a JSON/YAML config file, applies ``--set`` overrides, validates it."""
+    if not os.path.exists(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    with open(path) as f:
+        text = f.read()
+    if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError("YAML configs need PyYAML (pip install pyyaml); or use JSON") from None
+        user = yaml.safe_load(text)
+    else:
+        try:
+            user = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: invalid JSON: {e}") from None
+    return validate(apply_overrides(user, overrides))
+
+
+def resume_conflicts(saved: dict, new: dict) -> list[str]:
+    """Dotted keys whose values differ between a saved config and a new one, except RESUMABLE keys."""
+    diffs = []
+    for key in sorted(set(saved) | set(new)):
+        a, b = saved.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(set(a) | set(b)):
+                if (key, sub) not in RESUMABLE and a.get(sub) != b.get(sub):
+                    diffs.append(f"{key}.{sub}: {a.get(sub)!r} -> {b.get(sub)!r}")
+        elif a != b:
+            diffs.append(f"{key}: {a!r} -> {b!r}")
+    return diffs
+
+
+def resolve_path(path: Optional[str], config_path: Optional[str]) -> Optional[str]:
+    """A relative path in a config is relative to the config file's folder."""
+    if path is None or os.path.isabs(path) or config_path is None:
+        return path
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_path)), path))

@@ -1,0 +1,269 @@
+"""Runs a training job from a validated config (``tfcflow train CONFIG``): data, model, the CAFLOW
+recipe, strategy, checkpoints with resume, TensorBoard, final evaluation and a sample grid.
+
+Resume: the job writes ``config.json`` and ``checkpoints/`` into its output folder. Started again
+with the same command, it restores the latest checkpoint (weights, optimizer moments, EMA,
+iteration counter, plateau state), skips the batches already consumed (the data order is fixed by
+the seed) and continues; a config that differs in anything but ``config.RESUMABLE`` keys is
+refused. Checkpoints are taken every ``train.steps_per_epoch`` steps.
+
+Per-task evaluation: if the config file's folder holds ``evaluate.py`` with
+``evaluate(model, config, context) -> dict``, its results are added to ``results.json``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import time
+from typing import Optional
+
+import numpy as np
+
+from tfcflow import config as config_lib
+
+
+def _tf():
+    import tensorflow as tf
+    return tf
+
+
+class Job:
+    """One training run; ``run()`` returns the results dict (also written to results.json)."""
+
+    def __init__(self, cfg: dict, out_dir: str, config_path: Optional[str] = None):
+        self.cfg = cfg
+        self.out_dir = out_dir
+        self.config_path = config_path
+        self.data_cfg, self.train_cfg, self.eval_cfg = cfg["data"], cfg["train"], cfg["eval"]
+
+    # ---- setup ------------------------------------------------------------------------------------
+    def _setup_runtime(self):
+        import keras
+        from tfcflow import distribute, optim
+
+        tf = _tf()
+        t = self.train_cfg
+        # The strategy first: MultiWorkerMirroredStrategy must exist before other TF ops.
+        self.strategy = distribute.make_strategy(t["strategy"], tpu=t["tpu"])
+        self.chief = distribute.is_chief() if t["strategy"] == "multi_worker" else True
+        optim.set_precision(t["precision"])
+        if t["deterministic"]:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(self.cfg["seed"])
+
+    def _data_dir(self) -> str:
+        d = config_lib.resolve_path(self.data_cfg["data_dir"], self.config_path)
+        return d or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+
+    def _setup_data(self):
+        tf = _tf()
+        d, seed = self.data_cfg, self.cfg["seed"]
+        batch = self.train_cfg["batch_size"]
+        if d["source"] == "gaussian_mixture":
+            from tfcflow.data import gaussian_mixture as gm
+            x, _, onehot = gm.sample(d["train_size"], seed=seed, sigma=d["sigma"])
+            self.test_arrays = gm.sample(d["test_size"], seed=seed + 10_000, sigma=d["sigma"])
+            self.train_ds = (tf.data.Dataset.from_tensor_slices((x, onehot))
+                             .shuffle(min(len(x), 200_000), seed=seed, reshuffle_each_iteration=True)
+                             .repeat().batch(batch, drop_remainder=True))
+            xt, _, ct = self.test_arrays
+            self.test_ds = tf.data.Dataset.from_tensor_slices((xt, ct)).batch(self.eval_cfg["batch_size"])
+            self.shapes = dict(event_dim=2, condition_dim=8)
+            return
+        from tfcflow.data import tasks
+        data_dir = self._data_dir()
+        source = config_lib.resolve_path(d["prepare_mnist_from"], self.config_path)
+        if source and d["dataset"] == "mnist" and not os.path.exists(os.path.join(data_dir, "mnist")):
+            from tfcflow.data.prepare import prepare_mnist
+            prepare_mnist(source, data_dir)
+        info = tasks.dataset_info(d["dataset"], data_dir)
+        common = dict(data_dir=data_dir, factor=d["factor"], downsample_method=d["downsample"], mask=d["mask"])
+        self.train_ds = tasks.task_dataset(d["dataset"], d["train_split"], d["task"], batch_size=batch, seed=seed,
+                                           shuffle_buffer=d["shuffle_buffer"], repeat=True, drop_remainder=True,
+                                           **common)
+        self.test_ds = tasks.task_dataset(d["dataset"], d["test_split"], d["task"], batch_size=self.eval_cfg["batch_size"],
+                                          shuffle=False, take=self.eval_cfg["max_examples"], **common)
+        self.shapes = dict(image_shape=list(info["image_shape"]),
+                           condition_shape=list(tasks.condition_shape(d["task"], info["image_shape"], d["factor"],
+                                                                      info["num_classes"])))
+
+    def _build_model(self):
+        from tfcflow import optim
+
+        m = dict(self.cfg["model"])
+        cls = config_lib.model_class(m.pop("class"))
+        for key, value in self.shapes.items():
+            m.setdefault(key, value)
+        t = self.train_cfg
+        with self.strategy.scope():
+            self.model = cls(**m)
+            self.schedule = optim.WarmupStepDecay(t["learning_rate"], t["warmup_steps"], t["decay_gamma"],
+                                                  t["decay_interval"], t["plateau_factor"])
+            opt = optim.make_optimizer(self.schedule, ema=t["ema"], precision=t["precision"])
+            self.model.compile(optimizer=opt, clipnorm=t["clipnorm"], skip_nonfinite=t["nan_policy"] == "skip",
+                               seed=self.cfg["seed"], jit_compile=t["jit_compile"])
+            opt.build(self.model.trainable_variables)
+
+    def _check_or_write_config(self):
+        path = os.path.join(self.out_dir, "config.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                saved = json.load(f)
+            diffs = config_lib.resume_conflicts(saved, self.cfg)
+            if diffs:
+                raise config_lib.ConfigError(
+                    f"{self.out_dir} holds a run with a different config; refusing to resume it with: "
+                    + "; ".join(diffs) + ". Use another --out folder or the original config.")
+        if self.chief:
+            os.makedirs(self.out_dir, exist_ok=True)
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(self.cfg, f, indent=1)
+            os.replace(tmp, path)
+
+    def _restore(self):
+        from tfcflow.callbacks import training_checkpoint
+
+        tf = _tf()
+        ckpt = training_checkpoint(self.model, self.schedule)
+        ckpt_dir = os.path.join(self.out_dir, "checkpoints")
+        if not self.chief:  # every worker saves (collective reads); non-chief ones into a scratch folder
+            ckpt_dir = os.path.join(self.out_dir, f".worker_scratch_{os.getpid()}")
+        self.manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=self.train_cfg["keep_checkpoints"])
+        latest = tf.train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints"))
+        self.resumed_from = latest
+        if latest:
+            ckpt.restore(latest).assert_existing_objects_matched()
+        return int(self.model.optimizer.iterations.numpy())
+
+    # ---- training ---------------------------------------------------------------------------------
+    def _callbacks(self):
+        import keras
+        from tfcflow.callbacks import Checkpointing, PlateauReduction, SampleGrid
+
+        t = self.train_cfg
+        self.checkpointing = Checkpointing(self.manager, every=t["steps_per_epoch"])
+        callbacks = [self.checkpointing]
+        if t["plateau_patience"]:
+            callbacks.append(PlateauReduction(self.schedule, patience=t["plateau_patience"]))
+        if self.chief:
+            callbacks.append(keras.callbacks.TensorBoard(os.path.join(self.out_dir, "logs"), update_freq="epoch"))
+        if t["sample_every"] and "image_shape" in self.shapes:
+            callbacks.append(SampleGrid(self.sample_grid, t["sample_every"], os.path.join(self.out_dir, "logs"),
+                                        write=self.chief))
+        return callbacks
+
+    def _fit(self, start_step: int):
+        t = self.train_cfg
+        spe = t["steps_per_epoch"]
+        epochs = -(-t["steps"] // spe)
+        if start_step >= epochs * spe:
+            return None
+        return self.model.fit(self.train_ds.skip(start_step), epochs=epochs, initial_epoch=start_step // spe,
+                              steps_per_epoch=spe, callbacks=self._callbacks(), shuffle=False,
+                              verbose=t["verbose"] if self.chief else 0)
+
+    # ---- evaluation -------------------------------------------------------------------------------
+    def _fixed_conditions(self):
+        tf = _tf()
+        n = self.eval_cfg["num_conditions"]
+        if self.data_cfg["task"] == "class_conditional":
+            k = self.shapes["condition_shape"][0]
+            return None, np.eye(k, dtype=np.float32)[np.arange(n) % k]
+        xs, cs = [], []
+        for x, c in self.test_ds:
+            xs.append(x.numpy())
+            cs.append(c.numpy())
+            if sum(len(v) for v in xs) >= n:
+                break
+        del tf
+        return np.concatenate(xs)[:n], np.concatenate(cs)[:n]
+
+    def sample_grid(self, model) -> np.ndarray:
+        """Rows: [condition, ground truth, samples...] for fixed test conditions (images in [0, 1])."""
+        from tfcflow.callbacks import image_grid
+        from tfcflow.data.tasks import condition_preview
+
+        targets, conds = self._fixed_conditions()
+        k = self.eval_cfg["samples_per_condition"]
+        samples = model.sample(np.repeat(conds, k, axis=0), temperature=self.eval_cfg["temperature"],
+                               seed=self.cfg["seed"]).numpy()
+        n, shape = len(conds), tuple(self.shapes["image_shape"])
+        samples = samples.reshape((n, k) + shape)
+        preview = condition_preview(self.data_cfg["task"], conds, shape)
+        rows = []
+        for i in range(n):
+            row = [] if preview is None else [preview[i], targets[i].astype(np.float32) / 255.0]
+            rows.extend(row + list(samples[i]))
+        cols = k + (0 if preview is None else 2)
+        return image_grid(np.stack(rows), cols)
+
+    def _evaluate(self):
+        from tfcflow.callbacks import save_png
+
+        res = self.model.evaluate(self.test_ds, verbose=0, return_dict=True)
+        results = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
+        if "image_shape" in self.shapes and self.chief:
+            results["sample_grid"] = save_png(self.sample_grid(self.model), os.path.join(self.out_dir, "samples.png"))
+        hook = os.path.join(os.path.dirname(os.path.abspath(self.config_path)), "evaluate.py") if self.config_path else None
+        if hook and os.path.exists(hook):
+            spec = importlib.util.spec_from_file_location("tfcflow_task_evaluate", hook)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            results.update(module.evaluate(self.model, self.cfg, self))
+        return results
+
+    # ---- entry point --------------------------------------------------------------------------------
+    def run(self) -> dict:
+        from tfcflow.callbacks import TrainingDiverged
+
+        t0 = time.time()
+        self._setup_runtime()
+        self._setup_data()
+        self._check_or_write_config()
+        self._build_model()
+        start = self._restore()
+        history = self._fit(start)
+        if self.checkpointing_diverged():
+            raise TrainingDiverged(
+                f"training diverged at step {self.checkpointing.diverged_at}: the loss is NaN or inf. The last good "
+                f"checkpoint is {self.checkpointing.last_good!r} (kept; not overwritten). Lower train.learning_rate, "
+                f"keep train.clipnorm, or set train.nan_policy='skip'.")
+        train_seconds = time.time() - t0
+        results = dict(name=self.cfg["name"], steps=int(self.model.optimizer.iterations.numpy()),
+                       resumed_from=self.resumed_from, parameters=int(self.model.count_params()),
+                       weights_sha256=weights_fingerprint(self.model),
+                       train_seconds=train_seconds,
+                       final_train_logs={k: float(np.asarray(v[-1]).ravel()[0]) for k, v in history.history.items()}
+                       if history is not None else None)
+        results.update(self._evaluate())
+        results["total_seconds"] = time.time() - t0
+        if self.chief:
+            with open(os.path.join(self.out_dir, "results.json"), "w") as f:
+                json.dump(results, f, indent=1, default=str)
+        else:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
+        return results
+
+    def checkpointing_diverged(self) -> bool:
+        return getattr(self, "checkpointing", None) is not None and self.checkpointing.diverged_at is not None
+
+
+def weights_fingerprint(model) -> str:
+    """SHA-256 of all weights' bytes: equal fingerprints = bit-identical models."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for v in model.weights:
+        h.update(np.ascontiguousarray(np.asarray(v.numpy())).tobytes())
+    return h.hexdigest()
+
+
+def train(config_path: str, out_dir: Optional[str] = None, overrides=()) -> dict:
+    """Loads, validates and runs the config at ``config_path`` (output: ``out_dir`` or
+    ``runs/<name>``)."""
+    cfg = config_lib.load(config_path, overrides)
+    out_dir = out_dir or os.path.join("runs", cfg["name"])
+    return Job(cfg, out_dir, config_path).run()
