@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The main job: the Gaussian-mixture inverse problem with both vector models, then their joint report.
 run: $(STAMP)
-	$(PY) training/gaussian_mixture/train.py --config training/gaussian_mixture/config.json --out runs/gaussian_mixture
+	$(VENV)/bin/tfcflow train training/gaussian_mixture/cinn.json --out runs/gaussian_mixture_cinn
+	$(VENV)/bin/tfcflow train training/gaussian_mixture/rcf.json --out runs/gaussian_mixture_rcf
+	$(PY) training/gaussian_mixture/report.py runs/gaussian_mixture_cinn runs/gaussian_mixture_rcf \
+		--out runs/gaussian_mixture
 
 test: $(STAMP)
 	$(PY) -m pytest

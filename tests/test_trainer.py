@@ -1,0 +1,81 @@
+"""The training job: resume after SIGKILL, divergence handling, config refusal, outputs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tfcflow import trainer
+from tfcflow.callbacks import TrainingDiverged
+from tfcflow.config import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RCF_FAST = os.path.join(ROOT, "training", "gaussian_mixture", "rcf_fast.json")
+# the full recipe (warmup, step decay, EMA, clipping) on the fast model, deterministic kernels
+RECIPE = ["train.steps=300", "train.steps_per_epoch=50", "train.warmup_steps=60", "train.decay_gamma=0.9",
+          "train.decay_interval=20", "train.ema=0.99", "train.clipnorm=5.0", "train.deterministic=true"]
+
+
+def _cmd(out):
+    args = [sys.executable, "-m", "tfcflow", "train", RCF_FAST, "--out", str(out)]
+    for item in RECIPE:
+        args += ["--set", item]
+    return args
+
+
+def _run(out):
+    proc = subprocess.run(_cmd(out), cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout[proc.stdout.index("{"):])
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path):
+    reference = _run(tmp_path / "reference")
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    state = out / "checkpoints" / "checkpoint"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (state.exists() and "ckpt-100" in state.read_text()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # mid-epoch 3 (steps 101..150), possibly mid-write
+    proc.wait()
+    assert state.exists(), "the job never reached its second checkpoint"
+    resumed = _run(out)
+    assert resumed["resumed_from"] is not None and resumed["resumed_from"].endswith(("ckpt-100", "ckpt-150"))
+    assert resumed["steps"] == reference["steps"] == 300
+    # step counter, optimizer moments, EMA, schedule and data position all restored: bit-identical
+    assert resumed["weights_sha256"] == reference["weights_sha256"]
+    assert resumed["test_loss"] == reference["test_loss"]
+
+
+def test_resume_with_a_conflicting_config_is_refused(tmp_path):
+    trainer.train(RCF_FAST, str(tmp_path), ["train.steps=20", "train.steps_per_epoch=10"])
+    with pytest.raises(ConfigError, match=r"refusing to resume it with: model.num_blocks: 4 -> 3"):
+        trainer.train(RCF_FAST, str(tmp_path), ["train.steps=20", "train.steps_per_epoch=10", "model.num_blocks=3"])
+    # more steps is a legitimate continuation
+    res = trainer.train(RCF_FAST, str(tmp_path), ["train.steps=30", "train.steps_per_epoch=10"])
+    assert res["steps"] == 30 and res["resumed_from"].endswith("ckpt-20")
+    with open(tmp_path / "config.json") as f:
+        assert json.load(f)["train"]["steps"] == 30
+
+
+def test_divergence_stops_with_the_step_and_keeps_no_bad_checkpoint(tmp_path):
+    # sigma = 1e30: finite data whose log-likelihood overflows at the first step
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step 1: the loss is NaN or inf.*"
+                                               r"last good checkpoint is None"):
+        trainer.train(RCF_FAST, str(tmp_path), ["train.steps=20", "train.steps_per_epoch=10", "data.sigma=1e30"])
+    assert not os.path.exists(tmp_path / "checkpoints" / "checkpoint")
+
+
+def test_outputs_of_a_run(tmp_path):
+    res = trainer.train(RCF_FAST, str(tmp_path), ["train.steps=20", "train.steps_per_epoch=10"])
+    for name in ("config.json", "results.json", "posterior_samples.npz", "checkpoints/ckpt-20.index"):
+        assert (tmp_path / name).exists(), name
+    assert any(f.startswith("events") for _, _, files in os.walk(tmp_path / "logs") for f in files)
+    assert np.isfinite(res["test_loss"]) and res["steps"] == 20 and len(res["weights_sha256"]) == 64
