@@ -37,14 +37,8 @@ def _data(args) -> int:
             path = prepare.import_image_folder(args.folder, args.name, args.data_dir, args.image_size,
                                                args.test_fraction, args.seed)
         else:
-            names = list(prepare.SKIMAGE_PHOTOS)
-            if not 0 < args.test_images < len(names):
-                raise ValueError(f"--test-images must be in 1..{len(names) - 1}, got {args.test_images}")
-            train, test = names[:-args.test_images], names[-args.test_images:]
-            splits = {"train": prepare.skimage_photo_patches(train, args.patch_size, args.stride, args.downscale),
-                      "test": prepare.skimage_photo_patches(test, args.patch_size, args.patch_size, args.downscale)}
-            path = prepare.import_arrays(splits, args.name, args.data_dir,
-                                         description=f"scikit-image photo patches; train: {train}, test: {test}")
+            path = prepare.store_skimage_patches(args.name, args.data_dir, args.patch_size, args.stride,
+                                                 args.downscale, args.test_images)
     except ValueError as e:
         print(f"tfcflow data: {e}", file=sys.stderr)
         return 2

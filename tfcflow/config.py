@@ -24,6 +24,7 @@ DEFAULTS: dict = {
         "dataset": "mnist",
         "data_dir": None,            # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
         "prepare_mnist_from": None,  # folder of MNIST IDX files: prepare the dataset offline if missing
+        "prepare_skimage_patches": False,  # create `dataset` from scikit-image photos if missing
         "train_split": "train",
         "test_split": "test",
         "task": "super_resolution",  # tfcflow.data.tasks.TASKS

@@ -75,9 +75,13 @@ class Job:
         from tfcflow.data import tasks
         data_dir = self._data_dir()
         source = config_lib.resolve_path(d["prepare_mnist_from"], self.config_path)
-        if source and d["dataset"] == "mnist" and not os.path.exists(os.path.join(data_dir, "mnist")):
+        missing = not os.path.exists(os.path.join(data_dir, d["dataset"]))
+        if source and d["dataset"] == "mnist" and missing:
             from tfcflow.data.prepare import prepare_mnist
             prepare_mnist(source, data_dir)
+        if d["prepare_skimage_patches"] and missing:
+            from tfcflow.data.prepare import store_skimage_patches
+            store_skimage_patches(d["dataset"], data_dir)
         info = tasks.dataset_info(d["dataset"], data_dir)
         common = dict(data_dir=data_dir, factor=d["factor"], downsample_method=d["downsample"], mask=d["mask"])
         self.train_ds = tasks.task_dataset(d["dataset"], d["train_split"], d["task"], batch_size=batch, seed=seed,
@@ -236,7 +240,7 @@ class Job:
                        resumed_from=self.resumed_from, parameters=int(self.model.count_params()),
                        weights_sha256=weights_fingerprint(self.model),
                        train_seconds=train_seconds,
-                       final_train_logs={k: float(np.asarray(v[-1]).ravel()[0]) for k, v in history.history.items()}
+                       history={k: [float(np.asarray(x).ravel()[0]) for x in v] for k, v in history.history.items()}
                        if history is not None else None)
         results.update(self._evaluate())
         results["total_seconds"] = time.time() - t0

@@ -32,7 +32,7 @@ class AffineInjector(FlowBijector):
       condition: ``[batch, Dc]`` for vectors or ``[batch, H, W, Cc]`` for images (same H, W).
     """
 
-    def __init__(self, network, condition, scale: str = "sigmoid", clamp: float = 2.0,
+    def __init__(self, network, condition, scale: str = "exp_tanh", clamp: float = 2.0,
                  event_ndims: int = 3, validate_args: bool = False, name: str = "affine_injector"):
         if condition is None:
             raise ValueError(f"{name}: AffineInjector needs a condition; got None")
@@ -61,7 +61,7 @@ class AffineInjectorLayer(FlowLayer):
     """Owns the injector network (a Keras layer taking ``[condition]`` and returning ``2 * C``
     channels/features, zero-initialized last layer)."""
 
-    def __init__(self, network: keras.layers.Layer, scale: str = "sigmoid", clamp: float = 2.0,
+    def __init__(self, network: keras.layers.Layer, scale: str = "exp_tanh", clamp: float = 2.0,
                  **kwargs):
         super().__init__(**kwargs)
         self.network = network

@@ -37,7 +37,7 @@ class ConditionalAffineCoupling(FlowBijector):
       clamp: bound of ``exp_tanh``.
     """
 
-    def __init__(self, network, condition=None, flip: bool = False, scale: str = "sigmoid",
+    def __init__(self, network, condition=None, flip: bool = False, scale: str = "exp_tanh",
                  clamp: float = 2.0, event_ndims: int = 1, validate_args: bool = False,
                  name: str = "conditional_affine_coupling"):
         self._network = network
@@ -87,7 +87,7 @@ class AffineCouplingLayer(FlowLayer):
       flip, scale, clamp: see ``ConditionalAffineCoupling``.
     """
 
-    def __init__(self, network: keras.layers.Layer, flip: bool = False, scale: str = "sigmoid",
+    def __init__(self, network: keras.layers.Layer, flip: bool = False, scale: str = "exp_tanh",
                  clamp: float = 2.0, **kwargs):
         super().__init__(**kwargs)
         self.network = network

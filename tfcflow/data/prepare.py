@@ -147,3 +147,17 @@ def skimage_photo_patches(names: Sequence[str] = SKIMAGE_PHOTOS, patch_size: int
             for j in range(0, w - patch_size + 1, stride):
                 out.append(img[i:i + patch_size, j:j + patch_size])
     return np.stack(out)
+
+
+def store_skimage_patches(name: str, data_dir: str, patch_size: int = 32, stride: int = 8, downscale: int = 4,
+                          test_images: int = 1) -> str:
+    """TFDS dataset ``name`` of scikit-image photo patches: ``train`` from all photos but the last
+    ``test_images`` (overlapping patches every ``stride`` pixels), ``test`` from the held-out photos
+    (non-overlapping), so the test split shows unseen images."""
+    names = list(SKIMAGE_PHOTOS)
+    if not 0 < test_images < len(names):
+        raise ValueError(f"test_images must be in 1..{len(names) - 1}, got {test_images}")
+    train, test = names[:-test_images], names[-test_images:]
+    splits = {"train": skimage_photo_patches(train, patch_size, stride, downscale),
+              "test": skimage_photo_patches(test, patch_size, patch_size, downscale)}
+    return import_arrays(splits, name, data_dir, description=f"scikit-image photo patches; train: {train}, test: {test}")

@@ -52,6 +52,17 @@ def check_temperature(temperature) -> tf.Tensor:
         return tf.identity(t)
 
 
+def _finite_samples(x: tf.Tensor) -> tf.Tensor:
+    """Samples never leave as NaN/inf silently: ValueError eagerly, InvalidArgumentError in graphs."""
+    msg = ("sampling produced NaN or inf: the generative direction overflowed (an untrained or diverged "
+           "model, or too high a temperature)")
+    if tf.executing_eagerly():
+        if not bool(tf.reduce_all(tf.math.is_finite(x))):
+            raise ValueError(msg)
+        return x
+    return tf.debugging.assert_all_finite(x, msg)
+
+
 def _all_reduce_flat(ctx, grads: list) -> list:
     """Sums gradients over replicas as ONE flat tensor: a single collective per step. (Letting
     all_reduce pack a long list itself gave replicas differently ordered collective instances.)"""
@@ -130,7 +141,7 @@ class ConditionalFlowModel(keras.Model):
         """One sample per condition row, latents drawn at ``temperature`` (0 = the mode path).
         Shapes: condition ``[batch, *condition_shape]`` -> ``[batch, *event_shape]``."""
         c = self._check_condition(condition)
-        return self._sample(c, check_temperature(temperature), seed_tensor(seed))
+        return _finite_samples(self._sample(c, check_temperature(temperature), seed_tensor(seed)))
 
     def best_of_n(self, condition, n: int, temperature=1.0, seed=None):
         """Draws ``n`` samples per condition row and keeps the one of highest log p(x | condition).
@@ -141,7 +152,7 @@ class ConditionalFlowModel(keras.Model):
         c = self._check_condition(condition)
         batch = tf.shape(c)[0]
         tiled = tf.repeat(c, n, axis=0)  # row b*n + i is sample i of condition b
-        x = self._sample(tiled, check_temperature(temperature), seed_tensor(seed))
+        x = _finite_samples(self._sample(tiled, check_temperature(temperature), seed_tensor(seed)))
         # samples are in the public data format; score them exactly as log_prob would
         lp = tf.reshape(self._log_prob(self._check_x(x, "samples"), tiled), [batch, n])
         best = tf.argmax(lp, axis=1, output_type=tf.int32)

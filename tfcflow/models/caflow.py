@@ -154,7 +154,7 @@ class CAFlow(ImageFlowModel):
                  condition_steps: int = 16, target_steps: int = 32, conditional_steps: int = 12,
                  hidden_channels: int = 64, conditional_hidden_channels: int = 32,
                  regularization: float = 0.01, weight_sharing: bool = False, dual_glow: bool = False,
-                 transition_steps: int = 2, scale: str = "sigmoid", clamp: float = 2.0, lu: bool = True,
+                 transition_steps: int = 2, scale: str = "exp_tanh", clamp: float = 2.0, lu: bool = True,
                  seed: int = 0, **kwargs):
         image_shape = tuple(int(d) for d in image_shape)
         condition_shape = tuple(int(d) for d in condition_shape)

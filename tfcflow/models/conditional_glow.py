@@ -39,7 +39,7 @@ class ConditionalGlow(ImageFlowModel):
     def __init__(self, image_shape: Sequence[int], condition_shape: Sequence[int], levels: int = 3,
                  steps_per_level: int = 8, hidden_channels: int = 64, transition_steps: int = 2,
                  encoder_channels: int = 32, injector: bool = True, learned_prior: bool = True,
-                 prior_hidden_channels: int = 32, scale: str = "sigmoid", clamp: float = 2.0,
+                 prior_hidden_channels: int = 32, scale: str = "exp_tanh", clamp: float = 2.0,
                  lu: bool = True, seed: int = 0, **kwargs):
         image_shape = tuple(int(d) for d in image_shape)
         check_image_shape(image_shape, levels, name="image")

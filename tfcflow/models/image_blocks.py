@@ -14,7 +14,7 @@ def transition_step(prefix: str, lu: bool = True, seed: int = 0) -> list:
 
 
 def flow_step(prefix: str, channels: int, hidden_channels: int, conditional: bool,
-              injector: bool = True, scale: str = "sigmoid", clamp: float = 2.0, lu: bool = True,
+              injector: bool = True, scale: str = "exp_tanh", clamp: float = 2.0, lu: bool = True,
               seed: int = 0) -> list:
     """ActNorm -> 1x1 conv -> [affine injector] -> (conditional) affine coupling.
 

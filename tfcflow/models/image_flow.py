@@ -123,7 +123,8 @@ class ImageFlowModel(ConditionalFlowModel):
 
     def _sample(self, condition, temperature, seed):
         v = self._sample_dequantized(condition, self._temperatures(temperature), seed)
-        return quantize(v) / (LEVELS - 1)
+        # quantize() clips overflowing values into range; keep NaN visible to the finiteness check
+        return tf.where(tf.math.is_nan(v), v, quantize(v)) / (LEVELS - 1)
 
     def _data_init(self, levels, condition, force):
         self._data_init_dequantized(add_uniform_noise(levels, seed_tensor(0)), condition, force)
@@ -142,8 +143,7 @@ class ImageFlowModel(ConditionalFlowModel):
     def sample(self, condition, temperature=1.0, seed=None) -> tf.Tensor:
         """One 8-bit sample per condition row, as float in [0, 1]. ``temperature``: a float or one
         per level (finest first); 0 gives the mode path."""
-        c = self._check_condition(condition)
-        return self._sample(c, check_temperature(temperature), seed_tensor(seed))
+        return super().sample(condition, temperature, seed)
 
     # ---- subclass hooks ---------------------------------------------------------------------------------
     def _log_prob_dequantized(self, v, condition):

@@ -47,7 +47,7 @@ class MultiScaleFlow(FlowLayer):
 
     def __init__(self, levels: int = 3, steps_per_level: int = 8, hidden_channels: int = 64,
                  transition_steps: int = 2, injector: bool = True, learned_prior: bool = True,
-                 prior_hidden_channels: int = 0, scale: str = "sigmoid", clamp: float = 2.0,
+                 prior_hidden_channels: int = 0, scale: str = "exp_tanh", clamp: float = 2.0,
                  prior_clamp: float = 3.0, lu: bool = True, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.levels = int(levels)
