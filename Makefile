@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[test,experiments]'
+	$(PY) -m pip install -e '.[test,experiments,serving]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -4,6 +4,7 @@
     tfcflow data prepare-mnist --source DIR --data-dir DIR
     tfcflow data import-folder FOLDER --name NAME --data-dir DIR [--image-size N] [--test-fraction F]
     tfcflow data skimage-patches --name NAME --data-dir DIR [--patch-size N] [--test-images K]
+    tfcflow export RUN_DIR --base DIR [--name NAME] [--version V] [--max-n N] [--no-ema]
 """
 from __future__ import annotations
 
@@ -46,6 +47,20 @@ def _data(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from tfcflow import export, trainer
+
+    try:
+        model = trainer.load_run(args.run, use_ema=not args.no_ema)
+        name = args.name or os.path.basename(os.path.normpath(args.run))
+        path = export.save(model, args.base, version=args.version, model_name=name, max_n=args.max_n, use_ema=False)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"tfcflow export: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"export": path, "restored_from": model.restored_from, "ema": not args.no_ema}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tfcflow", description="Conditional normalizing flows for TensorFlow.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -77,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--downscale", type=int, default=4)
     s.add_argument("--test-images", type=int, default=1, help="hold out the last K images as the test split")
     d.set_defaults(func=_data)
+
+    e = sub.add_parser("export", help="export a training run as a SavedModel for TF Serving")
+    e.add_argument("run", help="a run folder written by `tfcflow train` (config.json, model.json, checkpoints/)")
+    e.add_argument("--base", required=True, help="TF Serving model base folder; writes <base>/<name>/<version>/")
+    e.add_argument("--name", default=None, help="model name (default: the run folder's name)")
+    e.add_argument("--version", type=int, default=None, help="default: one more than the highest existing")
+    e.add_argument("--max-n", type=int, default=64, help="cap of best_of_n's n")
+    e.add_argument("--no-ema", action="store_true", help="export the raw weights instead of their EMA")
+    e.set_defaults(func=_export)
     return p
 
 

@@ -109,6 +109,10 @@ class Job:
             self.model.compile(optimizer=opt, clipnorm=t["clipnorm"], skip_nonfinite=t["nan_policy"] == "skip",
                                seed=self.cfg["seed"], jit_compile=t["jit_compile"])
             opt.build(self.model.trainable_variables)
+        if self.chief:
+            # what `tfcflow export` needs to rebuild the model without the dataset
+            with open(os.path.join(self.out_dir, "model.json"), "w") as f:
+                json.dump({"class": type(self.model).__name__, "config": self.model.get_config()}, f, indent=1)
 
     def _check_or_write_config(self):
         path = os.path.join(self.out_dir, "config.json")
@@ -263,6 +267,38 @@ def weights_fingerprint(model) -> str:
     for v in model.weights:
         h.update(np.ascontiguousarray(np.asarray(v.numpy())).tobytes())
     return h.hexdigest()
+
+
+def load_run(run_dir: str, use_ema: bool = True):
+    """Rebuilds the model of a training run folder and restores its latest checkpoint (weights and,
+    with ``use_ema``, the EMA weights swapped in). Returns the model."""
+    from tfcflow import optim
+    from tfcflow.callbacks import ema_swapped, training_checkpoint
+
+    tf = _tf()
+    for name in ("config.json", "model.json"):
+        if not os.path.exists(os.path.join(run_dir, name)):
+            raise FileNotFoundError(f"{run_dir} is not a tfcflow run folder: {name} is missing")
+    with open(os.path.join(run_dir, "config.json")) as f:
+        cfg = json.load(f)
+    with open(os.path.join(run_dir, "model.json")) as f:
+        spec = json.load(f)
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if latest is None:
+        raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint")
+    model = config_lib.model_class(spec["class"]).from_config(spec["config"])
+    t = cfg["train"]
+    opt = optim.make_optimizer(optim.WarmupStepDecay(t["learning_rate"]), ema=t["ema"], precision="float32")
+    model.compile(optimizer=opt)
+    opt.build(model.trainable_variables)
+    training_checkpoint(model).restore(latest).expect_partial()
+    if use_ema and t["ema"] is not None:
+        with ema_swapped(model):
+            ema_values = [v.numpy() for v in model.trainable_variables]
+        for v, value in zip(model.trainable_variables, ema_values):
+            v.assign(value)
+    model.restored_from = latest
+    return model
 
 
 def train(config_path: str, out_dir: Optional[str] = None, overrides=()) -> dict:

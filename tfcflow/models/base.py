@@ -72,6 +72,25 @@ def _all_reduce_flat(ctx, grads: list) -> list:
     return [tf.reshape(p, g.shape) for p, g in zip(parts, grads)]
 
 
+def check_n(n, max_n: Optional[int] = None):
+    """``n`` of best-of-n: an int (ValueError) or a scalar int tensor (InvalidArgumentError in graphs)."""
+    if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
+        _checks.check_positive_int(n, "n")
+        if max_n is not None and n > max_n:
+            raise ValueError(f"n must be <= {max_n}, got {n}")
+        return int(n)
+    if isinstance(n, (bool, float)) or n is None:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    t = tf.cast(tf.convert_to_tensor(n), tf.int32)
+    if tf.executing_eagerly():
+        return check_n(int(t), max_n)
+    checks = [tf.debugging.assert_greater_equal(t, 1, message="n must be >= 1")]
+    if max_n is not None:
+        checks.append(tf.debugging.assert_less_equal(t, max_n, message=f"n must be <= {max_n}"))
+    with tf.control_dependencies(checks):
+        return tf.identity(t)
+
+
 class ConditionalFlowModel(keras.Model):
     """Base class (see module docstring). Subclasses build their layers in ``__init__`` (so the
     model is built and its variables exist as soon as it is constructed) and implement
@@ -143,12 +162,13 @@ class ConditionalFlowModel(keras.Model):
         c = self._check_condition(condition)
         return _finite_samples(self._sample(c, check_temperature(temperature), seed_tensor(seed)))
 
-    def best_of_n(self, condition, n: int, temperature=1.0, seed=None):
+    def best_of_n(self, condition, n, temperature=1.0, seed=None, max_n: Optional[int] = None):
         """Draws ``n`` samples per condition row and keeps the one of highest log p(x | condition).
 
+        ``n``: a Python int >= 1, or an int tensor checked in-graph (1 <= n <= ``max_n`` if given).
         Returns ``(samples [batch, *event_shape], log_prob [batch])``.
         """
-        n = _checks.check_positive_int(n, "n")
+        n = check_n(n, max_n)
         c = self._check_condition(condition)
         batch = tf.shape(c)[0]
         tiled = tf.repeat(c, n, axis=0)  # row b*n + i is sample i of condition b

@@ -1,0 +1,203 @@
+"""SavedModel export, verified without trusting our own Python: a fresh process importing only
+TensorFlow, `saved_model_cli run` (the TF1 session loader TF Serving uses) and `saved_model_cli scan`."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcflow import export
+from tfcflow.data import gaussian_mixture as gm
+from tfcflow.models import ConditionalGlow, RelaxedConditionFlow
+
+BIN = os.path.dirname(sys.executable)
+PROBE = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf                      # the only library: no tfcflow, no keras
+m = tf.saved_model.load(sys.argv[1])
+inputs = dict(np.load(sys.argv[2]))
+out = {}
+for name in sorted(m.signatures):
+    fn = m.signatures[name]
+    keys = fn.structured_input_signature[1].keys()
+    res = fn(**{k: tf.constant(inputs[k]) for k in keys})
+    for k, v in res.items():
+        out[name + "/" + k] = v.numpy()
+np.savez(sys.argv[3], **out)
+print(json.dumps(sorted(m.signatures)))
+"""
+
+
+def _train_small(model, x, c):
+    model.compile(optimizer=keras.optimizers.Adam(3e-3, use_ema=True, ema_momentum=0.9), clipnorm=1.0)
+    model.fit(x, c, batch_size=16, epochs=2, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A trained image model and a trained relaxed-condition model, exported."""
+    base = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(0)
+    xi = rng.integers(0, 256, (64, 8, 8, 1)).astype(np.uint8)
+    ci = np.clip(xi.reshape(64, 4, 2, 4, 2, 1).mean((2, 4)), 0, 255).astype(np.uint8)
+    keras.utils.set_random_seed(0)
+    glow = _train_small(ConditionalGlow((8, 8, 1), (4, 4, 1), levels=2, steps_per_level=1, hidden_channels=8,
+                                        encoder_channels=4, prior_hidden_channels=4), xi, ci)
+    xv, _, cv = gm.sample(256, seed=0)
+    rcf = _train_small(RelaxedConditionFlow(2, 8, num_blocks=2, hidden_units=(16, 16)), xv, cv)
+    models = {}
+    for name, model, x, c in (("glow", glow, xi[:5], ci[:5]), ("rcf", rcf, xv[:5], cv[:5])):
+        path = export.save(model, str(base), model_name=name)
+        inputs = dict(x=x, condition=c, temperature=np.float32(0.7), seed=np.int64(11), n=np.int32(4))
+        np.savez(str(base / f"{name}_inputs.npz"), **inputs)
+        models[name] = (model, path, inputs)
+    return base, models
+
+
+def _probe(path, inputs_npz, out_npz):
+    proc = subprocess.run([sys.executable, "-c", PROBE, path, inputs_npz, out_npz], capture_output=True, text=True,
+                          timeout=180, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), dict(np.load(out_npz))
+
+
+def test_tf_serving_layout(exported):
+    base, models = exported
+    for name, (_, path, _) in models.items():
+        assert path == str(base / name / "1")
+        for f in ("saved_model.pb", "fingerprint.pb", "variables/variables.index"):
+            assert os.path.exists(os.path.join(path, f)), f
+    with pytest.raises(ValueError, match="already exists"):
+        export.save(models["rcf"][0], str(base), version=1, model_name="rcf")
+
+
+def test_fresh_process_loads_and_serves_every_signature(exported, tmp_path):
+    base, models = exported
+    for name, (model, path, inputs) in models.items():
+        npz = str(base / f"{name}_inputs.npz")
+        sigs, a = _probe(path, npz, str(tmp_path / f"{name}_a.npz"))
+        _, b = _probe(path, npz, str(tmp_path / f"{name}_b.npz"))
+        expected = {"serving_default", "sample", "log_prob", "best_of_n"} | ({"infer_condition"} if name == "rcf" else set())
+        assert set(sigs) == expected
+        # log_prob equals the in-memory (EMA) model's
+        np.testing.assert_allclose(a["log_prob/log_prob"], model.log_prob(inputs["x"], inputs["condition"]).numpy(),
+                                   rtol=1e-5)
+        d = float(np.prod(model.event_shape)) * np.log(2)
+        np.testing.assert_allclose(a["log_prob/bits_per_dim"], -a["log_prob/log_prob"] / d, rtol=1e-6)
+        # same seed, same samples, in two different processes -- and the same as in memory
+        for key in ("sample/samples", "serving_default/samples", "best_of_n/samples", "best_of_n/log_prob"):
+            np.testing.assert_array_equal(a[key], b[key])
+        in_memory = model.sample(inputs["condition"], temperature=0.7, seed=11).numpy()
+        if name == "glow":
+            assert a["sample/samples"].dtype == np.uint8
+            in_memory = np.round(in_memory * 255).astype(np.uint8)
+        np.testing.assert_allclose(a["sample/samples"], in_memory, atol=1 if name == "glow" else 1e-5)
+        if name == "rcf":
+            np.testing.assert_allclose(a["infer_condition/condition"], model.infer_condition(inputs["x"]).numpy(),
+                                       atol=1e-5)
+            np.testing.assert_allclose(a["infer_condition/class_probabilities"].sum(1), 1.0, rtol=1e-5)
+            assert (a["infer_condition/label"] == a["infer_condition/condition"].argmax(1)).all()
+
+
+def test_saved_model_cli_run_every_signature(exported, tmp_path):
+    """The TF1 session loader path: saved_model_cli run with .npy inputs."""
+    base, models = exported
+    for name, (model, path, inputs) in models.items():
+        files = {}
+        for k, v in inputs.items():
+            files[k] = str(tmp_path / f"{name}_{k}.npy")
+            np.save(files[k], v)
+        sigs = ["log_prob", "sample", "best_of_n"] + (["infer_condition"] if name == "rcf" else [])
+        keys = dict(log_prob=["x", "condition"], sample=["condition", "temperature", "seed"],
+                    best_of_n=["condition", "n", "temperature", "seed"], infer_condition=["x"])
+        for sig in sigs:
+            out = tmp_path / f"{name}_{sig}"
+            arg = ";".join(f"{k}={files[k]}" for k in keys[sig])
+            proc = subprocess.run([os.path.join(BIN, "saved_model_cli"), "run", "--dir", path, "--tag_set", "serve",
+                                   "--signature_def", sig, "--inputs", arg, "--outdir", str(out)],
+                                  capture_output=True, text=True, timeout=180,
+                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+            assert proc.returncode == 0, (sig, proc.stderr[-3000:])
+            if sig == "log_prob":
+                lp = np.load(out / "log_prob.npy")
+                np.testing.assert_allclose(lp, model.log_prob(inputs["x"], inputs["condition"]).numpy(), rtol=1e-5)
+            else:
+                assert len(os.listdir(out)) >= 1
+
+
+def test_no_python_ops_in_the_graph(exported):
+    base, models = exported
+    denylist = "EagerPyFunc,PyFunc,PyFuncStateless,PrintV2"  # Python callbacks TF Serving cannot run; prints
+    for name, (_, path, _) in models.items():
+        proc = subprocess.run([os.path.join(BIN, "saved_model_cli"), "scan", "--dir", path, "--tag_set", "serve",
+                               "--op_denylist", denylist], capture_output=True, text=True, timeout=180,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "does not contain" in proc.stdout and "PyFunc" in proc.stdout, proc.stdout
+
+
+def test_bad_requests_get_readable_errors(exported):
+    base, models = exported
+    loaded = tf.saved_model.load(models["glow"][1])
+    x, c = models["glow"][2]["x"], models["glow"][2]["condition"]
+    s = loaded.signatures
+    args = dict(condition=tf.constant(c), temperature=tf.constant(0.5), seed=tf.constant(1, tf.int64))
+    cases = [
+        (lambda: s["log_prob"](x=tf.constant(x[:3]), condition=tf.constant(c)), "x and condition must have the same batch size"),
+        (lambda: s["sample"](**{**args, "temperature": tf.constant(-1.0)}), "temperature must be >= 0"),
+        (lambda: s["best_of_n"](n=tf.constant(0), **args), "n must be >= 1"),
+        (lambda: s["best_of_n"](n=tf.constant(65), **args), "n must be <= 64"),
+    ]
+    for fn, pattern in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
+            fn()
+    rcf = tf.saved_model.load(models["rcf"][1]).signatures
+    bad = models["rcf"][2]["x"].copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="x contains NaN or inf"):
+        rcf["log_prob"](x=tf.constant(bad), condition=tf.constant(models["rcf"][2]["condition"]))
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):  # wrong size: the input spec
+        s["log_prob"](x=tf.constant(np.zeros((5, 16, 16, 1), np.uint8)), condition=tf.constant(c))
+
+
+def test_client_requests_match_the_signatures(exported):
+    """The REST body and the gRPC request decode to exactly the tensors each signature takes."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving"))
+    import client
+
+    base, models = exported
+    model, path, inputs = models["glow"]
+    loaded = tf.saved_model.load(path).signatures
+    args = {k: inputs[k] for k in ("condition", "n", "temperature", "seed")}
+    body = json.loads(json.dumps(client.rest_body("best_of_n", args)))
+    sig = loaded[body["signature_name"]]
+    spec = sig.structured_input_signature[1]
+    rest_out = sig(**{k: tf.constant(v, spec[k].dtype) for k, v in body["inputs"].items()})
+    req = client.grpc_request("glow", "best_of_n", args)
+    assert req.model_spec.signature_name == "best_of_n" and set(req.inputs) == set(spec)
+    grpc_out = sig(**{k: tf.constant(tf.make_ndarray(v)) for k, v in req.inputs.items()})
+    for k in rest_out:
+        np.testing.assert_array_equal(rest_out[k].numpy(), grpc_out[k].numpy())
+
+
+def test_export_command_from_a_training_run(tmp_path):
+    from tfcflow import cli, trainer
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = tmp_path / "run"
+    trainer.train(os.path.join(root, "training", "gaussian_mixture", "rcf_fast.json"), str(run),
+                  ["train.steps=20", "train.steps_per_epoch=10", "train.ema=0.9"])
+    assert cli.main(["export", str(run), "--base", str(tmp_path / "models"), "--name", "gm"]) == 0
+    loaded = tf.saved_model.load(str(tmp_path / "models" / "gm" / "1"))
+    restored = trainer.load_run(str(run))
+    x, _, c = gm.sample(4, seed=3)
+    np.testing.assert_allclose(loaded.signatures["log_prob"](x=tf.constant(x), condition=tf.constant(c))["log_prob"],
+                               restored.log_prob(x, c).numpy(), rtol=1e-5)
+    assert cli.main(["export", str(tmp_path / "nope"), "--base", str(tmp_path / "models")]) == 2
