@@ -1,0 +1,217 @@
+"""tfcflow on the peer benchmark's architecture (../shared/bench/peers): one variant per process.
+
+Architecture (as the peers): 32x32x3 input, L=3 levels, K=8 steps per level, each step ActNorm ->
+LU 1x1 conv -> affine coupling (sigmoid(h+2) scale; conv3x3(64)-ReLU-conv1x1(64)-ReLU-conv3x3
+zero-initialized), no transition steps, a learned split prior (one conv3x3) at each exit, batch 32
+for training (Adam 1e-3), 64 for log-prob and sampling, uniform dequantization of 8-bit images.
+
+Variants:
+  uncond      the multi-scale flow with tfcflow's training step (fit), unconditional
+  cond_label  ConditionalGlow, one-hot class condition (10), condition fed to couplings and priors
+  cond_label_injector   the same plus SRFlow's affine injector in every step
+  cond_image  ConditionalGlow, 16x16x3 image condition (encoder features at every level)
+  mirrored    `uncond` under MirroredStrategy with 2 logical CPU replicas (global batch 32)
+
+    python bench/glow_bench.py --variant uncond [--xla] [--smoke] [--out results/x.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import timing  # noqa: E402
+
+H = W = 32
+C, L, K, HID = 3, 3, 8, 64
+BATCH_TRAIN, BATCH_INFER = 32, 64
+VARIANTS = ("uncond", "cond_label", "cond_label_injector", "cond_image", "mirrored")
+
+
+def macs_per_image(cond_channels: int = 0, injector: bool = False) -> int:
+    """Forward (x -> z) multiply-accumulates per image: coupling nets, 1x1 convs, exit priors
+    (+ the condition's extra input channels in couplings / injectors)."""
+    macs, h, w, c = 0, H, W, C
+    for lvl in range(L):
+        h, w, c = h // 2, w // 2, c * 4
+        px = h * w
+        ci, co = c // 2, 2 * (c - c // 2)
+        step = ((ci + cond_channels) * HID * 9 + HID * HID + HID * co * 9) * px + c * c * px
+        if injector:
+            step += (cond_channels * HID * 9 + HID * HID + HID * 2 * c * 9) * px
+        macs += K * step
+        if lvl < L - 1:
+            macs += ((c // 2) + cond_channels) * (2 * (c // 2)) * 9 * px
+            c //= 2
+    return macs
+
+
+def build(variant: str, smoke: bool):
+    import keras
+    import tensorflow as tf
+    from tfcflow.bijectors.dequantize import UniformDequantization
+    from tfcflow.models import ConditionalGlow, ImageFlowModel, MultiScaleFlow
+    from tfcflow.models.gaussian import standard_normal_log_prob
+    from tfcflow.models.image_flow import piece_temperatures
+    from tfcflow import _random
+
+    levels, steps, hid = (2, 1, 8) if smoke else (L, K, HID)
+    size = 8 if smoke else H
+
+    class Glow(ImageFlowModel):
+        """The unconditional multi-scale flow with tfcflow's image-model training step. The base
+        class wants a condition; this one takes a 1-dim dummy that no layer reads."""
+
+        def __init__(self):
+            super().__init__((size, size, C), (1,), levels)
+            self.flow = MultiScaleFlow(levels, steps, hid, transition_steps=0, injector=False,
+                                       learned_prior=True, prior_hidden_channels=0, scale="sigmoid", name="flow")
+            self.flow.build((None, size, size, C))
+            self.built = True
+
+        def _log_prob_dequantized(self, v, condition):
+            y, ld0 = UniformDequantization().inverse_and_log_det(v)
+            z, ld = self.flow.bijector().inverse_and_log_det(y)
+            return standard_normal_log_prob(z) + ld + ld0
+
+        def _sample_dequantized(self, condition, temperatures, seed):
+            b = self.flow.bijector()
+            scale = piece_temperatures(temperatures, b.piece_shapes, range(self.num_levels))
+            z = scale * _random.normal(tf.stack([tf.shape(condition)[0], self.event_size]), seed)
+            return UniformDequantization().forward_and_log_det(b.forward_and_log_det(z)[0])[0]
+
+        def _data_init_dequantized(self, v, condition, force):
+            self.flow.data_init(UniformDequantization().inverse_and_log_det(v)[0], force=force)
+
+    common = dict(levels=levels, steps_per_level=steps, hidden_channels=hid, transition_steps=0,
+                  prior_hidden_channels=0, scale="sigmoid")
+    if variant in ("uncond", "mirrored"):
+        return Glow(), None
+    if variant in ("cond_label", "cond_label_injector"):
+        return ConditionalGlow((size, size, C), (10,), encoder_channels=10,
+                               injector=variant == "cond_label_injector", **common), 10
+    return ConditionalGlow((size, size, C), (size // 2, size // 2, C), encoder_channels=16, injector=False,
+                           **common), "image"
+
+
+def effective_params(model) -> int:
+    """Trainable parameters, counting the LU 1x1 convolutions' used triangles only (C^2 each)."""
+    from tfcflow.bijectors import InvertibleConv1x1Layer
+    total = sum(int(v.numpy().size) for v in model.trainable_variables)
+    for layer in model._flatten_layers():
+        if isinstance(layer, InvertibleConv1x1Layer) and layer.lu:
+            c = int(layer.log_abs_diag.shape[0])
+            total -= c * c + c
+    return total
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variant", default="uncond", choices=VARIANTS)
+    p.add_argument("--xla", action="store_true", help="jit_compile=True (training and inference functions)")
+    p.add_argument("--smoke", action="store_true", help="tiny model, one call per measurement (CI)")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20, help="training steps per timed call")
+    p.add_argument("--out", default=None)
+    a = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from tfcflow.distribute import make_strategy, use_logical_cpus
+
+    try:  # only possible before TensorFlow initializes (a fresh process; the tests call main() in-process)
+        if a.variant == "mirrored":
+            use_logical_cpus(2)
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    keras.utils.set_random_seed(0)
+    rss0 = timing.peak_rss_mb()
+    strategy = make_strategy("mirrored") if a.variant == "mirrored" else tf.distribute.get_strategy()
+    runs, calls, steps = (1, 1, 1) if a.smoke else (a.runs, 10, a.steps)
+    budget = 0.0 if a.smoke else 240.0
+    with strategy.scope():
+        model, cond_kind = build(a.variant, a.smoke)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=a.xla)
+    size = model.event_shape[0]
+    rng = np.random.default_rng(0)
+
+    def images(n):
+        return rng.integers(0, 256, (n, size, size, C)).astype(np.uint8)
+
+    def conditions(n):
+        if cond_kind is None:
+            return np.zeros((n, 1), np.float32)
+        if cond_kind == "image":
+            return rng.integers(0, 256, (n, size // 2, size // 2, C)).astype(np.uint8)
+        return np.eye(10, dtype=np.float32)[np.arange(n) % 10]
+
+    x_train, c_train = images(4 * BATCH_TRAIN), conditions(4 * BATCH_TRAIN)
+    model.initialize(x_train[:BATCH_TRAIN], c_train[:BATCH_TRAIN])
+    res = dict(variant=a.variant, xla=a.xla, smoke=a.smoke, tf=tf.__version__, replicas=strategy.num_replicas_in_sync,
+               params=int(model.count_params()), params_effective=effective_params(model),
+               macs_per_image=macs_per_image(10 if cond_kind == 10 else (16 + 3 * 4 if cond_kind == "image" else 0),
+                                             a.variant == "cond_label_injector"))
+    ds = tf.data.Dataset.from_tensor_slices((x_train, c_train)).batch(BATCH_TRAIN, drop_remainder=True).repeat()
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+
+    # ---- inference (like the peers: before training) ----
+    jit = dict(jit_compile=True) if a.xla else {}
+    lp_fn = tf.function(lambda x, c: model.log_prob(x, c), **jit)
+    smp_fn = tf.function(lambda c, s: model.sample(c, temperature=1.0, seed=s), **jit)
+    x64, c64 = images(BATCH_INFER), conditions(BATCH_INFER)
+    t = time.perf_counter()
+    float(tf.reduce_sum(lp_fn(tf.constant(x64), tf.constant(c64))))
+    res["logprob_first_call_s"] = time.perf_counter() - t
+    res["logprob_ips"] = timing.timed(lambda: float(tf.reduce_sum(lp_fn(tf.constant(x64), tf.constant(c64)))),
+                                      BATCH_INFER, calls, runs, budget)
+    seed = tf.constant([1, 2])
+    t = time.perf_counter()
+    float(tf.reduce_sum(smp_fn(tf.constant(c64), seed)))
+    res["sample_first_call_s"] = time.perf_counter() - t
+    res["sample_ips"] = timing.timed(lambda: float(tf.reduce_sum(smp_fn(tf.constant(c64), seed))), BATCH_INFER,
+                                     calls, runs, budget)
+    res["peak_rss_after_infer_mb"] = timing.peak_rss_mb()
+
+    # ---- training: Keras fit with tfcflow's train_step ----
+    t = time.perf_counter()
+    model.fit(ds, epochs=1, steps_per_epoch=1, verbose=0)
+    res["train_first_step_s"] = time.perf_counter() - t
+    model.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)
+    hist = {}
+
+    def block():
+        hist["h"] = model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
+
+    res["train_ips"] = timing.timed(block, steps * BATCH_TRAIN, 1, runs, budget)
+    res["final_loss_nats_per_img"] = float(hist["h"].history["loss"][-1])
+    res["peak_rss_after_train_mb"] = timing.peak_rss_mb()
+    res["rss_at_start_mb"] = rss0
+
+    # ---- round trip on fresh tensors, trained weights ----
+    from tfcflow.bijectors.dequantize import UniformDequantization
+    bij = model._bijector(model._check_condition(c64)) if cond_kind is not None else model.flow.bijector()
+    y = tf.constant(((x64.astype(np.float32) + rng.random(x64.shape, np.float32)) / 256.0 - 0.5))
+    z = bij.inverse(y)
+    y_back = (model._bijector(model._check_condition(c64)) if cond_kind is not None else model.flow.bijector()).forward(
+        tf.constant(z.numpy()))
+    res["inv_err_max"] = float(tf.reduce_max(tf.abs(y_back - y)))
+    del UniformDequantization
+    text = json.dumps(res)
+    if a.out:
+        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+        with open(a.out, "w") as f:
+            f.write(text)
+    print(text)
+    return res
+
+
+if __name__ == "__main__":
+    main()
