@@ -276,13 +276,18 @@ def load_run(run_dir: str, use_ema: bool = True):
     from tfcflow.callbacks import ema_swapped, training_checkpoint
 
     tf = _tf()
-    for name in ("config.json", "model.json"):
-        if not os.path.exists(os.path.join(run_dir, name)):
-            raise FileNotFoundError(f"{run_dir} is not a tfcflow run folder: {name} is missing")
+    if not os.path.exists(os.path.join(run_dir, "config.json")):
+        raise FileNotFoundError(f"{run_dir} is not a tfcflow run folder: config.json is missing")
     with open(os.path.join(run_dir, "config.json")) as f:
         cfg = json.load(f)
-    with open(os.path.join(run_dir, "model.json")) as f:
-        spec = json.load(f)
+    if os.path.exists(os.path.join(run_dir, "model.json")):
+        with open(os.path.join(run_dir, "model.json")) as f:
+            spec = json.load(f)
+    else:  # runs older than model.json: the data shapes come from the (prepared) dataset
+        job = Job(cfg, run_dir)
+        job._setup_data()
+        m = dict(cfg["model"])
+        spec = {"class": m.pop("class"), "config": {**job.shapes, **m}}
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
         raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint")
