@@ -53,3 +53,15 @@ def check_bijector(make, x, rt_tol=1e-5, ld_tol=1e-4, ld_examples=2):
         expected = autodiff_log_abs_det(lambda t: make(i).inverse(t), np.asarray(x)[i:i + 1])
         assert abs(expected - float(ildj[i])) < ld_tol, (expected, float(ildj[i]))
     return z
+
+
+def assert_every_variable_gets_a_gradient(layer, x, condition=None, count=None):
+    """A loss through the layer (normalizing direction) reaches every trainable variable with a
+    non-None, non-zero gradient."""
+    with tf.GradientTape() as tape:
+        z, ld = layer(x, condition=condition) if condition is not None else layer(x)
+        loss = tf.reduce_sum(z ** 2) - tf.reduce_sum(ld)
+    grads = tape.gradient(loss, layer.trainable_variables)
+    if count is not None:
+        assert len(grads) == count
+    assert grads and all(g is not None and np.any(g.numpy() != 0) for g in grads)

@@ -2,7 +2,6 @@
 TensorFlow, `saved_model_cli run` (the TF1 session loader TF Serving uses) and `saved_model_cli scan`."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 

@@ -97,7 +97,9 @@ class PlateauReduction(keras.callbacks.Callback):
 
 def ema_swapped(model):
     """Context manager: the optimizer's EMA weights are in the model inside the block (no-op
-    without EMA). Used to evaluate / sample with EMA weights during training."""
+    without EMA). Used to evaluate / sample / export with EMA weights. Reads Keras 3's optimizer
+    internals (``_trainable_variables``, ``_model_variables_moving_average``), as Keras's own
+    SwapEMAWeights callback does."""
     import contextlib
 
     @contextlib.contextmanager

@@ -57,8 +57,10 @@ def make_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strateg
 
 
 def is_chief() -> bool:
-    """True on the process that writes checkpoints, logs and results (worker 0 / single process)."""
+    """True on the process that writes checkpoints, logs and results: the "chief" task if the
+    cluster has one, else worker 0 (or a single process without TF_CONFIG)."""
     cfg = json.loads(os.environ.get("TF_CONFIG", "{}"))
     task = cfg.get("task", {})
-    return task.get("type", "worker") in ("chief", "worker") and int(task.get("index", 0)) == 0 \
-        if "chief" not in cfg.get("cluster", {}) else task.get("type") == "chief"
+    if "chief" in cfg.get("cluster", {}):
+        return task.get("type") == "chief"
+    return int(task.get("index", 0)) == 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import nullcontext
 from typing import Optional
 
 import numpy as np
@@ -116,18 +117,10 @@ def save(model, export_dir: str, version: Optional[int] = None, model_name: Opti
     path = os.path.join(base, str(int(version)))
     if os.path.exists(path):
         raise ValueError(f"{path} already exists; TF Serving versions are immutable: pick another version")
-    context = ema_swapped(model) if (use_ema and getattr(model, "optimizer", None) is not None) else _null()
+    context = ema_swapped(model) if (use_ema and getattr(model, "optimizer", None) is not None) else nullcontext()
     with context:
         module, signatures = serving_module(model, max_n)
         tmp = path + ".tmp"
         tf.saved_model.save(module, tmp, signatures=signatures)
     os.replace(tmp, path)  # a half-written export never appears under a version number
     return path
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

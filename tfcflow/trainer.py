@@ -174,20 +174,22 @@ class Job:
                               verbose=t["verbose"] if self.chief else 0)
 
     # ---- evaluation -------------------------------------------------------------------------------
-    def _fixed_conditions(self):
-        tf = _tf()
-        n = self.eval_cfg["num_conditions"]
-        if self.data_cfg["task"] == "class_conditional":
-            k = self.shapes["condition_shape"][0]
-            return None, np.eye(k, dtype=np.float32)[np.arange(n) % k]
+    def first_test_examples(self, n: int):
+        """The first ``n`` test examples as numpy ``(targets, conditions)``."""
         xs, cs = [], []
         for x, c in self.test_ds:
             xs.append(x.numpy())
             cs.append(c.numpy())
             if sum(len(v) for v in xs) >= n:
                 break
-        del tf
         return np.concatenate(xs)[:n], np.concatenate(cs)[:n]
+
+    def _fixed_conditions(self):
+        n = self.eval_cfg["num_conditions"]
+        if self.data_cfg["task"] == "class_conditional":
+            k = self.shapes["condition_shape"][0]
+            return None, np.eye(k, dtype=np.float32)[np.arange(n) % k]
+        return self.first_test_examples(n)
 
     def sample_grid(self, model) -> np.ndarray:
         """Rows: [condition, ground truth, samples...] for fixed test conditions (images in [0, 1])."""

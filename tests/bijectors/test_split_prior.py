@@ -5,7 +5,7 @@ import tensorflow as tf
 from tfcflow.bijectors.split_prior import SplitPriorLayer
 from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
 from tfcflow.networks import ConvNetwork
-from tests.helpers import check_bijector, fresh, perturb
+from tests.helpers import check_bijector, perturb
 
 
 def _layer(conditional=True, hidden=8):

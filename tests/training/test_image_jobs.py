@@ -3,7 +3,6 @@ scikit-image photos: tiny models, a few steps; the loss must go down and the met
 import importlib.util
 import os
 
-import numpy as np
 import pytest
 
 from tfcflow import trainer

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from tfcflow import _checks
 from tfcflow.bijectors.dequantize import LEVELS, add_uniform_noise, quantize
-from tfcflow.models.base import ConditionalFlowModel, check_temperature, seed_tensor
+from tfcflow.models.base import ConditionalFlowModel, seed_tensor
 
 
 def to_levels(x, name: str) -> tf.Tensor:

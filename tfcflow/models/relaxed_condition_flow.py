@@ -106,8 +106,8 @@ class RelaxedConditionFlow(ConditionalFlowModel):
         _checks.check_shape(padded, "padded_x", (None, self.event_size + self.padding_dim))
         padded = _checks.check_finite(padded, "padded_x")
         c = self._check_condition(condition)
-        _checks.check_same_batch(padded, "padded_x", c, "condition")
-        return self._joint_log_prob(padded, c)
+        with tf.control_dependencies(_checks.check_same_batch(padded, "padded_x", c, "condition")):
+            return self._joint_log_prob(tf.identity(padded), c)
 
     def _log_prob(self, x, condition):
         # Plug-in estimate of log p(x | c) at x0 = 0 (deterministic): exact when f keeps the

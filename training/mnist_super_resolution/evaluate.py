@@ -18,14 +18,7 @@ def evaluate(model, config, job):
     from tfcflow.callbacks import image_grid, save_png
 
     fast = config["train"]["steps"] < 1000
-    xs, cs = [], []
-    for x, c in job.test_ds:
-        xs.append(x.numpy())
-        cs.append(c.numpy())
-        if sum(map(len, xs)) >= EVAL_IMAGES[fast]:
-            break
-    x = np.concatenate(xs)[:EVAL_IMAGES[fast]]
-    c = np.concatenate(cs)[:EVAL_IMAGES[fast]]
+    x, c = job.first_test_examples(EVAL_IMAGES[fast])
     rep = {}
     for start in range(0, len(x), 50):  # bounded memory: 50 conditions x 10 samples at a time
         part = metrics.best_of_n_report(model, x[start:start + 50], c[start:start + 50], N, TEMPERATURE,
