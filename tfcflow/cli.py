@@ -5,6 +5,7 @@
     tfcflow data import-folder FOLDER --name NAME --data-dir DIR [--image-size N] [--test-fraction F]
     tfcflow data skimage-patches --name NAME --data-dir DIR [--patch-size N] [--test-images K]
     tfcflow export RUN_DIR --base DIR [--name NAME] [--version V] [--max-n N] [--no-ema]
+    tfcflow evaluate RUN_DIR [--no-ema] [--max-examples N]
 """
 from __future__ import annotations
 
@@ -61,6 +62,18 @@ def _export(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from tfcflow import trainer
+
+    try:
+        res = trainer.evaluate_run(args.run, use_ema=not args.no_ema, max_examples=args.max_examples)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"tfcflow evaluate: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(res, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tfcflow", description="Conditional normalizing flows for TensorFlow.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -101,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-n", type=int, default=64, help="cap of best_of_n's n")
     e.add_argument("--no-ema", action="store_true", help="export the raw weights instead of their EMA")
     e.set_defaults(func=_export)
+
+    v = sub.add_parser("evaluate", help="test metrics of a run's latest checkpoint (EMA or raw weights)")
+    v.add_argument("run")
+    v.add_argument("--no-ema", action="store_true", help="evaluate the raw weights instead of their EMA")
+    v.add_argument("--max-examples", type=int, default=None)
+    v.set_defaults(func=_evaluate)
     return p
 
 

@@ -308,6 +308,21 @@ def load_run(run_dir: str, use_ema: bool = True):
     return model
 
 
+def evaluate_run(run_dir: str, use_ema: bool = True, max_examples=None) -> dict:
+    """Test metrics of a run's latest checkpoint, with its EMA weights (default) or the raw ones."""
+    with open(os.path.join(run_dir, "config.json")) as f:
+        cfg = json.load(f)
+    if max_examples is not None:
+        cfg["eval"]["max_examples"] = int(max_examples)
+    job = Job(cfg, run_dir)
+    job._setup_data()
+    model = load_run(run_dir, use_ema=use_ema)
+    res = model.evaluate(job.test_ds, verbose=0, return_dict=True)
+    out = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
+    out.update(run=run_dir, checkpoint=model.restored_from, ema=use_ema and cfg["train"]["ema"] is not None)
+    return out
+
+
 def train(config_path: str, out_dir: Optional[str] = None, overrides=()) -> dict:
     """Loads, validates and runs the config at ``config_path`` (output: ``out_dir`` or
     ``runs/<name>``)."""
