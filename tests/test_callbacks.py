@@ -39,6 +39,7 @@ def test_skip_policy_skips_the_bad_step_and_keeps_training():
     m = _model(skip_nonfinite=True)
     hist = m.fit(_poisoned_data(), epochs=1, verbose=0)
     assert hist.history["skipped_steps"] == [1.0]
+    assert np.isfinite(hist.history["loss"][0]) and np.isfinite(hist.history["grad_norm"][0])
     assert all(np.all(np.isfinite(v.numpy())) for v in m.trainable_variables)
     assert int(m.optimizer.iterations.numpy()) == 5  # 6 batches, one skipped
 

@@ -5,7 +5,7 @@
     tfcflow data import-folder FOLDER --name NAME --data-dir DIR [--image-size N] [--test-fraction F]
     tfcflow data skimage-patches --name NAME --data-dir DIR [--patch-size N] [--test-images K]
     tfcflow export RUN_DIR --base DIR [--name NAME] [--version V] [--max-n N] [--no-ema]
-    tfcflow evaluate RUN_DIR [--no-ema] [--max-examples N]
+    tfcflow evaluate RUN_DIR [--no-ema] [--max-examples N] [--hook training/TASK/evaluate.py]
 """
 from __future__ import annotations
 
@@ -66,11 +66,12 @@ def _evaluate(args) -> int:
     from tfcflow import trainer
 
     try:
-        res = trainer.evaluate_run(args.run, use_ema=not args.no_ema, max_examples=args.max_examples)
+        res = trainer.evaluate_run(args.run, use_ema=not args.no_ema, max_examples=args.max_examples,
+                                   hook=args.hook)
     except (FileNotFoundError, ValueError) as e:
         print(f"tfcflow evaluate: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(res, indent=1))
+    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (dict, list))}, indent=1, default=str))
     return 0
 
 
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run")
     v.add_argument("--no-ema", action="store_true", help="evaluate the raw weights instead of their EMA")
     v.add_argument("--max-examples", type=int, default=None)
+    v.add_argument("--hook", default=None, help="a task's evaluate.py to run as well (e.g. PSNR of best-of-10)")
     v.set_defaults(func=_evaluate)
     return p
 

@@ -219,10 +219,7 @@ class Job:
             results["sample_grid"] = save_png(self.sample_grid(self.model), os.path.join(self.out_dir, "samples.png"))
         hook = os.path.join(os.path.dirname(os.path.abspath(self.config_path)), "evaluate.py") if self.config_path else None
         if hook and os.path.exists(hook):
-            spec = importlib.util.spec_from_file_location("tfcflow_task_evaluate", hook)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            results.update(module.evaluate(self.model, self.cfg, self))
+            results.update(_load_hook(hook).evaluate(self.model, self.cfg, self))
         return results
 
     # ---- entry point --------------------------------------------------------------------------------
@@ -308,19 +305,30 @@ def load_run(run_dir: str, use_ema: bool = True):
     return model
 
 
-def evaluate_run(run_dir: str, use_ema: bool = True, max_examples=None) -> dict:
-    """Test metrics of a run's latest checkpoint, with its EMA weights (default) or the raw ones."""
+def evaluate_run(run_dir: str, use_ema: bool = True, max_examples=None, hook: Optional[str] = None) -> dict:
+    """Test metrics of a run's latest checkpoint, with its EMA weights (default) or the raw ones,
+    plus a task's ``evaluate.py`` hook if given."""
     with open(os.path.join(run_dir, "config.json")) as f:
         cfg = json.load(f)
     if max_examples is not None:
         cfg["eval"]["max_examples"] = int(max_examples)
-    job = Job(cfg, run_dir)
+    job = Job(cfg, run_dir, config_path=hook)
+    job.chief = False  # never overwrite the run's own figures
     job._setup_data()
     model = load_run(run_dir, use_ema=use_ema)
     res = model.evaluate(job.test_ds, verbose=0, return_dict=True)
     out = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
     out.update(run=run_dir, checkpoint=model.restored_from, ema=use_ema and cfg["train"]["ema"] is not None)
+    if hook:
+        out.update(_load_hook(hook).evaluate(model, cfg, job))
     return out
+
+
+def _load_hook(path: str):
+    spec = importlib.util.spec_from_file_location("tfcflow_task_evaluate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def train(config_path: str, out_dir: Optional[str] = None, overrides=()) -> dict:

@@ -127,7 +127,8 @@ def import_image_folder(folder: str, name: str, data_dir: str, image_size: Optio
                          classes or None, description=f"Imported from {folder}")
 
 
-SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
+# natural colour photos bundled with scikit-image; the last one (a cat) is the default held-out photo
+SKIMAGE_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "coffee", "chelsea")
 
 
 def skimage_photo_patches(names: Sequence[str] = SKIMAGE_PHOTOS, patch_size: int = 32, stride: int = 16,

@@ -314,9 +314,11 @@ class ConditionalFlowModel(keras.Model):
             scaled = self.optimizer.scale_loss(loss)
         return objective, nll, loss, tape.gradient(scaled, self.trainable_variables)
 
-    def _update_metrics(self, objective, nll):
-        self._loss_tracker.update_state(objective)
-        self._per_dim_tracker.update_state(self.per_dim(nll))
+    def _update_metrics(self, objective, nll, weight=None):
+        if weight is not None:
+            weight = tf.fill(tf.shape(objective), weight)
+        self._loss_tracker.update_state(objective, sample_weight=weight)
+        self._per_dim_tracker.update_state(self.per_dim(nll), sample_weight=weight)
         return {m.name: m.result() for m in (self._loss_tracker, self._per_dim_tracker)}
 
     def _logs_for_keras(self, logs: dict) -> dict:
@@ -355,9 +357,17 @@ class ConditionalFlowModel(keras.Model):
             tf.cond(finite, lambda: self.optimizer.apply(grads, self.trainable_variables), lambda: None)
         else:
             self.optimizer.apply(grads, self.trainable_variables)
-        self._grad_norm_tracker.update_state(norm / scale)
+        if getattr(self, "skip_nonfinite", False):
+            # a skipped step must not turn the epoch's averages into NaN
+            keep = tf.cast(finite, tf.float32)
+            objective = tf.where(finite, objective, tf.zeros_like(objective))
+            nll = tf.where(finite, nll, tf.zeros_like(nll))
+            self._grad_norm_tracker.update_state(tf.where(finite, norm / scale, 0.0), sample_weight=keep)
+        else:
+            keep = None
+            self._grad_norm_tracker.update_state(norm / scale)
         self._skipped_tracker.update_state(1.0 - tf.cast(finite, tf.float32))
-        logs = self._update_metrics(objective, nll)
+        logs = self._update_metrics(objective, nll, keep)
         logs.update(grad_norm=self._grad_norm_tracker.result(), skipped_steps=self._skipped_tracker.result())
         return self._logs_for_keras(logs)
 

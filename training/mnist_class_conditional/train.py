@@ -114,11 +114,14 @@ def main(argv=None) -> dict:
                                 padding_noise=cfg["padding_noise"], num_blocks=cfg["flow_blocks"],
                                 hidden_units=cfg["flow_hidden"], seed=cfg["seed"])
     schedule = optim.WarmupStepDecay(cfg["flow_learning_rate"], cfg["flow_warmup"], 0.999, 20)
-    flow.compile(optimizer=optim.make_optimizer(schedule, ema=cfg["ema"]), clipnorm=1.0, seed=cfg["seed"])
+    # skip_nonfinite: a step whose loss or gradient is NaN/inf is not applied (and counted)
+    flow.compile(optimizer=optim.make_optimizer(schedule, ema=cfg["ema"]), clipnorm=1.0, seed=cfg["seed"],
+                 skip_nonfinite=True)
     ds = (tf.data.Dataset.from_tensor_slices((u_train, y_train)).shuffle(60_000, seed=cfg["seed"])
           .repeat().batch(cfg["flow_batch"], drop_remainder=True))
     spe = min(500, max(1, cfg["flow_steps"] // 4))
-    hist = flow.fit(ds, epochs=-(-cfg["flow_steps"] // spe), steps_per_epoch=spe, verbose=2)
+    hist = flow.fit(ds, epochs=-(-cfg["flow_steps"] // spe), steps_per_epoch=spe, verbose=2,
+                    callbacks=[keras.callbacks.TerminateOnNaN()])
     t_flow = time.time() - t0 - t_ae
 
     predicted = flow.infer_condition(u_test).numpy().argmax(1)
@@ -134,6 +137,7 @@ def main(argv=None) -> dict:
                    ae_val_mse=float(ae_hist.history["val_loss"][-1]),
                    flow_loss_first_epoch=float(hist.history["loss"][0]),
                    flow_loss_last_epoch=float(hist.history["loss"][-1]),
+                   skipped_steps=float(sum(hist.history["skipped_steps"])),
                    ae_seconds=t_ae, flow_seconds=t_flow, total_seconds=time.time() - t0,
                    flow_parameters=int(flow.count_params()), samples=grid)
     with open(os.path.join(args.out, "results.json"), "w") as f:
