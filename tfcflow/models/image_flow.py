@@ -41,6 +41,8 @@ def to_levels(x, name: str) -> tf.Tensor:
     if t.dtype.is_floating:
         lo, hi, kind = 0.0, 1.0, "float"
         levels = tf.round(tf.cast(t, tf.float32) * (LEVELS - 1))
+    elif t.dtype == tf.uint8:
+        return tf.cast(t, tf.float32)  # always a valid 8-bit image: nothing to check
     elif t.dtype.is_integer:
         lo, hi, kind = 0, LEVELS - 1, "integer"
         levels = tf.cast(t, tf.float32)
@@ -52,6 +54,8 @@ def to_levels(x, name: str) -> tf.Tensor:
 def to_unit_interval(x, name: str) -> tf.Tensor:
     """Image-like condition: uint8 [0, 255] or float [0, 1] -> float32 in [-0.5, 0.5]."""
     t = tf.convert_to_tensor(x)
+    if t.dtype == tf.uint8:
+        return tf.cast(t, tf.float32) / (LEVELS - 1) - 0.5
     if t.dtype.is_integer:
         return _check_range(t, tf.cast(t, tf.float32) / (LEVELS - 1) - 0.5, name, 0, LEVELS - 1, "integer")
     if not t.dtype.is_floating:

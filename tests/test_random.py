@@ -1,0 +1,30 @@
+import numpy as np
+import tensorflow as tf
+
+from tfcflow import _random
+
+
+def test_same_numbers_eagerly_in_graphs_and_under_xla():
+    seed = tf.constant([3, 7])
+    for fn in (_random.normal, _random.uniform):
+        eager = fn([1000], seed).numpy()
+        graph = tf.function(lambda s: fn([1000], s))(seed).numpy()
+        xla = tf.function(lambda s: fn([1000], s), jit_compile=True)(seed).numpy()
+        np.testing.assert_array_equal(eager, graph)
+        np.testing.assert_allclose(eager, xla, atol=2e-6)
+
+
+def test_extreme_bits_give_finite_draws(monkeypatch):
+    extremes = tf.constant([0, 1, 2**31, 2**32 - 512, 2**32 - 1], dtype=tf.uint32)
+    monkeypatch.setattr(_random, "_bits", lambda shape, seed: extremes)
+    u = _random.uniform([5], [0, 0]).numpy()
+    z = _random.normal([5], [0, 0]).numpy()
+    assert np.all((u > 0) & (u < 1)) and np.all(np.isfinite(z)) and np.abs(z).max() < 6
+
+
+def test_distribution_and_split():
+    z = _random.normal([200_000], tf.constant([1, 2])).numpy()
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    seeds = _random.split(tf.constant([1, 2]), 3).numpy()
+    assert seeds.shape == (3, 2) and len({tuple(s) for s in seeds}) == 3
+    np.testing.assert_array_equal(_random.fold_in(tf.constant([1, 2]), 2).numpy(), seeds[2])
