@@ -54,7 +54,9 @@ def test_every_shipped_config_is_valid():
     import os
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    paths = glob.glob(os.path.join(root, "training", "*", "*.json"))
-    assert len(paths) >= 4
+    # jobs with their own entry point (train.py) have their own config schema
+    paths = [p for p in glob.glob(os.path.join(root, "training", "*", "*.json"))
+             if not os.path.exists(os.path.join(os.path.dirname(p), "train.py"))]
+    assert len(paths) >= 10
     for p in paths:
         config.load(p)

@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", required=True)
     s.add_argument("--patch-size", type=int, default=32)
     s.add_argument("--stride", type=int, default=8)
-    s.add_argument("--downscale", type=int, default=4)
-    s.add_argument("--test-images", type=int, default=1, help="hold out the last K images as the test split")
+    s.add_argument("--downscale", type=int, default=2)
+    s.add_argument("--test-images", type=int, default=2, help="hold out the last K images as the test split")
     d.set_defaults(func=_data)
 
     e = sub.add_parser("export", help="export a training run as a SavedModel for TF Serving")

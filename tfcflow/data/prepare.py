@@ -127,7 +127,7 @@ def import_image_folder(folder: str, name: str, data_dir: str, image_size: Optio
                          classes or None, description=f"Imported from {folder}")
 
 
-# natural colour photos bundled with scikit-image; the last one (a cat) is the default held-out photo
+# colour photos bundled with scikit-image; the last two (coffee, a cat) are the default held-out photos
 SKIMAGE_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "coffee", "chelsea")
 
 
@@ -150,8 +150,8 @@ def skimage_photo_patches(names: Sequence[str] = SKIMAGE_PHOTOS, patch_size: int
     return np.stack(out)
 
 
-def store_skimage_patches(name: str, data_dir: str, patch_size: int = 32, stride: int = 8, downscale: int = 4,
-                          test_images: int = 1) -> str:
+def store_skimage_patches(name: str, data_dir: str, patch_size: int = 32, stride: int = 8, downscale: int = 2,
+                          test_images: int = 2) -> str:
     """TFDS dataset ``name`` of scikit-image photo patches: ``train`` from all photos but the last
     ``test_images`` (overlapping patches every ``stride`` pixels), ``test`` from the held-out photos
     (non-overlapping), so the test split shows unseen images."""

@@ -28,7 +28,7 @@ def evaluate(model, config, job):
                psnr_best_of_10=float(metrics.psnr(best, x).mean()),
                psnr_gray_baseline=float(metrics.psnr(gray, x).mean()))
     if job.chief:
-        k = 8
+        k = min(8, len(x))
         rows = [np.stack([gray[i], x[i] / 255.0, best[i], *samples[i]]) for i in range(k)]
         out["figure"] = save_png(image_grid(np.concatenate(rows), 7), os.path.join(job.out_dir, "colorization.png"))
     return out
