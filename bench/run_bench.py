@@ -18,6 +18,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+METRICS = ("train_ips", "logprob_ips", "sample_ips")
 PEERS = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peers"))
 
 OURS = [("uncond", []), ("uncond", ["--xla"]), ("cond_label", []), ("cond_label", ["--xla"]),
@@ -42,7 +43,8 @@ def peak_gflops(env) -> float:
             "a = tf.random.uniform((2048, 2048)); b = tf.random.uniform((2048, 2048));"
             "f = tf.function(lambda: tf.matmul(a, b)); f().numpy(); best = 0\n"
             "for _ in range(7):\n"
-            "  t = time.perf_counter(); [f().numpy() for _ in range(5)]; best = max(best, 5 * 2 * 2048**3 / (time.perf_counter() - t) / 1e9)\n"
+            "  t = time.perf_counter(); [f().numpy() for _ in range(5)]\n"
+            "  best = max(best, 5 * 2 * 2048**3 / (time.perf_counter() - t) / 1e9)\n"
             "print(best)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     return float(proc.stdout.strip().splitlines()[-1])
@@ -53,7 +55,7 @@ def table(results: dict, peak: float) -> str:
         return r[key]["median"]
 
     peers = {k: v for k, v in results.items() if not k.startswith("tfcflow")}
-    best_peer = {m: max((get(r, m) for r in peers.values()), default=None) for m in ("train_ips", "logprob_ips", "sample_ips")}
+    best_peer = {m: max((get(r, m) for r in peers.values()), default=None) for m in METRICS}
     lines = ["| run | params (effective) | train img/s b32 | x best peer | logprob img/s b64 | x best peer | "
              "sample img/s b64 | x best peer | train % of peak | peak RSS MB train | round-trip err | 1st step s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -61,8 +63,10 @@ def table(results: dict, peak: float) -> str:
         macs = r.get("macs_per_image", 49_385_472)
         frac = get(r, "train_ips") * 3 * 2 * macs / 1e9 / peak
         ratio = lambda m: f"{get(r, m) / best_peer[m]:.2f}" if best_peer[m] else "-"  # noqa: E731
-        lines.append(f"| {name} | {r.get('params_effective', r.get('params'))} | {get(r, 'train_ips'):.1f} | {ratio('train_ips')} | "
-                     f"{get(r, 'logprob_ips'):.0f} | {ratio('logprob_ips')} | {get(r, 'sample_ips'):.0f} | {ratio('sample_ips')} | "
+        lines.append(f"| {name} | {r.get('params_effective', r.get('params'))} | "
+                     f"{get(r, 'train_ips'):.1f} | {ratio('train_ips')} | "
+                     f"{get(r, 'logprob_ips'):.0f} | {ratio('logprob_ips')} | "
+                     f"{get(r, 'sample_ips'):.0f} | {ratio('sample_ips')} | "
                      f"{100 * frac:.1f}% | {r['peak_rss_after_train_mb']:.0f} | {r['inv_err_max']:.1e} | "
                      f"{r.get('train_first_step_s', 0):.1f} |")
     return "\n".join(lines)
@@ -84,9 +88,10 @@ def main(argv=None) -> dict:
         if a.only and variant not in a.only.split(","):
             continue
         name = "tfcflow_" + variant + ("_xla" if flags else "")
-        cmd = [sys.executable, os.path.join(HERE, "glow_bench.py"), "--variant", variant, *flags] + (["--smoke"] if a.smoke else [])
+        cmd = [sys.executable, os.path.join(HERE, "glow_bench.py"), "--variant", variant, *flags]
+        cmd += ["--smoke"] if a.smoke else []
         results[name] = _run(cmd, env, 3600)
-        print(name, json.dumps({k: results[name][k]["median"] for k in ("train_ips", "logprob_ips", "sample_ips")}), flush=True)
+        print(name, json.dumps({k: results[name][k]["median"] for k in METRICS}), flush=True)
     if not a.smoke:
         for name, kind, args in PEER_RUNS:
             python = sys.executable if kind == "tfp" else a.tpy
@@ -94,7 +99,7 @@ def main(argv=None) -> dict:
                 continue
             out = os.path.join(a.out or "/tmp", f"peer_{name}.json")
             results[name] = _run([python, os.path.join(PEERS, args[0]), *args[1:], "--out", out], env, 3600)
-            print(name, json.dumps({k: results[name][k]["median"] for k in ("train_ips", "logprob_ips", "sample_ips")}), flush=True)
+            print(name, json.dumps({k: results[name][k]["median"] for k in METRICS}), flush=True)
     peak = peak_gflops(env) if not a.smoke else 185.0
     text = f"float32 matmul peak (TF, 2048^2, best of 7): {peak:.1f} GFLOP/s\n\n" + table(results, peak)
     print(text)

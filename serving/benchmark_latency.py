@@ -63,7 +63,8 @@ def main(argv=None) -> dict:
     local = {"log_prob": tf.function(lambda x, c: model.log_prob(x, c)),
              "sample": tf.function(lambda c: model.sample(c, temperature=t, seed=s)),
              "best_of_n": tf.function(lambda c: model.best_of_n(c, n, temperature=t, seed=s)),
-             "infer_condition": tf.function(lambda x: model.infer_condition(x)) if hasattr(model, "infer_condition") else None}
+             "infer_condition": (tf.function(lambda x: model.infer_condition(x))
+                                 if hasattr(model, "infer_condition") else None)}
     rows = []
     for batch in [int(b) for b in a.batches.split(",")]:
         x, c = data(batch)

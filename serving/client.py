@@ -42,7 +42,8 @@ def rest_predict(url: str, model: str, signature: str, inputs: dict, version=Non
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         outputs = json.loads(resp.read())["outputs"]
-    return {k: np.asarray(v) for k, v in (outputs.items() if isinstance(outputs, dict) else {"output": outputs}.items())}
+    outputs = outputs if isinstance(outputs, dict) else {"output": outputs}
+    return {k: np.asarray(v) for k, v in outputs.items()}
 
 
 def grpc_request(model: str, signature: str, inputs: dict, version=None):

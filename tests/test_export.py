@@ -83,7 +83,8 @@ def test_fresh_process_loads_and_serves_every_signature(exported, tmp_path):
         npz = str(base / f"{name}_inputs.npz")
         sigs, a = _probe(path, npz, str(tmp_path / f"{name}_a.npz"))
         _, b = _probe(path, npz, str(tmp_path / f"{name}_b.npz"))
-        expected = {"serving_default", "sample", "log_prob", "best_of_n"} | ({"infer_condition"} if name == "rcf" else set())
+        expected = {"serving_default", "sample", "log_prob", "best_of_n"}
+        expected |= {"infer_condition"} if name == "rcf" else set()
         assert set(sigs) == expected
         # log_prob equals the in-memory (EMA) model's
         np.testing.assert_allclose(a["log_prob/log_prob"], model.log_prob(inputs["x"], inputs["condition"]).numpy(),
@@ -149,7 +150,8 @@ def test_bad_requests_get_readable_errors(exported):
     s = loaded.signatures
     args = dict(condition=tf.constant(c), temperature=tf.constant(0.5), seed=tf.constant(1, tf.int64))
     cases = [
-        (lambda: s["log_prob"](x=tf.constant(x[:3]), condition=tf.constant(c)), "x and condition must have the same batch size"),
+        (lambda: s["log_prob"](x=tf.constant(x[:3]), condition=tf.constant(c)),
+         "x and condition must have the same batch size"),
         (lambda: s["sample"](**{**args, "temperature": tf.constant(-1.0)}), "temperature must be >= 0"),
         (lambda: s["best_of_n"](n=tf.constant(0), **args), "n must be >= 1"),
         (lambda: s["best_of_n"](n=tf.constant(65), **args), "n must be <= 64"),

@@ -87,8 +87,9 @@ class Job:
         self.train_ds = tasks.task_dataset(d["dataset"], d["train_split"], d["task"], batch_size=batch, seed=seed,
                                            shuffle_buffer=d["shuffle_buffer"], repeat=True, drop_remainder=True,
                                            **common)
-        self.test_ds = tasks.task_dataset(d["dataset"], d["test_split"], d["task"], batch_size=self.eval_cfg["batch_size"],
-                                          shuffle=False, take=self.eval_cfg["max_examples"], **common)
+        self.test_ds = tasks.task_dataset(d["dataset"], d["test_split"], d["task"],
+                                          batch_size=self.eval_cfg["batch_size"], shuffle=False,
+                                          take=self.eval_cfg["max_examples"], **common)
         self.shapes = dict(image_shape=list(info["image_shape"]),
                            condition_shape=list(tasks.condition_shape(d["task"], info["image_shape"], d["factor"],
                                                                       info["num_classes"])))
@@ -217,7 +218,8 @@ class Job:
         results = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
         if "image_shape" in self.shapes and self.chief:
             results["sample_grid"] = save_png(self.sample_grid(self.model), os.path.join(self.out_dir, "samples.png"))
-        hook = os.path.join(os.path.dirname(os.path.abspath(self.config_path)), "evaluate.py") if self.config_path else None
+        hook = (os.path.join(os.path.dirname(os.path.abspath(self.config_path)), "evaluate.py")
+                if self.config_path else None)
         if hook and os.path.exists(hook):
             results.update(_load_hook(hook).evaluate(self.model, self.cfg, self))
         return results

@@ -142,9 +142,11 @@ def test_bad_inputs(kind):
     cases = [
         (lambda: m.log_prob(x[:, :4], c), r"x must have shape \[batch, 8, 8, 1\], got shape \[4, 4, 8, 1\]"),
         (lambda: m.log_prob(x, c[:, :2]), r"condition must have shape \[batch, 4, 4, 1\], got shape \[4, 2, 4, 1\]"),
-        (lambda: m.log_prob(x.astype(np.float32) * 2.0, c), r"x must be uint8 in \[0, 255\] or float in \[0, 1\]; got float values in \[0, 510\]"),
+        (lambda: m.log_prob(x.astype(np.float32) * 2.0, c),
+         r"x must be uint8 in \[0, 255\] or float in \[0, 1\]; got float values in \[0, 510\]"),
         (lambda: m.log_prob(x.astype(np.int32) + 300, c), r"got integer values in \[300, 555\]"),
-        (lambda: m.log_prob(x, c.astype(np.float32) - 1.0), r"condition must be uint8 in \[0, 255\] or float in \[0, 1\]"),
+        (lambda: m.log_prob(x, c.astype(np.float32) - 1.0),
+         r"condition must be uint8 in \[0, 255\] or float in \[0, 1\]"),
         (lambda: m.log_prob(x, None), r"condition is required"),
         (lambda: m.log_prob(x[:3], c), r"x and condition must have the same batch size, got 3 and 4"),
         (lambda: m.sample(c, temperature=-1.0), r"temperature must be >= 0"),

@@ -161,4 +161,5 @@ def store_skimage_patches(name: str, data_dir: str, patch_size: int = 32, stride
     train, test = names[:-test_images], names[-test_images:]
     splits = {"train": skimage_photo_patches(train, patch_size, stride, downscale),
               "test": skimage_photo_patches(test, patch_size, patch_size, downscale)}
-    return import_arrays(splits, name, data_dir, description=f"scikit-image photo patches; train: {train}, test: {test}")
+    return import_arrays(splits, name, data_dir,
+                         description=f"scikit-image photo patches; train: {train}, test: {test}")

@@ -21,7 +21,8 @@ def _load(run):
 
 
 def table(runs) -> str:
-    lines = ["| model | min / mean mode accuracy | test NLL (nats) | label accuracy (Bayes-optimal) | parameters | train s |",
+    lines = ["| model | min / mean mode accuracy | test NLL (nats) | label accuracy (Bayes-optimal) "
+             "| parameters | train s |",
              "|---|---|---|---|---|---|"]
     for cfg, res, _ in runs:
         nll = f"{res['test_loss']:.4f}"
@@ -36,7 +37,8 @@ def table(runs) -> str:
     lines.append(f"Ground-truth test NLL (the true posterior density): {runs[0][1]['reference_test_nll']:.4f} nats")
     for cfg, res, _ in runs:
         lines += ["", f"Per label, {cfg['model']['class']} (true sigma = {cfg['data']['sigma']}):", "",
-                  "| label | mode accuracy | centre | sample mean | distance | sample std |", "|---|---|---|---|---|---|"]
+                  "| label | mode accuracy | centre | sample mean | distance | sample std |",
+                  "|---|---|---|---|---|---|"]
         for r in res["per_label"]:
             lines.append(f"| {r['label']} | {r['mode_accuracy']:.4%} | {r['centre']} | {r['mean']} | "
                          f"{r['mean_error']:.4f} | {r['std']} |")
@@ -54,7 +56,8 @@ def figure(runs, path):
     panels = []
     for cfg, _, arr in runs:
         if "predicted" in arr:
-            panels.append((f"{cfg['model']['class']}: test data,\ncoloured by inferred label", arr["test_x"], arr["predicted"]))
+            title = f"{cfg['model']['class']}: test data,\ncoloured by inferred label"
+            panels.append((title, arr["test_x"], arr["predicted"]))
     for cfg, _, arr in runs:
         keep = np.random.default_rng(0).permutation(len(arr["samples"]))[:8000]
         panels.append((f"{cfg['model']['class']}: posterior samples,\ncoloured by conditioning label",
