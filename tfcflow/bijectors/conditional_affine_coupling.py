@@ -49,7 +49,9 @@ class ConditionalAffineCoupling(FlowBijector):
 
     def _split(self, t):
         k = t.shape[-1] // 2
-        a, b = t[..., :k], t[..., k:]
+        # one Split op: its gradient is one concat (slicing twice costs two zero-filled
+        # StridedSliceGrads and their sum, ~10% of a Glow training step on CPU)
+        a, b = tf.split(t, [k, t.shape[-1] - k], axis=-1)
         # (untouched, transformed)
         return (b, a) if self._flip else (a, b)
 

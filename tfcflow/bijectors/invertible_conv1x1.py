@@ -86,7 +86,10 @@ class InvertibleConv1x1(FlowBijector):
         return tf.reduce_sum(tf.convert_to_tensor(self._lu.log_abs_diag))
 
     def _apply(self, t, w):
-        return tf.einsum("...i,ij->...j", t, w)
+        # a 2-D matmul over all positions: its gradients are two plain matmuls, where the
+        # equivalent einsum's weight gradient ran ~12x slower than its forward pass on CPU
+        c = tf.shape(w)[0]
+        return tf.reshape(tf.matmul(tf.reshape(t, [-1, c]), w), tf.shape(t))
 
     def _log_det(self, t):
         per_event = self._num_positions(t) * self.log_abs_det_weight()

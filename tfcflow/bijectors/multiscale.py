@@ -75,8 +75,8 @@ class MultiScale(FlowBijector):
                 h, ld = prior.inverse_and_log_det(h)
                 total += ld
             keep = h.shape[-1] // 2
-            pieces.append(h[..., keep:])
-            h = h[..., :keep]
+            h, piece = tf.split(h, [keep, h.shape[-1] - keep], axis=-1)
+            pieces.append(piece)
         return pieces, total
 
     def decode(self, pieces: Sequence[tf.Tensor]):
