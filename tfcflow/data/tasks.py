@@ -203,6 +203,10 @@ def task_dataset(name: str, split: str, task: str, *, data_dir: Optional[str] = 
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     options = tf.data.Options()
     options.deterministic = True
+    if not repeat:
+        # a one-pass (evaluation) iterator is short-lived, and tearing it down waits for the
+        # autotuner's current sleep (its period doubles from 10 ms), up to the pass's own length
+        options.autotune.enabled = False
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
