@@ -1,0 +1,114 @@
+"""Where a training step of the benchmark Glow spends its time: runs a few warm `fit` steps under
+tf.profiler, reads the trace (XPlane) and prints the host op time summed by op type, with the
+share of the traced wall time x threads.
+
+    python bench/profile_train_step.py [--variant uncond] [--xla] [--steps 10] [--top 25] [--trace DIR]
+
+Op time counts each TensorFlow op event on the host's executor threads (intra-op work of an op
+is attributed to the op). Under XLA the ops are fused clusters, so the table names XLA modules.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import glow_bench  # noqa: E402  (after the path insert)
+
+
+def op_table(xplane_path: str) -> tuple[dict, float]:
+    """{op type: [total µs, count]} over the host plane's op events, and the traced span in µs."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    raw = open(xplane_path, "rb").read()
+    space.ParseFromString(gzip.decompress(raw) if xplane_path.endswith(".gz") else raw)
+    totals = collections.defaultdict(lambda: [0.0, 0])
+    start, end = float("inf"), 0.0
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        for line in plane.lines:
+            for ev in line.events:
+                name = plane.event_metadata[ev.metadata_id].name
+                # TF op events are named "op_name:OpType" (oneDNN kernels: "_Mkl..."); executor and
+                # function bookkeeping ("KernelAndDeviceFunc::Run", "__inference_...") is not
+                if "::" in name or ":" not in name or name.startswith("__inference"):
+                    continue
+                kind = name.rsplit(":", 1)[1].lstrip("_")
+                if not kind or not kind[0].isupper():
+                    continue
+                t0 = (line.timestamp_ns + ev.offset_ps / 1000) / 1000
+                start, end = min(start, t0), max(end, t0 + ev.duration_ps / 1e6)
+                totals[kind][0] += ev.duration_ps / 1e6
+                totals[kind][1] += 1
+    return dict(totals), max(end - start, 0.0)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variant", default="uncond", choices=glow_bench.VARIANTS)
+    p.add_argument("--xla", action="store_true")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--trace", default=None, help="keep the trace here (TensorBoard profile plugin can open it)")
+    a = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    keras.utils.set_random_seed(0)
+    model, cond_kind = glow_bench.build(a.variant, smoke=False)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=a.xla)
+    rng = np.random.default_rng(0)
+    b = glow_bench.BATCH_TRAIN
+    x = rng.integers(0, 256, (4 * b, glow_bench.H, glow_bench.W, glow_bench.C)).astype(np.uint8)
+    if cond_kind is None:
+        c = np.zeros((4 * b, 1), np.float32)
+    elif cond_kind == "image":
+        c = rng.integers(0, 256, (4 * b, glow_bench.H // 2, glow_bench.W // 2, glow_bench.C)).astype(np.uint8)
+    else:
+        c = np.eye(10, dtype=np.float32)[np.arange(4 * b) % 10]
+    model.initialize(x[:b], c[:b])
+    ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(b, drop_remainder=True).repeat().prefetch(2)
+    model.fit(ds, epochs=1, steps_per_epoch=5, verbose=0)  # trace + warm up
+
+    logdir = a.trace or tempfile.mkdtemp(prefix="tfcflow_profile_")
+    tf.profiler.experimental.start(logdir)
+    t = time.perf_counter()
+    model.fit(ds, epochs=1, steps_per_epoch=a.steps, verbose=0)
+    wall = time.perf_counter() - t
+    tf.profiler.experimental.stop()
+    paths = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb*"), recursive=True))
+    totals, span_us = op_table(paths[-1])
+    op_us = sum(v[0] for v in totals.values())
+    rows = sorted(totals.items(), key=lambda kv: -kv[1][0])
+    # one op runs at a time (inter-op threads = 1; each op uses both intra-op threads), so op
+    # time / wall is the share of the step spent inside kernels rather than between them
+    print(f"{a.variant}{' xla' if a.xla else ''}: {a.steps} steps of batch {b} in {wall:.2f} s "
+          f"({a.steps * b / wall:.1f} img/s under the profiler); op time {op_us / 1e6:.2f} s "
+          f"= {100 * op_us / (wall * 1e6):.0f}% of wall")
+    print("| op type | ms per step | share of op time | calls per step |")
+    print("|---|---|---|---|")
+    for kind, (us, n) in rows[:a.top]:
+        print(f"| {kind} | {us / 1000 / a.steps:.1f} | {100 * us / op_us:.1f}% | {n / a.steps:.0f} |")
+    result = {"variant": a.variant, "xla": a.xla, "steps": a.steps, "wall_s": wall, "op_s": op_us / 1e6,
+              "span_s": span_us / 1e6, "ops": {k: {"ms_per_step": v[0] / 1000 / a.steps,
+                                                    "calls_per_step": v[1] / a.steps} for k, v in rows}}
+    print(json.dumps({k: v for k, v in result.items() if k != "ops"}))
+    return result
+
+
+if __name__ == "__main__":
+    main()
