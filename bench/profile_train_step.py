@@ -1,8 +1,9 @@
-"""Where a training step of the benchmark Glow spends its time: runs a few warm `fit` steps under
-tf.profiler, reads the trace (XPlane) and prints the host op time summed by op type, with the
-share of the traced wall time x threads.
+"""Where a training step of the benchmark Glow spends its time: runs a few warm `fit` steps (or
+log_prob / sample calls at batch 64) under tf.profiler, reads the trace (XPlane) and prints the
+host op time summed by op type.
 
-    python bench/profile_train_step.py [--variant uncond] [--xla] [--steps 10] [--top 25] [--trace DIR]
+    python bench/profile_train_step.py [--variant uncond] [--call train|log_prob|sample] [--xla]
+        [--steps 10] [--top 25] [--trace DIR]
 
 Op time counts each TensorFlow op event on the host's executor threads (intra-op work of an op
 is attributed to the op). Under XLA the ops are fused clusters, so the table names XLA modules.
@@ -56,6 +57,7 @@ def op_table(xplane_path: str) -> tuple[dict, float]:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variant", default="uncond", choices=glow_bench.VARIANTS)
+    p.add_argument("--call", default="train", choices=("train", "log_prob", "sample"))
     p.add_argument("--xla", action="store_true")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--top", type=int, default=25)
@@ -84,10 +86,25 @@ def main(argv=None) -> dict:
     ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(b, drop_remainder=True).repeat().prefetch(2)
     model.fit(ds, epochs=1, steps_per_epoch=5, verbose=0)  # trace + warm up
 
+    if a.call == "train":
+        def run():
+            model.fit(ds, epochs=1, steps_per_epoch=a.steps, verbose=0)
+    else:
+        b = glow_bench.BATCH_INFER
+        xi, ci = tf.constant(np.concatenate([x, x])[:b]), tf.constant(np.concatenate([c, c])[:b])
+        jit = {"jit_compile": True} if a.xla else {}
+        fn = (tf.function(lambda: model.log_prob(xi, ci), **jit) if a.call == "log_prob"
+              else tf.function(lambda: model.sample(ci, temperature=1.0, seed=tf.constant([1, 2])), **jit))
+        fn().numpy()
+
+        def run():
+            for _ in range(a.steps):
+                fn().numpy()
+
     logdir = a.trace or tempfile.mkdtemp(prefix="tfcflow_profile_")
     tf.profiler.experimental.start(logdir)
     t = time.perf_counter()
-    model.fit(ds, epochs=1, steps_per_epoch=a.steps, verbose=0)
+    run()
     wall = time.perf_counter() - t
     tf.profiler.experimental.stop()
     paths = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb*"), recursive=True))
@@ -96,14 +113,14 @@ def main(argv=None) -> dict:
     rows = sorted(totals.items(), key=lambda kv: -kv[1][0])
     # one op runs at a time (inter-op threads = 1; each op uses both intra-op threads), so op
     # time / wall is the share of the step spent inside kernels rather than between them
-    print(f"{a.variant}{' xla' if a.xla else ''}: {a.steps} steps of batch {b} in {wall:.2f} s "
+    print(f"{a.variant} {a.call}{' xla' if a.xla else ''}: {a.steps} calls of batch {b} in {wall:.2f} s "
           f"({a.steps * b / wall:.1f} img/s under the profiler); op time {op_us / 1e6:.2f} s "
           f"= {100 * op_us / (wall * 1e6):.0f}% of wall")
-    print("| op type | ms per step | share of op time | calls per step |")
+    print("| op type | ms per call | share of op time | ops per call |")
     print("|---|---|---|---|")
     for kind, (us, n) in rows[:a.top]:
         print(f"| {kind} | {us / 1000 / a.steps:.1f} | {100 * us / op_us:.1f}% | {n / a.steps:.0f} |")
-    result = {"variant": a.variant, "xla": a.xla, "steps": a.steps, "wall_s": wall, "op_s": op_us / 1e6,
+    result = {"variant": a.variant, "call": a.call, "xla": a.xla, "steps": a.steps, "wall_s": wall, "op_s": op_us / 1e6,
               "span_s": span_us / 1e6, "ops": {k: {"ms_per_step": v[0] / 1000 / a.steps,
                                                     "calls_per_step": v[1] / a.steps} for k, v in rows}}
     print(json.dumps({k: v for k, v in result.items() if k != "ops"}))

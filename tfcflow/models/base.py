@@ -200,7 +200,7 @@ class ConditionalFlowModel(keras.Model):
         return self.log_prob(x, condition)
 
     def compile(self, optimizer="adam", *, clipnorm: Optional[float] = None, skip_nonfinite: bool = False,
-                seed: int = 0, jit_compile="auto", **kwargs):
+                seed: int = 0, jit_compile: bool = False, **kwargs):
         """Keras ``compile`` plus the flow training options.
 
         Args:
@@ -215,6 +215,8 @@ class ConditionalFlowModel(keras.Model):
             for any replica count and after a resume.
           jit_compile: True compiles with XLA; with several replicas only the per-replica
             loss-and-gradient function is compiled (whole-step XLA fails under MirroredStrategy).
+            Off unless asked for (Keras' "auto" would turn it on): on CPU it costs a slower first
+            step and more memory for no speed (docs/benchmarks.md).
         """
         if isinstance(optimizer, keras.optimizers.Optimizer):
             inner = getattr(optimizer, "inner_optimizer", optimizer)
