@@ -270,6 +270,27 @@ def weights_fingerprint(model) -> str:
     return h.hexdigest()
 
 
+def run_config(run_dir: str) -> dict:
+    """The config saved in a training run folder."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir} is not a tfcflow run folder: config.json is missing")
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_data_job(run_dir: str, max_examples=None, hook: Optional[str] = None) -> Job:
+    """A Job of a finished run with its test data set up (``job.test_ds``, ``first_test_examples``),
+    for evaluation outside training; it never writes into the run folder."""
+    cfg = run_config(run_dir)
+    if max_examples is not None:
+        cfg["eval"]["max_examples"] = int(max_examples)
+    job = Job(cfg, run_dir, config_path=hook)
+    job.chief = False  # never overwrite the run's own figures
+    job._setup_data()
+    return job
+
+
 def load_run(run_dir: str, use_ema: bool = True):
     """Rebuilds the model of a training run folder and restores its latest checkpoint (weights and,
     with ``use_ema``, the EMA weights swapped in). Returns the model."""
@@ -277,10 +298,7 @@ def load_run(run_dir: str, use_ema: bool = True):
     from tfcflow.callbacks import ema_swapped, training_checkpoint
 
     tf = _tf()
-    if not os.path.exists(os.path.join(run_dir, "config.json")):
-        raise FileNotFoundError(f"{run_dir} is not a tfcflow run folder: config.json is missing")
-    with open(os.path.join(run_dir, "config.json")) as f:
-        cfg = json.load(f)
+    cfg = run_config(run_dir)
     if os.path.exists(os.path.join(run_dir, "model.json")):
         with open(os.path.join(run_dir, "model.json")) as f:
             spec = json.load(f)
@@ -310,19 +328,13 @@ def load_run(run_dir: str, use_ema: bool = True):
 def evaluate_run(run_dir: str, use_ema: bool = True, max_examples=None, hook: Optional[str] = None) -> dict:
     """Test metrics of a run's latest checkpoint, with its EMA weights (default) or the raw ones,
     plus a task's ``evaluate.py`` hook if given."""
-    with open(os.path.join(run_dir, "config.json")) as f:
-        cfg = json.load(f)
-    if max_examples is not None:
-        cfg["eval"]["max_examples"] = int(max_examples)
-    job = Job(cfg, run_dir, config_path=hook)
-    job.chief = False  # never overwrite the run's own figures
-    job._setup_data()
+    job = test_data_job(run_dir, max_examples, hook)
     model = load_run(run_dir, use_ema=use_ema)
     res = model.evaluate(job.test_ds, verbose=0, return_dict=True)
     out = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
-    out.update(run=run_dir, checkpoint=model.restored_from, ema=use_ema and cfg["train"]["ema"] is not None)
+    out.update(run=run_dir, checkpoint=model.restored_from, ema=use_ema and job.cfg["train"]["ema"] is not None)
     if hook:
-        out.update(_load_hook(hook).evaluate(model, cfg, job))
+        out.update(_load_hook(hook).evaluate(model, job.cfg, job))
     return out
 
 
