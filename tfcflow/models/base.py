@@ -357,15 +357,13 @@ class ConditionalFlowModel(keras.Model):
         finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
         if getattr(self, "skip_nonfinite", False):
             tf.cond(finite, lambda: self.optimizer.apply(grads, self.trainable_variables), lambda: None)
-        else:
-            self.optimizer.apply(grads, self.trainable_variables)
-        if getattr(self, "skip_nonfinite", False):
             # a skipped step must not turn the epoch's averages into NaN
             keep = tf.cast(finite, tf.float32)
             objective = tf.where(finite, objective, tf.zeros_like(objective))
             nll = tf.where(finite, nll, tf.zeros_like(nll))
             self._grad_norm_tracker.update_state(tf.where(finite, norm / scale, 0.0), sample_weight=keep)
         else:
+            self.optimizer.apply(grads, self.trainable_variables)
             keep = None
             self._grad_norm_tracker.update_state(norm / scale)
         self._skipped_tracker.update_state(1.0 - tf.cast(finite, tf.float32))
