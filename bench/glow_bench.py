@@ -97,6 +97,20 @@ def build(variant: str, smoke: bool):
                            **common), "image"
 
 
+def synthetic_batch(n: int, size: int, cond_kind, rng):
+    """``n`` random 8-bit images ``[n, size, size, C]`` and conditions of ``cond_kind`` (what
+    ``build`` returns: None -> a dummy ``[n, 1]``, "image" -> 8-bit ``[n, size/2, size/2, C]``,
+    10 -> one-hot labels)."""
+    import numpy as np
+
+    x = rng.integers(0, 256, (n, size, size, C)).astype(np.uint8)
+    if cond_kind is None:
+        return x, np.zeros((n, 1), np.float32)
+    if cond_kind == "image":
+        return x, rng.integers(0, 256, (n, size // 2, size // 2, C)).astype(np.uint8)
+    return x, np.eye(10, dtype=np.float32)[np.arange(n) % 10]
+
+
 def effective_params(model) -> int:
     """Trainable parameters, counting the LU 1x1 convolutions' used triangles only (C^2 each)."""
     from tfcflow.bijectors import InvertibleConv1x1Layer
@@ -140,18 +154,7 @@ def main(argv=None) -> dict:
         model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=a.xla)
     size = model.event_shape[0]
     rng = np.random.default_rng(0)
-
-    def images(n):
-        return rng.integers(0, 256, (n, size, size, C)).astype(np.uint8)
-
-    def conditions(n):
-        if cond_kind is None:
-            return np.zeros((n, 1), np.float32)
-        if cond_kind == "image":
-            return rng.integers(0, 256, (n, size // 2, size // 2, C)).astype(np.uint8)
-        return np.eye(10, dtype=np.float32)[np.arange(n) % 10]
-
-    x_train, c_train = images(4 * BATCH_TRAIN), conditions(4 * BATCH_TRAIN)
+    x_train, c_train = synthetic_batch(4 * BATCH_TRAIN, size, cond_kind, rng)
     model.initialize(x_train[:BATCH_TRAIN], c_train[:BATCH_TRAIN])
     res = dict(variant=a.variant, xla=a.xla, smoke=a.smoke, tf=tf.__version__, replicas=strategy.num_replicas_in_sync,
                params=int(model.count_params()), params_effective=effective_params(model),
@@ -169,7 +172,7 @@ def main(argv=None) -> dict:
     jit = dict(jit_compile=True) if a.xla else {}
     lp_fn = tf.function(lambda x, c: model.log_prob(x, c), **jit)
     smp_fn = tf.function(lambda c, s: model.sample(c, temperature=1.0, seed=s), **jit)
-    x64, c64 = images(BATCH_INFER), conditions(BATCH_INFER)
+    x64, c64 = synthetic_batch(BATCH_INFER, size, cond_kind, rng)
     t = time.perf_counter()
     float(tf.reduce_sum(lp_fn(tf.constant(x64), tf.constant(c64))))
     res["logprob_first_call_s"] = time.perf_counter() - t

@@ -75,13 +75,7 @@ def main(argv=None) -> dict:
     model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=a.xla)
     rng = np.random.default_rng(0)
     b = glow_bench.BATCH_TRAIN
-    x = rng.integers(0, 256, (4 * b, glow_bench.H, glow_bench.W, glow_bench.C)).astype(np.uint8)
-    if cond_kind is None:
-        c = np.zeros((4 * b, 1), np.float32)
-    elif cond_kind == "image":
-        c = rng.integers(0, 256, (4 * b, glow_bench.H // 2, glow_bench.W // 2, glow_bench.C)).astype(np.uint8)
-    else:
-        c = np.eye(10, dtype=np.float32)[np.arange(4 * b) % 10]
+    x, c = glow_bench.synthetic_batch(4 * b, glow_bench.H, cond_kind, rng)
     model.initialize(x[:b], c[:b])
     ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(b, drop_remainder=True).repeat().prefetch(2)
     model.fit(ds, epochs=1, steps_per_epoch=5, verbose=0)  # trace + warm up
@@ -91,7 +85,7 @@ def main(argv=None) -> dict:
             model.fit(ds, epochs=1, steps_per_epoch=a.steps, verbose=0)
     else:
         b = glow_bench.BATCH_INFER
-        xi, ci = tf.constant(np.concatenate([x, x])[:b]), tf.constant(np.concatenate([c, c])[:b])
+        xi, ci = (tf.constant(t) for t in glow_bench.synthetic_batch(b, glow_bench.H, cond_kind, rng))
         jit = {"jit_compile": True} if a.xla else {}
         fn = (tf.function(lambda: model.log_prob(xi, ci), **jit) if a.call == "log_prob"
               else tf.function(lambda: model.sample(ci, temperature=1.0, seed=tf.constant([1, 2])), **jit))
