@@ -13,6 +13,7 @@ import tensorflow as tf
 from tfcflow.data import gaussian_mixture as gm
 from tfcflow.distribute import make_strategy
 from tfcflow.models import ConditionalGlow, RelaxedConditionFlow
+from tfcflow.optim import FusedAdam
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,7 +41,7 @@ def _train(strategy, kind, steps=2, clipnorm=0.05, jit_compile=False, sgd=False)
         keras.utils.set_random_seed(0)
         m = _rcf() if kind == "rcf" else _glow()
         opt = (keras.optimizers.SGD(1e-2) if sgd else
-               keras.optimizers.Adam(1e-2, use_ema=True, ema_momentum=0.5))
+               FusedAdam(1e-2, use_ema=True, ema_momentum=0.5))
         m.compile(optimizer=opt, clipnorm=clipnorm, seed=3, jit_compile=jit_compile)
     ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(8).repeat()
     hist = m.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)

@@ -42,18 +42,18 @@ class AffineInjector(FlowBijector):
         self._clamp = float(clamp)
         super().__init__(event_ndims=event_ndims, name=name, validate_args=validate_args)
 
-    def _shift_and_log_scale(self, dtype):
-        h = tf.cast(self._network([self._condition]), dtype)
-        shift, raw = tf.split(h, 2, axis=-1)
-        return shift, affine_scale.log_scale(raw, self._scale, self._clamp)
+    def _affine_params(self, dtype):
+        """``(t, s, log s)`` from one evaluation of the network on the condition."""
+        shift, raw = tf.split(tf.cast(self._network([self._condition]), dtype), 2, axis=-1)
+        return (shift, *affine_scale.scale_and_log_scale(raw, self._scale, self._clamp))
 
     def _inverse_and_log_det(self, y):
-        shift, log_s = self._shift_and_log_scale(y.dtype)
-        return y * tf.exp(log_s) + shift, self._sum_event(log_s)
+        shift, s, log_s = self._affine_params(y.dtype)
+        return y * s + shift, self._sum_event(log_s)
 
     def _forward_and_log_det(self, x):
-        shift, log_s = self._shift_and_log_scale(x.dtype)
-        return (x - shift) * tf.exp(-log_s), -self._sum_event(log_s)
+        shift, s, log_s = self._affine_params(x.dtype)
+        return (x - shift) / s, -self._sum_event(log_s)
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")

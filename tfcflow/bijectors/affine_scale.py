@@ -25,10 +25,15 @@ def check_scale_kind(kind: str) -> str:
     return kind
 
 
-def log_scale(h: tf.Tensor, kind: str, clamp: float = 2.0) -> tf.Tensor:
-    """``log s`` for the raw network output ``h`` (float32)."""
+def scale_and_log_scale(h: tf.Tensor, kind: str, clamp: float = 2.0) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(s, log s)`` for the raw network output ``h`` (float32)."""
     if kind == "sigmoid":
-        return tf.math.log_sigmoid(h + 2.0)
+        # sigmoid then log: on CPU, TF's Softplus (inside log_sigmoid) and the Exp back to s cost
+        # ~1.5x this pair, forward and backward. s underflows only for h < -105 (log s = -inf: a
+        # non-finite loss, which training reports or skips).
+        s = tf.sigmoid(h + 2.0)
+        return s, tf.math.log(s)
     if kind == "exp_tanh":
-        return clamp * tf.tanh(h / clamp)
+        log_s = clamp * tf.tanh(h / clamp)
+        return tf.exp(log_s), log_s
     raise ValueError(f"scale must be one of {SCALE_KINDS}, got {kind!r}")

@@ -59,22 +59,25 @@ class ConditionalAffineCoupling(FlowBijector):
         parts = [transformed, untouched] if self._flip else [untouched, transformed]
         return tf.concat(parts, axis=-1)
 
-    def _shift_and_log_scale(self, untouched):
+    def _network_output(self, untouched):
         inputs = [untouched] if self._condition is None else [untouched, self._condition]
-        h = tf.cast(self._network(inputs), untouched.dtype)
-        shift, raw = tf.split(h, 2, axis=-1)
-        return shift, affine_scale.log_scale(raw, self._scale, self._clamp)
+        return tf.cast(self._network(inputs), untouched.dtype)
+
+    def _affine_params(self, untouched):
+        """``(t, s, log s)`` of the transformed part, from one network evaluation."""
+        shift, raw = tf.split(self._network_output(untouched), 2, axis=-1)
+        return (shift, *affine_scale.scale_and_log_scale(raw, self._scale, self._clamp))
 
     def _inverse_and_log_det(self, y):
         untouched, transformed = self._split(y)
-        shift, log_s = self._shift_and_log_scale(untouched)
-        x = self._merge(untouched, transformed * tf.exp(log_s) + shift)
+        shift, s, log_s = self._affine_params(untouched)
+        x = self._merge(untouched, transformed * s + shift)
         return x, self._sum_event(log_s)
 
     def _forward_and_log_det(self, x):
         untouched, transformed = self._split(x)
-        shift, log_s = self._shift_and_log_scale(untouched)
-        y = self._merge(untouched, (transformed - shift) * tf.exp(-log_s))
+        shift, s, log_s = self._affine_params(untouched)
+        y = self._merge(untouched, (transformed - shift) / s)
         return y, -self._sum_event(log_s)
 
 

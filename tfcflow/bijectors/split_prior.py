@@ -34,12 +34,11 @@ class GaussianSplitPrior(ConditionalAffineCoupling):
         super().__init__(network, condition, flip=False, scale="exp_tanh", clamp=clamp,
                          event_ndims=event_ndims, validate_args=validate_args, name=name)
 
-    def _shift_and_log_scale(self, untouched):
-        inputs = [untouched] if self._condition is None else [untouched, self._condition]
-        h = tf.cast(self._network(inputs), untouched.dtype)
-        mu, raw = tf.split(h, 2, axis=-1)
-        log_sigma = affine_scale.log_scale(raw, "exp_tanh", self._clamp)
-        return -mu * tf.exp(-log_sigma), -log_sigma
+    def _affine_params(self, untouched):
+        mu, raw = tf.split(self._network_output(untouched), 2, axis=-1)
+        sigma, log_sigma = affine_scale.scale_and_log_scale(raw, "exp_tanh", self._clamp)
+        inv_sigma = 1.0 / sigma
+        return -mu * inv_sigma, inv_sigma, -log_sigma
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcflow import _checks, _random
+from tfcflow.optim import FusedAdam
 
 
 def seed_tensor(seed) -> tf.Tensor:
@@ -204,8 +205,9 @@ class ConditionalFlowModel(keras.Model):
         """Keras ``compile`` plus the flow training options.
 
         Args:
-          optimizer: any Keras optimizer (wrap it in ``keras.optimizers.LossScaleOptimizer`` for
-            float16); its own ``clipnorm`` / ``global_clipnorm`` must stay unset: under
+          optimizer: any Keras optimizer ("adam": tfcflow's ``FusedAdam`` with Keras' defaults;
+            wrap it in ``keras.optimizers.LossScaleOptimizer`` for float16); its own
+            ``clipnorm`` / ``global_clipnorm`` must stay unset: under
             ``tf.distribute`` Keras clips each replica's partial gradient before summing them.
           clipnorm: clip the global norm of the GLOBAL gradient (after the cross-replica sum).
           skip_nonfinite: skip (do not apply) steps whose loss or gradient is NaN/inf, counting
@@ -218,6 +220,8 @@ class ConditionalFlowModel(keras.Model):
             Off unless asked for (Keras' "auto" would turn it on): on CPU it costs a slower first
             step and more memory for no speed (docs/benchmarks.md).
         """
+        if isinstance(optimizer, str) and optimizer.lower() == "adam":
+            optimizer = FusedAdam()
         if isinstance(optimizer, keras.optimizers.Optimizer):
             inner = getattr(optimizer, "inner_optimizer", optimizer)
             if inner.clipnorm or inner.global_clipnorm or inner.clipvalue:
