@@ -129,10 +129,13 @@ def main(argv=None) -> dict:
     p.add_argument("--smoke", action="store_true", help="tiny model, one call per measurement (CI)")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--steps", type=int, default=20, help="training steps per timed call")
+    p.add_argument("--inter", type=int, default=2,
+                   help="inter-op threads (2 = TensorFlow's default on this 2-core machine; intra-op is 2)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
+    from tfcflow.optim import FusedAdam
     import numpy as np
     import tensorflow as tf
     from tfcflow.distribute import make_strategy, use_logical_cpus
@@ -141,7 +144,7 @@ def main(argv=None) -> dict:
         if a.variant == "mirrored":
             use_logical_cpus(2)
         tf.config.threading.set_intra_op_parallelism_threads(2)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(a.inter)
     except RuntimeError:
         pass
     keras.utils.set_random_seed(0)
@@ -151,12 +154,14 @@ def main(argv=None) -> dict:
     budget = 0.0 if a.smoke else 240.0
     with strategy.scope():
         model, cond_kind = build(a.variant, a.smoke)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=a.xla)
+        model.compile(optimizer=FusedAdam(1e-3), jit_compile=a.xla)
     size = model.event_shape[0]
     rng = np.random.default_rng(0)
     x_train, c_train = synthetic_batch(4 * BATCH_TRAIN, size, cond_kind, rng)
     model.initialize(x_train[:BATCH_TRAIN], c_train[:BATCH_TRAIN])
     res = dict(variant=a.variant, xla=a.xla, smoke=a.smoke, tf=tf.__version__, replicas=strategy.num_replicas_in_sync,
+               threads=dict(intra=tf.config.threading.get_intra_op_parallelism_threads(),
+                            inter=tf.config.threading.get_inter_op_parallelism_threads()),
                params=int(model.count_params()), params_effective=effective_params(model),
                macs_per_image=macs_per_image(10 if cond_kind == 10 else (16 + 3 * 4 if cond_kind == "image" else 0),
                                              a.variant == "cond_label_injector"))

@@ -65,6 +65,7 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
+    from tfcflow.optim import FusedAdam
     import numpy as np
     import tensorflow as tf
 
@@ -72,7 +73,7 @@ def main(argv=None) -> dict:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     keras.utils.set_random_seed(0)
     model, cond_kind = glow_bench.build(a.variant, smoke=False)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=a.xla)
+    model.compile(optimizer=FusedAdam(1e-3), jit_compile=a.xla)
     rng = np.random.default_rng(0)
     b = glow_bench.BATCH_TRAIN
     x, c = glow_bench.synthetic_batch(4 * b, glow_bench.H, cond_kind, rng)

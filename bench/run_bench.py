@@ -21,10 +21,13 @@ ROOT = os.path.dirname(HERE)
 METRICS = ("train_ips", "logprob_ips", "sample_ips")
 PEERS = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peers"))
 
-OURS = [("uncond", []), ("uncond", ["--xla"]), ("cond_label", []), ("cond_label", ["--xla"]),
-        ("cond_label_injector", []), ("cond_image", []), ("mirrored", [])]
-PEER_RUNS = [("tfp_function", "tfp", ["tfp_glow_bench.py", "--mode", "function"]),
-             ("tfp_xla", "tfp", ["tfp_glow_bench.py", "--mode", "xla"]),
+# (row suffix, variant, flags). TensorFlow rows use TF's default threads on this machine (2 intra-op,
+# 2 inter-op), the TFP peer too; "_inter1" repeats ours with the peers' original 1 inter-op thread.
+OURS = [("", "uncond", []), ("_inter1", "uncond", ["--inter", "1"]), ("_xla", "uncond", ["--xla"]),
+        ("", "cond_label", []), ("_xla", "cond_label", ["--xla"]), ("", "cond_label_injector", []),
+        ("", "cond_image", []), ("", "mirrored", [])]
+PEER_RUNS = [("tfp_function", "tfp", ["tfp_glow_bench.py", "--mode", "function", "--inter", "2"]),
+             ("tfp_xla", "tfp", ["tfp_glow_bench.py", "--mode", "xla", "--inter", "2"]),
              ("torch_normflows", "torch", ["torch_glow_bench.py", "--impl", "normflows"]),
              ("torch_freia", "torch", ["torch_glow_bench.py", "--impl", "freia"]),
              ("torch_freia_cond", "torch", ["torch_glow_bench.py", "--impl", "freia", "--cond"])]
@@ -84,10 +87,10 @@ def main(argv=None) -> dict:
     if a.smoke:
         env["BENCH_MAX_WAIT"] = "0"
     results = {}
-    for variant, flags in OURS:
+    for suffix, variant, flags in OURS:
         if a.only and variant not in a.only.split(","):
             continue
-        name = "tfcflow_" + variant + ("_xla" if flags else "")
+        name = "tfcflow_" + variant + suffix
         cmd = [sys.executable, os.path.join(HERE, "glow_bench.py"), "--variant", variant, *flags]
         cmd += ["--smoke"] if a.smoke else []
         results[name] = _run(cmd, env, 3600)
