@@ -9,13 +9,15 @@ from tfcflow.bijectors.conditional_affine_coupling import AffineCouplingLayer, C
 from tfcflow.bijectors.flow_bijector import FlowBijector
 from tfcflow.bijectors.flow_chain import FlowChain, FlowSequence
 from tfcflow.bijectors.flow_layer import FlowLayer
+from tfcflow.bijectors.fused_step import FusedStep
 from tfcflow.bijectors.invertible_conv1x1 import InvertibleConv1x1, InvertibleConv1x1Layer, LUFactors
 from tfcflow.bijectors.permute import Permute, RandomPermutationLayer
 from tfcflow.bijectors.squeeze import Squeeze, SqueezeLayer
 
 __all__ = [
     "ActNorm", "ActNormLayer", "AffineCouplingLayer", "AffineInjector", "AffineInjectorLayer",
-    "ConditionalAffineCoupling", "FlowBijector", "FlowChain", "FlowLayer", "FlowSequence", "InvertibleConv1x1",
+    "ConditionalAffineCoupling", "FlowBijector", "FlowChain", "FlowLayer", "FlowSequence", "FusedStep",
+    "InvertibleConv1x1",
     "InvertibleConv1x1Layer", "LUFactors", "Permute", "RandomPermutationLayer", "Squeeze",
     "SqueezeLayer",
 ]

@@ -36,6 +36,14 @@ class ActNorm(FlowBijector):
         self._log_scale = log_scale
         super().__init__(event_ndims=event_ndims, name=name, validate_args=validate_args)
 
+    @property
+    def loc(self):
+        return self._loc
+
+    @property
+    def log_scale(self):
+        return self._log_scale
+
     def _forward_and_log_det(self, x):
         log_scale = tf.cast(self._log_scale, x.dtype)
         y = x * tf.exp(log_scale) + tf.cast(self._loc, x.dtype)

@@ -47,6 +47,12 @@ class ConditionalAffineCoupling(FlowBijector):
         self._clamp = float(clamp)
         super().__init__(event_ndims=event_ndims, name=name, validate_args=validate_args)
 
+    def channel_ranges(self, channels: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((start, stop) untouched, (start, stop) transformed)`` on the last axis."""
+        k = channels // 2
+        first, second = (0, k), (k, channels)
+        return (second, first) if self._flip else (first, second)
+
     def _split(self, t):
         k = t.shape[-1] // 2
         # one Split op: its gradient is one concat (slicing twice costs two zero-filled
@@ -68,11 +74,14 @@ class ConditionalAffineCoupling(FlowBijector):
         shift, raw = tf.split(self._network_output(untouched), 2, axis=-1)
         return (shift, *affine_scale.scale_and_log_scale(raw, self._scale, self._clamp))
 
-    def _inverse_and_log_det(self, y):
-        untouched, transformed = self._split(y)
+    def inverse_from_halves(self, untouched: tf.Tensor, transformed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The normalizing direction on an input already split into its two parts (``y_1``,
+        ``y_2``; see ``channel_ranges``): ``(x, log|det dx/dy|)``."""
         shift, s, log_s = self._affine_params(untouched)
-        x = self._merge(untouched, transformed * s + shift)
-        return x, self._sum_event(log_s)
+        return self._merge(untouched, transformed * s + shift), self._sum_event(log_s)
+
+    def _inverse_and_log_det(self, y):
+        return self.inverse_from_halves(*self._split(y))
 
     def _forward_and_log_det(self, x):
         untouched, transformed = self._split(x)
