@@ -30,3 +30,18 @@ def test_analytic_macs_match_the_peer_architecture():
 
     # the peers' README: 49.4 M MACs forward per 32x32x3 image
     assert round(glow_bench.macs_per_image() / 1e6, 1) == 49.4
+
+
+def test_ab_compare_smoke_runs_both_versions():
+    import subprocess
+
+    import pytest
+
+    if subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    import ab_compare
+
+    r = ab_compare.main(["HEAD", "--smoke", "--call", "log_prob"])
+    assert r["a_ms"]["min"] > 0 and r["b_ms"]["min"] > 0
+    # the same seed, architecture and data: both versions start from the same density
+    assert abs(r["log_prob_a"] - r["log_prob_b"]) < 1e-3 * abs(r["log_prob_b"])
