@@ -24,17 +24,11 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from tfcflow._channels import channel_matmul
 from tfcflow.bijectors.actnorm import ActNorm
 from tfcflow.bijectors.conditional_affine_coupling import ConditionalAffineCoupling
 from tfcflow.bijectors.flow_bijector import FlowBijector
 from tfcflow.bijectors.invertible_conv1x1 import InvertibleConv1x1
-
-
-def _channel_matmul(t: tf.Tensor, w: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
-    """``t @ w + bias`` over the last axis: ``[..., C] -> [..., w.shape[1]]``, as one 2-D matmul."""
-    c_in, c_out = w.shape[0], w.shape[1]
-    y = tf.nn.bias_add(tf.matmul(tf.reshape(t, [-1, c_in]), w), bias)
-    return tf.reshape(y, tf.concat([tf.shape(t)[:-1], [c_out]], axis=0))
 
 
 class FusedStep(FlowBijector):
@@ -61,10 +55,10 @@ class FusedStep(FlowBijector):
         beta = -tf.linalg.matvec(w, loc, transpose_a=True)
         ld = self._params_log_det(y, log_scale)
         if self._coupling is None:
-            return _channel_matmul(y, w, beta), ld
+            return channel_matmul(y, w, beta), ld
         (u0, u1), (t0, t1) = self._coupling.channel_ranges(y.shape[-1])
-        untouched = _channel_matmul(y, w[:, u0:u1], beta[u0:u1])
-        transformed = _channel_matmul(y, w[:, t0:t1], beta[t0:t1])
+        untouched = channel_matmul(y, w[:, u0:u1], beta[u0:u1])
+        transformed = channel_matmul(y, w[:, t0:t1], beta[t0:t1])
         z, ld_coupling = self._coupling.inverse_from_halves(untouched, transformed)
         return z, ld + ld_coupling
 
@@ -74,7 +68,7 @@ class FusedStep(FlowBijector):
             z, ld_coupling = self._coupling.forward_and_log_det(z)
         log_scale = tf.cast(self._actnorm.log_scale, z.dtype)
         w_inv = self._conv.inverse_weight() * tf.exp(log_scale)[None, :]
-        v = _channel_matmul(z, w_inv, tf.cast(self._actnorm.loc, z.dtype))
+        v = channel_matmul(z, w_inv, tf.cast(self._actnorm.loc, z.dtype))
         return v, ld_coupling - self._params_log_det(z, log_scale)
 
 

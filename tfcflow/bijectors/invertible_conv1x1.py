@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfcflow._channels import channel_matmul
 from tfcflow.bijectors.flow_bijector import FlowBijector
 from tfcflow.bijectors.flow_layer import FlowLayer
 
@@ -85,21 +86,15 @@ class InvertibleConv1x1(FlowBijector):
             return tf.linalg.slogdet(tf.convert_to_tensor(self._matrix))[1]
         return tf.reduce_sum(tf.convert_to_tensor(self._lu.log_abs_diag))
 
-    def _apply(self, t, w):
-        # a 2-D matmul over all positions: its gradients are two plain matmuls, where the
-        # equivalent einsum's weight gradient ran ~12x slower than its forward pass on CPU
-        c = tf.shape(w)[0]
-        return tf.reshape(tf.matmul(tf.reshape(t, [-1, c]), w), tf.shape(t))
-
     def _log_det(self, t):
         per_event = self._num_positions(t) * self.log_abs_det_weight()
         return tf.fill(tf.shape(t)[:-self.event_ndims], per_event)
 
     def _forward_and_log_det(self, x):
-        return self._apply(x, self.inverse_weight()), -self._log_det(x)
+        return channel_matmul(x, self.inverse_weight()), -self._log_det(x)
 
     def _inverse_and_log_det(self, y):
-        return self._apply(y, self.weight()), self._log_det(y)
+        return channel_matmul(y, self.weight()), self._log_det(y)
 
 
 def random_rotation(channels: int, seed: int) -> np.ndarray:
