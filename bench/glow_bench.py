@@ -131,13 +131,16 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, default=20, help="training steps per timed call")
     p.add_argument("--inter", type=int, default=2,
                    help="inter-op threads (2 = TensorFlow's default on this 2-core machine; intra-op is 2)")
+    p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
+                   help="Keras policy for the coupling networks (flows and log-dets stay float32); the bf16 run "
+                        "also reports its log-prob's distance from a float32 twin with the same weights")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     from tfcflow.optim import FusedAdam
-    import numpy as np
     import tensorflow as tf
+    from tfcflow import optim
     from tfcflow.distribute import make_strategy, use_logical_cpus
 
     try:  # only possible before TensorFlow initializes (a fresh process; the tests call main() in-process)
@@ -150,16 +153,29 @@ def main(argv=None) -> dict:
     keras.utils.set_random_seed(0)
     rss0 = timing.peak_rss_mb()
     strategy = make_strategy("mirrored") if a.variant == "mirrored" else tf.distribute.get_strategy()
+    optim.set_precision(a.precision)
+    try:
+        with strategy.scope():
+            model, cond_kind = build(a.variant, a.smoke)
+            model.compile(optimizer=FusedAdam(1e-3), jit_compile=a.xla)
+        return _measure(a, model, cond_kind, strategy, rss0)
+    finally:  # the policy is global: leave float32 behind (the tests call main() in-process)
+        optim.set_precision("float32")
+
+
+def _measure(a, model, cond_kind, strategy, rss0) -> dict:
+    import numpy as np
+    import tensorflow as tf
+    from tfcflow import optim
+
     runs, calls, steps = (1, 1, 1) if a.smoke else (a.runs, 10, a.steps)
     budget = 0.0 if a.smoke else 240.0
-    with strategy.scope():
-        model, cond_kind = build(a.variant, a.smoke)
-        model.compile(optimizer=FusedAdam(1e-3), jit_compile=a.xla)
     size = model.event_shape[0]
     rng = np.random.default_rng(0)
     x_train, c_train = synthetic_batch(4 * BATCH_TRAIN, size, cond_kind, rng)
     model.initialize(x_train[:BATCH_TRAIN], c_train[:BATCH_TRAIN])
-    res = dict(variant=a.variant, xla=a.xla, smoke=a.smoke, tf=tf.__version__, replicas=strategy.num_replicas_in_sync,
+    res = dict(variant=a.variant, xla=a.xla, smoke=a.smoke, precision=a.precision, tf=tf.__version__,
+               replicas=strategy.num_replicas_in_sync,
                threads=dict(intra=tf.config.threading.get_intra_op_parallelism_threads(),
                             inter=tf.config.threading.get_inter_op_parallelism_threads()),
                params=int(model.count_params()), params_effective=effective_params(model),
@@ -214,6 +230,16 @@ def main(argv=None) -> dict:
     z = view().inverse(y)
     y_back = view().forward(tf.constant(z.numpy()))  # a fresh tensor and view: no TFP cache hit
     res["inv_err_max"] = float(tf.reduce_max(tf.abs(y_back - y)))
+    if a.precision != "float32":
+        # the trained weights in a float32 twin: how far the mixed-precision log-prob is from float32's
+        optim.set_precision("float32")
+        twin, _ = build(a.variant, a.smoke)
+        twin.initialize(x_train[:BATCH_TRAIN], c_train[:BATCH_TRAIN])
+        twin.set_weights(model.get_weights())
+        x, c = tf.constant(x64), tf.constant(c64)
+        bpd = [m.log_prob_bound(x, c, seed=0) / (-np.log(2.0) * np.prod(model.event_shape)) for m in (model, twin)]
+        res["bpd_abs_diff_vs_float32"] = dict(max=float(tf.reduce_max(tf.abs(bpd[0] - bpd[1]))),
+                                              mean=float(tf.reduce_mean(tf.abs(bpd[0] - bpd[1]))))
     text = json.dumps(res)
     if a.out:
         os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

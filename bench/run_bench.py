@@ -4,7 +4,7 @@ fraction of the float32 matmul peak measured in the same run.
 
     python bench/run_bench.py --out docs/benchmarks \
         --tpy /path/to/torch-venv/bin/python          # peers' PyTorch python (optional)
-    python bench/run_bench.py --smoke                 # CI: tiny sizes, no peers, no waiting
+    python bench/run_bench.py --smoke                 # tiny sizes, no peer scripts, no waiting
 
 The TFP peer runs with this interpreter (tensorflow-probability + tf-keras are tfcflow deps).
 """
@@ -22,8 +22,10 @@ METRICS = ("train_ips", "logprob_ips", "sample_ips")
 PEERS = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peers"))
 
 # (row suffix, variant, flags). TensorFlow rows use TF's default threads on this machine (2 intra-op,
-# 2 inter-op), the TFP peer too; "_inter1" repeats ours with the peers' original 1 inter-op thread.
+# 2 inter-op), the TFP peer too; "_inter1" repeats ours with the peers' original 1 inter-op thread;
+# "_bf16" runs the coupling networks in mixed_bfloat16 (not the peers' precision: reported beside).
 OURS = [("", "uncond", []), ("_inter1", "uncond", ["--inter", "1"]), ("_xla", "uncond", ["--xla"]),
+        ("_bf16", "uncond", ["--precision", "mixed_bfloat16"]),
         ("", "cond_label", []), ("_xla", "cond_label", ["--xla"]), ("", "cond_label_injector", []),
         ("", "cond_image", []), ("", "mirrored", [])]
 PEER_RUNS = [("tfp_function", "tfp", ["tfp_glow_bench.py", "--mode", "function", "--inter", "2"]),
@@ -57,12 +59,14 @@ def table(results: dict, peak: float) -> str:
     def get(r, key):
         return r[key]["median"]
 
-    peers = {k: v for k, v in results.items() if not k.startswith("tfcflow")}
+    peers = {k: v for k, v in results.items() if not k.startswith("tfcflow") and k != "head_to_head"}
     best_peer = {m: max((get(r, m) for r in peers.values()), default=None) for m in METRICS}
     lines = ["| run | params (effective) | train img/s b32 | x best peer | logprob img/s b64 | x best peer | "
              "sample img/s b64 | x best peer | train % of peak | peak RSS MB train | round-trip err | 1st step s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
+        if name == "head_to_head":
+            continue
         macs = r.get("macs_per_image", 49_385_472)
         frac = get(r, "train_ips") * 3 * 2 * macs / 1e9 / peak
         ratio = lambda m: f"{get(r, m) / best_peer[m]:.2f}" if best_peer[m] else "-"  # noqa: E731
@@ -72,6 +76,13 @@ def table(results: dict, peak: float) -> str:
                      f"{get(r, 'sample_ips'):.0f} | {ratio('sample_ips')} | "
                      f"{100 * frac:.1f}% | {r['peak_rss_after_train_mb']:.0f} | {r['inv_err_max']:.1e} | "
                      f"{r.get('train_first_step_s', 0):.1f} |")
+    h = results.get("head_to_head")
+    if h:
+        f = lambda k: "{median:.2f}x ({min:.2f}-{max:.2f})".format(**h[k])  # noqa: E731
+        lines += ["", f"One process, alternating timed blocks ({h['rounds']} rounds of {h['calls']} calls, "
+                  "bench/head_to_head.py), ours / TFP, median (min-max) of the per-round ratios: "
+                  f"log-prob vs TFP+XLA {f('logprob_vs_tfp_xla')}, vs TFP tf.function "
+                  f"{f('logprob_vs_tfp_function')}; sampling vs TFP tf.function {f('sample_vs_tfp_function')}"]
     return "\n".join(lines)
 
 
@@ -95,6 +106,10 @@ def main(argv=None) -> dict:
         cmd += ["--smoke"] if a.smoke else []
         results[name] = _run(cmd, env, 3600)
         print(name, json.dumps({k: results[name][k]["median"] for k in METRICS}), flush=True)
+    if not a.no_tfp:
+        cmd = [sys.executable, os.path.join(HERE, "head_to_head.py")] + (["--smoke"] if a.smoke else [])
+        results["head_to_head"] = _run(cmd, env, 3600)
+        print("head_to_head", json.dumps(results["head_to_head"]["logprob_vs_tfp_xla"]), flush=True)
     if not a.smoke:
         for name, kind, args in PEER_RUNS:
             python = sys.executable if kind == "tfp" else a.tpy

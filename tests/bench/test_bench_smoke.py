@@ -14,15 +14,39 @@ def test_smoke_runs_every_variant_and_the_table(monkeypatch):
 
     monkeypatch.setattr(timing, "MAX_WAIT", 0.0)
     results = {}
-    for variant, flags in [("uncond", ["--xla"]), ("cond_label_injector", []), ("cond_image", []), ("mirrored", [])]:
+    runs = [("uncond", ["--xla"]), ("uncond_bf16", ["--precision", "mixed_bfloat16"]), ("cond_label_injector", []),
+            ("cond_image", []), ("mirrored", [])]
+    for name, flags in runs:
+        variant = name.removesuffix("_bf16")
         r = glow_bench.main(["--variant", variant, "--smoke", *flags])
         for key in ("train_ips", "logprob_ips", "sample_ips"):
             assert r[key]["median"] > 0, (variant, key)
         assert r["inv_err_max"] < 1e-3 and r["peak_rss_after_train_mb"] > 0 and r["train_first_step_s"] > 0
-        results["tfcflow_" + variant] = r
+        results["tfcflow_" + name] = r
     assert results["tfcflow_mirrored"]["replicas"] == 2
+    # the bf16 run is measured against a float32 twin with its weights, and leaves the global policy float32
+    import keras
+
+    assert results["tfcflow_uncond_bf16"]["precision"] == "mixed_bfloat16"
+    assert 0 <= results["tfcflow_uncond_bf16"]["bpd_abs_diff_vs_float32"]["max"] < 0.05
+    assert keras.mixed_precision.global_policy().name == "float32"
     text = run_bench.table(results, peak=185.0)
-    assert "| tfcflow_uncond |" in text and "| tfcflow_mirrored |" in text
+    assert "| tfcflow_uncond |" in text and "| tfcflow_mirrored |" in text and "| tfcflow_uncond_bf16 |" in text
+
+
+def test_head_to_head_smoke_times_both_in_one_process(monkeypatch):
+    import head_to_head
+    import run_bench
+    import timing
+
+    monkeypatch.setattr(timing, "MAX_WAIT", 0.0)
+    h = head_to_head.main(["--smoke"])
+    for key in ("logprob_tfcflow", "logprob_tfp_xla", "logprob_tfp_function", "sample_tfcflow", "sample_tfp_function"):
+        assert h["ips"][key]["median"] > 0, key
+    assert h["logprob_vs_tfp_xla"]["median"] == h["ips"]["logprob_tfcflow"]["median"] / h["ips"]["logprob_tfp_xla"][
+        "median"]  # one round: the ratio of the two blocks
+    text = run_bench.table({"head_to_head": h}, peak=185.0)
+    assert "log-prob vs TFP+XLA" in text
 
 
 def test_analytic_macs_match_the_peer_architecture():
