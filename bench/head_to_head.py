@@ -3,6 +3,10 @@ log-prob and sampling (batch 64), the contestants' timed blocks alternating roun
 every ratio compares two measurements taken seconds apart on the same machine state. The separate
 per-process runs of run_bench.py drift by up to 30% between rows on this shared machine.
 
+A third log-prob contestant evaluates only our coupling and split-prior networks, once each, at
+the shapes log-prob feeds them: the dense work alone, so its img/s bounds what any rearrangement
+of the flow's other ops could reach with these convolution and matmul kernels.
+
 TFP's Glow is built as the peer script builds it (../shared/bench/peers/tfp_glow_bench.py:
 GlowDefaultNetwork(64), GlowDefaultExitNetwork, data-dependent ActNorm init on a batch of 32) and
 timed as ``tf.function`` and with XLA; ours as in glow_bench.py (TensorFlow's default threads: 2
@@ -41,6 +45,26 @@ def _tfp_glow(size: int, levels: int, steps: int, hidden: int, x_init):
     return glow, px, [int(d) for d in z_shape]
 
 
+def _networks_only(model, size: int, batch: int):
+    """A function evaluating every coupling and split-prior network of ``model`` once, on fixed
+    inputs of the shapes log-prob feeds them: the dense work of a log-prob call alone, a ceiling."""
+    import tensorflow as tf
+    from tfcflow.networks.conv import ConvNetwork
+
+    nets = [l for l in model._flatten_layers() if isinstance(l, ConvNetwork)]
+    inputs = []
+    for net in nets:  # named flow_l{level}_...; level l runs at size / 2^(l+1)
+        side = size // 2 ** (int(net.name.split("_l")[1].split("_")[0]) + 1)
+        c_in = int(net.weights[0].shape[2])
+        inputs.append(tf.random.stateless_normal([batch, side, side, c_in], [0, len(inputs)]))
+
+    @tf.function
+    def run():
+        return tf.add_n([tf.reduce_sum(net([h])) for net, h in zip(nets, inputs)])
+
+    return run, len(nets)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=9)
@@ -77,7 +101,9 @@ def main(argv=None) -> dict:
 
     ours_lp = tf.function(lambda x, c: ours.log_prob(x, c))
     ours_smp = tf.function(lambda c, s: ours.sample(c, temperature=1.0, seed=s))
+    nets_only, n_nets = _networks_only(ours, size, batch)
     contestants = {
+        "logprob_tfcflow_networks_only": nets_only,
         # fresh tensors every call, as the peer does (TFP's bijector cache is keyed on tensor identity)
         "logprob_tfcflow": lambda: ours_lp(tf.constant(x), tf.constant(c)),
         "logprob_tfp_function": functools.partial(tf.function(px.log_prob), tf.constant(y)),
@@ -111,7 +137,10 @@ def main(argv=None) -> dict:
                             inter=tf.config.threading.get_inter_op_parallelism_threads()),
                first_call_s=first,
                ips={k: dict(median=statistics.median(v), best=max(v), all=v) for k, v in ips.items()},
+               networks=n_nets,
                logprob_vs_tfp_xla=ratios("logprob_tfcflow", "logprob_tfp_xla"),
+               networks_only_vs_tfp_xla=ratios("logprob_tfcflow_networks_only", "logprob_tfp_xla"),
+               logprob_vs_networks_only=ratios("logprob_tfcflow", "logprob_tfcflow_networks_only"),
                logprob_vs_tfp_function=ratios("logprob_tfcflow", "logprob_tfp_function"),
                sample_vs_tfp_function=ratios("sample_tfcflow", "sample_tfp_function"))
     text = json.dumps(res)

@@ -82,7 +82,9 @@ def table(results: dict, peak: float) -> str:
         lines += ["", f"One process, alternating timed blocks ({h['rounds']} rounds of {h['calls']} calls, "
                   "bench/head_to_head.py), ours / TFP, median (min-max) of the per-round ratios: "
                   f"log-prob vs TFP+XLA {f('logprob_vs_tfp_xla')}, vs TFP tf.function "
-                  f"{f('logprob_vs_tfp_function')}; sampling vs TFP tf.function {f('sample_vs_tfp_function')}"]
+                  f"{f('logprob_vs_tfp_function')}; sampling vs TFP tf.function {f('sample_vs_tfp_function')}; "
+                  f"our {h['networks']} networks alone (log-prob's dense work) vs TFP+XLA's log-prob "
+                  f"{f('networks_only_vs_tfp_xla')}, our log-prob / our networks alone {f('logprob_vs_networks_only')}"]
     return "\n".join(lines)
 
 

@@ -41,7 +41,9 @@ def test_head_to_head_smoke_times_both_in_one_process(monkeypatch):
 
     monkeypatch.setattr(timing, "MAX_WAIT", 0.0)
     h = head_to_head.main(["--smoke"])
-    for key in ("logprob_tfcflow", "logprob_tfp_xla", "logprob_tfp_function", "sample_tfcflow", "sample_tfp_function"):
+    assert h["networks"] == 2 * 1 + 1  # smoke: 2 levels x 1 coupling + 1 split prior
+    for key in ("logprob_tfcflow", "logprob_tfcflow_networks_only", "logprob_tfp_xla", "logprob_tfp_function",
+                "sample_tfcflow", "sample_tfp_function"):
         assert h["ips"][key]["median"] > 0, key
     assert h["logprob_vs_tfp_xla"]["median"] == h["ips"]["logprob_tfcflow"]["median"] / h["ips"]["logprob_tfp_xla"][
         "median"]  # one round: the ratio of the two blocks
