@@ -240,10 +240,15 @@ def _measure(a, model, cond_kind, strategy, rss0) -> dict:
         bpd = [m.log_prob_bound(x, c, seed=0) / (-np.log(2.0) * np.prod(model.event_shape)) for m in (model, twin)]
         res["bpd_abs_diff_vs_float32"] = dict(max=float(tf.reduce_max(tf.abs(bpd[0] - bpd[1]))),
                                               mean=float(tf.reduce_mean(tf.abs(bpd[0] - bpd[1]))))
+    return emit_json(res, a.out)
+
+
+def emit_json(res: dict, out) -> dict:
+    """Prints ``res`` as one JSON line (run_bench reads the last line) and writes it to ``out`` if given."""
     text = json.dumps(res)
-    if a.out:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
             f.write(text)
     print(text)
     return res

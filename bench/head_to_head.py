@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import statistics
 import sys
@@ -143,13 +142,7 @@ def main(argv=None) -> dict:
                logprob_vs_networks_only=ratios("logprob_tfcflow", "logprob_tfcflow_networks_only"),
                logprob_vs_tfp_function=ratios("logprob_tfcflow", "logprob_tfp_function"),
                sample_vs_tfp_function=ratios("sample_tfcflow", "sample_tfp_function"))
-    text = json.dumps(res)
-    if a.out:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
-            f.write(text)
-    print(text)
-    return res
+    return glow_bench.emit_json(res, a.out)
 
 
 if __name__ == "__main__":
