@@ -76,10 +76,7 @@ def main(argv=None) -> dict:
     rounds, calls = (1, 1) if a.smoke else (a.rounds, a.calls)
     rng = np.random.default_rng(0)
     x, c = glow_bench.synthetic_batch(4 * glow_bench.BATCH_TRAIN, size, None, rng)
-    options = tf.data.Options()
-    options.autotune.enabled = False  # see glow_bench: autotuning makes fit() teardown wait
-    ds = (tf.data.Dataset.from_tensor_slices((x, c)).batch(glow_bench.BATCH_TRAIN, drop_remainder=True).repeat()
-          .prefetch(2).with_options(options))
+    ds = glow_bench.train_dataset(x, c)
     xi, ci = (tf.constant(t) for t in glow_bench.synthetic_batch(glow_bench.BATCH_INFER, size, None, rng))
     runs, log_probs = {}, {}
     for name, module in (("A", glow_bench_ab), ("B", glow_bench)):

@@ -111,6 +111,26 @@ def synthetic_batch(n: int, size: int, cond_kind, rng):
     return x, np.eye(10, dtype=np.float32)[np.arange(n) % 10]
 
 
+def dequantized(x, rng):
+    """8-bit images ``x`` plus uniform noise, scaled to [-0.5, 0.5): the flow's (and the peers') input."""
+    import numpy as np
+
+    return (x.astype(np.float32) + rng.random(x.shape, np.float32)) / 256.0 - 0.5
+
+
+def train_dataset(x, c):
+    """Endless batches of BATCH_TRAIN for timed ``fit`` calls: a fixed prefetch and no tf.data
+    autotuning, because the autotuner's thread sleeps in doubling periods (10 ms, 20 ms, ...) and
+    the iterator's teardown at the end of every fit() call waits for the current sleep, which made
+    timed fit() calls snap to 2.56 / 5.12 / 10.24 s."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(BATCH_TRAIN, drop_remainder=True).repeat()
+    return ds.prefetch(2).with_options(options)
+
+
 def effective_params(model) -> int:
     """Trainable parameters, counting the LU 1x1 convolutions' used triangles only (C^2 each)."""
     from tfcflow.bijectors import InvertibleConv1x1Layer
@@ -181,13 +201,7 @@ def _measure(a, model, cond_kind, strategy, rss0) -> dict:
                params=int(model.count_params()), params_effective=effective_params(model),
                macs_per_image=macs_per_image(10 if cond_kind == 10 else (16 + 3 * 4 if cond_kind == "image" else 0),
                                              a.variant == "cond_label_injector"))
-    ds = tf.data.Dataset.from_tensor_slices((x_train, c_train)).batch(BATCH_TRAIN, drop_remainder=True).repeat()
-    # a fixed prefetch and no tf.data autotuning: the autotuner's thread sleeps in doubling
-    # periods (10 ms, 20 ms, ...) and the iterator's teardown at the end of every fit() call waits
-    # for the current sleep, which made timed fit() calls snap to 2.56 / 5.12 / 10.24 s
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    ds = ds.prefetch(2).with_options(options)
+    ds = train_dataset(x_train, c_train)
 
     # ---- inference (like the peers: before training) ----
     jit = dict(jit_compile=True) if a.xla else {}
@@ -226,7 +240,7 @@ def _measure(a, model, cond_kind, strategy, rss0) -> dict:
     def view():
         return model._bijector(model._check_condition(c64)) if cond_kind is not None else model.flow.bijector()
 
-    y = tf.constant(((x64.astype(np.float32) + rng.random(x64.shape, np.float32)) / 256.0 - 0.5))
+    y = tf.constant(dequantized(x64, rng))
     z = view().inverse(y)
     y_back = view().forward(tf.constant(z.numpy()))  # a fresh tensor and view: no TFP cache hit
     res["inv_err_max"] = float(tf.reduce_max(tf.abs(y_back - y)))

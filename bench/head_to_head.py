@@ -92,8 +92,7 @@ def main(argv=None) -> dict:
     x_init, c_init = glow_bench.synthetic_batch(glow_bench.BATCH_TRAIN, size, None, rng)
     ours.initialize(x_init, c_init)
     x, c = glow_bench.synthetic_batch(batch, size, None, rng)
-    # the peers' inputs: dequantized 8-bit images in [-0.5, 0.5)
-    y = ((x.astype(np.float32) + rng.random(x.shape, dtype=np.float32)) / 256.0 - 0.5).astype(np.float32)
+    y = glow_bench.dequantized(x, rng)  # the peers' inputs
     tf.random.set_seed(0)
     glow, px, z_shape = _tfp_glow(size, levels, steps, hidden, y[: glow_bench.BATCH_TRAIN])
     z = np.random.default_rng(1).standard_normal((batch, *z_shape)).astype(np.float32)
