@@ -52,3 +52,22 @@ def test_every_variable_gets_a_gradient(lu):
     perturb(layer, seed=0)
     x = tf.random.stateless_normal([2, 2, 2, 3], [0, 1])
     assert_every_variable_gets_a_gradient(layer, x, count=3 if lu else 1)
+
+
+def test_lu_entries_outside_their_triangles_are_ignored():
+    # L's diagonal is 1 and U's is sign * exp(log_abs_diag): whatever the variables hold there
+    # (and below / above the triangles) changes neither W nor the gradients
+    layer = InvertibleConv1x1Layer(seed=6)
+    layer.build((None, 1, 1, 4))
+    w = layer.bijector().weight().numpy()
+    rng = np.random.default_rng(0)
+    layer.lower.assign(layer.lower.numpy() + np.triu(rng.normal(size=(4, 4))).astype(np.float32))
+    layer.upper.assign(layer.upper.numpy() + np.tril(rng.normal(size=(4, 4))).astype(np.float32))
+    with tf.GradientTape() as tape:
+        b = layer.bijector()
+        loss = tf.reduce_sum(b.weight() ** 2) + tf.reduce_sum(b.inverse_weight())
+    np.testing.assert_allclose(b.weight().numpy(), w, atol=1e-6)
+    g_lower, g_upper = tape.gradient(loss, [layer.lower, layer.upper])
+    np.testing.assert_array_equal(np.triu(g_lower.numpy()), 0.0)
+    np.testing.assert_array_equal(np.tril(g_upper.numpy()), 0.0)
+    assert np.all(np.tril(g_lower.numpy(), -1)[1:, :1] != 0.0)

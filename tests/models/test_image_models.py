@@ -107,6 +107,19 @@ def test_sampling(model):
     assert np.any(model.sample(c, temperature=[1.0, 0.0], seed=7).numpy() != a)
 
 
+def test_a_nan_sample_is_an_error_not_a_clipped_image():
+    # quantize() clips values into [0, 255]; NaN must survive it and reach the finiteness check
+    m = tiny_image_model("glow")
+    x, c = _data("glow")
+    m.initialize(x, c)
+    loc = next(v for v in m.variables if v.path.endswith("loc"))
+    loc.assign(np.full(loc.shape, np.nan, np.float32))
+    with pytest.raises(ValueError, match="sampling produced NaN or inf"):
+        m.sample(c, seed=1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="sampling produced NaN or inf"):
+        tf.function(lambda: m.sample(c, seed=tf.constant([1, 2])))()
+
+
 def test_best_of_n_returns_the_argmax_of_log_prob(model):
     _, c = _data(model.kind, n=2)
     best, best_lp = model.best_of_n(c, n=4, temperature=0.9, seed=11)

@@ -138,8 +138,9 @@ class ImageFlowModel(ConditionalFlowModel):
 
     def _sample(self, condition, temperature, seed):
         v = self._sample_dequantized(condition, self._temperatures(temperature), seed)
-        # quantize() clips overflowing values into range; keep NaN visible to the finiteness check
-        return tf.where(tf.math.is_nan(v), v, quantize(v)) / (LEVELS - 1)
+        # quantize() clips overflowing values into range; its floor and clip propagate NaN, so a
+        # diverged sample stays visible to the finiteness check (tested)
+        return quantize(v) / (LEVELS - 1)
 
     def _data_init(self, levels, condition, force):
         self._data_init_dequantized(add_uniform_noise(levels, seed_tensor(0)), condition, force)
