@@ -3,7 +3,7 @@ log_prob / sample calls at batch 64) under tf.profiler, reads the trace (XPlane)
 host op time summed by op type.
 
     python bench/profile_train_step.py [--variant uncond] [--call train|log_prob|sample] [--xla]
-        [--steps 10] [--top 25] [--trace DIR]
+        [--steps 10] [--top 25] [--trace DIR] [--smoke]
 
 Op time counts each TensorFlow op event on the host's executor threads (intra-op work of an op
 is attributed to the op). Under XLA the ops are fused clusters, so the table names XLA modules.
@@ -61,6 +61,7 @@ def main(argv=None) -> dict:
     p.add_argument("--xla", action="store_true")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--smoke", action="store_true", help="tiny model, one call (CI)")
     p.add_argument("--trace", default=None, help="keep the trace here (TensorBoard profile plugin can open it)")
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -69,24 +70,30 @@ def main(argv=None) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(2)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:  # only before TensorFlow initializes (the smoke test calls main() in-process)
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
     keras.utils.set_random_seed(0)
-    model, cond_kind = glow_bench.build(a.variant, smoke=False)
+    if a.smoke:
+        a.steps = 1
+    model, cond_kind = glow_bench.build(a.variant, smoke=a.smoke)
+    size = 8 if a.smoke else glow_bench.H
     model.compile(optimizer=FusedAdam(1e-3), jit_compile=a.xla)
     rng = np.random.default_rng(0)
     b = glow_bench.BATCH_TRAIN
-    x, c = glow_bench.synthetic_batch(4 * b, glow_bench.H, cond_kind, rng)
+    x, c = glow_bench.synthetic_batch(4 * b, size, cond_kind, rng)
     model.initialize(x[:b], c[:b])
-    ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(b, drop_remainder=True).repeat().prefetch(2)
-    model.fit(ds, epochs=1, steps_per_epoch=5, verbose=0)  # trace + warm up
+    ds = glow_bench.train_dataset(x, c)  # no tf.data autotuning: its sleeps pad every fit() call
+    model.fit(ds, epochs=1, steps_per_epoch=1 if a.smoke else 5, verbose=0)  # trace + warm up
 
     if a.call == "train":
         def run():
             model.fit(ds, epochs=1, steps_per_epoch=a.steps, verbose=0)
     else:
         b = glow_bench.BATCH_INFER
-        xi, ci = (tf.constant(t) for t in glow_bench.synthetic_batch(b, glow_bench.H, cond_kind, rng))
+        xi, ci = (tf.constant(t) for t in glow_bench.synthetic_batch(b, size, cond_kind, rng))
         jit = {"jit_compile": True} if a.xla else {}
         fn = (tf.function(lambda: model.log_prob(xi, ci), **jit) if a.call == "log_prob"
               else tf.function(lambda: model.sample(ci, temperature=1.0, seed=tf.constant([1, 2])), **jit))
@@ -96,6 +103,11 @@ def main(argv=None) -> dict:
             for _ in range(a.steps):
                 fn().numpy()
 
+    # the same calls unprofiled first: the profiler slows a training step ~1.8-2x (a log-prob call
+    # hardly), so its op times are shares of a distorted step and the plain wall time is reported
+    t = time.perf_counter()
+    run()
+    plain = time.perf_counter() - t
     logdir = a.trace or tempfile.mkdtemp(prefix="tfcflow_profile_")
     tf.profiler.experimental.start(logdir)
     t = time.perf_counter()
@@ -110,12 +122,14 @@ def main(argv=None) -> dict:
     # time / wall is the share of the step spent inside kernels rather than between them
     print(f"{a.variant} {a.call}{' xla' if a.xla else ''}: {a.steps} calls of batch {b} in {wall:.2f} s "
           f"({a.steps * b / wall:.1f} img/s under the profiler); op time {op_us / 1e6:.2f} s "
-          f"= {100 * op_us / (wall * 1e6):.0f}% of wall")
+          f"= {100 * op_us / (wall * 1e6):.0f}% of wall; unprofiled {a.steps * b / plain:.1f} img/s "
+          f"(the profiler slowed the calls {wall / plain:.2f}x)")
     print("| op type | ms per call | share of op time | ops per call |")
     print("|---|---|---|---|")
     for kind, (us, n) in rows[:a.top]:
         print(f"| {kind} | {us / 1000 / a.steps:.1f} | {100 * us / op_us:.1f}% | {n / a.steps:.0f} |")
-    result = {"variant": a.variant, "call": a.call, "xla": a.xla, "steps": a.steps, "wall_s": wall, "op_s": op_us / 1e6,
+    result = {"variant": a.variant, "call": a.call, "xla": a.xla, "steps": a.steps, "wall_s": wall,
+              "unprofiled_wall_s": plain, "op_s": op_us / 1e6,
               "span_s": span_us / 1e6, "ops": {k: {"ms_per_step": v[0] / 1000 / a.steps,
                                                     "calls_per_step": v[1] / a.steps} for k, v in rows}}
     print(json.dumps({k: v for k, v in result.items() if k != "ops"}))

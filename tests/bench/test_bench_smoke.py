@@ -71,3 +71,12 @@ def test_ab_compare_smoke_runs_both_versions():
     assert r["a_ms"]["min"] > 0 and r["b_ms"]["min"] > 0
     # the same seed, architecture and data: both versions start from the same density
     assert abs(r["log_prob_a"] - r["log_prob_b"]) < 1e-3 * abs(r["log_prob_b"])
+
+
+def test_profile_smoke_reads_the_trace():
+    import profile_train_step
+
+    r = profile_train_step.main(["--smoke", "--call", "log_prob", "--top", "3"])
+    assert r["wall_s"] > 0 and r["unprofiled_wall_s"] > 0 and r["op_s"] > 0
+    # the coupling networks' 3x3 convolutions are in the trace, under some kernel's name
+    assert any("Conv2D" in kind for kind in r["ops"]), sorted(r["ops"])
