@@ -44,7 +44,7 @@ def _tfp_glow(size: int, levels: int, steps: int, hidden: int, x_init):
     return glow, px, [int(d) for d in z_shape]
 
 
-def _networks_only(model, size: int, batch: int):
+def _networks_only(model, batch: int):
     """A function evaluating every coupling and split-prior network of ``model`` once, on fixed
     inputs of the shapes log-prob feeds them: the dense work of a log-prob call alone, a ceiling."""
     import tensorflow as tf
@@ -52,10 +52,9 @@ def _networks_only(model, size: int, batch: int):
 
     nets = [l for l in model._flatten_layers() if isinstance(l, ConvNetwork)]
     inputs = []
-    for net in nets:  # named flow_l{level}_...; level l runs at size / 2^(l+1)
-        side = size // 2 ** (int(net.name.split("_l")[1].split("_")[0]) + 1)
-        c_in = int(net.weights[0].shape[2])
-        inputs.append(tf.random.stateless_normal([batch, side, side, c_in], [0, len(inputs)]))
+    for net in nets:  # each network was built for the (unconditional: single) input it is fed
+        (shape,) = net.get_build_config()["input_shape"]
+        inputs.append(tf.random.stateless_normal([batch, *shape[1:]], [0, len(inputs)]))
 
     @tf.function
     def run():
@@ -99,7 +98,7 @@ def main(argv=None) -> dict:
 
     ours_lp = tf.function(lambda x, c: ours.log_prob(x, c))
     ours_smp = tf.function(lambda c, s: ours.sample(c, temperature=1.0, seed=s))
-    nets_only, n_nets = _networks_only(ours, size, batch)
+    nets_only, n_nets = _networks_only(ours, batch)
     contestants = {
         "logprob_tfcflow_networks_only": nets_only,
         # fresh tensors every call, as the peer does (TFP's bijector cache is keyed on tensor identity)
