@@ -377,11 +377,14 @@ class ConditionalFlowModel(keras.Model):
 
     def test_step(self, data):
         x, condition = self._unpack(data)
-        x, condition = self._check_pair(x, condition)
-        nll = -self._log_prob(x, condition)
+        nll = self._validation_nll(*self._check_pair(x, condition))
         return self._logs_for_keras(self._update_metrics(nll, nll))
 
     # ---- subclass hooks --------------------------------------------------------------------------
+    def _validation_nll(self, x: tf.Tensor, condition: tf.Tensor) -> tf.Tensor:
+        """What ``evaluate`` reports, per example (checked inputs): ``-log p(x | c)`` here."""
+        return -self._log_prob(x, condition)
+
     def _log_prob(self, x: tf.Tensor, condition: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 

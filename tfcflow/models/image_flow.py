@@ -129,12 +129,9 @@ class ImageFlowModel(ConditionalFlowModel):
                                           condition)
         return nll, nll
 
-    def test_step(self, data):
-        x, condition = self._unpack(data)
-        levels, c = self._check_pair(x, condition)
+    def _validation_nll(self, levels, condition):
         # the dequantization bound, as in training but with a fixed noise seed (deterministic)
-        nll = -self._log_prob_dequantized(add_uniform_noise(levels, seed_tensor(0)), c)
-        return self._logs_for_keras(self._update_metrics(nll, nll))
+        return -self._log_prob_dequantized(add_uniform_noise(levels, seed_tensor(0)), condition)
 
     def _sample(self, condition, temperature, seed):
         v = self._sample_dequantized(condition, self._temperatures(temperature), seed)
