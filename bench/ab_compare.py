@@ -63,12 +63,8 @@ def main(argv=None) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(2)
-        tf.config.threading.set_inter_op_parallelism_threads(a.inter)
-    except RuntimeError:  # TF already initialized (tests call main() in-process)
-        pass
     import glow_bench
+    glow_bench.set_threads(a.inter)
     import glow_bench_ab
     from tfcflow.optim import FusedAdam
 

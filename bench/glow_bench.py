@@ -111,6 +111,18 @@ def synthetic_batch(n: int, size: int, cond_kind, rng):
     return x, np.eye(10, dtype=np.float32)[np.arange(n) % 10]
 
 
+def set_threads(inter: int, intra: int = 2) -> None:
+    """TensorFlow's thread pools for a timed run. Only possible before TensorFlow initializes; a
+    no-op after (the smoke tests call the scripts' main() in one process)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError:
+        pass
+
+
 def dequantized(x, rng):
     """8-bit images ``x`` plus uniform noise, scaled to [-0.5, 0.5): the flow's (and the peers') input."""
     import numpy as np
@@ -163,13 +175,12 @@ def main(argv=None) -> dict:
     from tfcflow import optim
     from tfcflow.distribute import make_strategy, use_logical_cpus
 
-    try:  # only possible before TensorFlow initializes (a fresh process; the tests call main() in-process)
-        if a.variant == "mirrored":
+    if a.variant == "mirrored":
+        try:  # only possible before TensorFlow initializes (a fresh process; the tests call main() in-process)
             use_logical_cpus(2)
-        tf.config.threading.set_intra_op_parallelism_threads(2)
-        tf.config.threading.set_inter_op_parallelism_threads(a.inter)
-    except RuntimeError:
-        pass
+        except RuntimeError:
+            pass
+    set_threads(a.inter)
     keras.utils.set_random_seed(0)
     rss0 = timing.peak_rss_mb()
     strategy = make_strategy("mirrored") if a.variant == "mirrored" else tf.distribute.get_strategy()

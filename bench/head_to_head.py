@@ -75,11 +75,7 @@ def main(argv=None) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    try:  # only before TensorFlow initializes (the smoke test calls main() in-process)
-        tf.config.threading.set_intra_op_parallelism_threads(2)
-        tf.config.threading.set_inter_op_parallelism_threads(2)
-    except RuntimeError:
-        pass
+    glow_bench.set_threads(inter=2)
     rounds, calls = (1, 1) if a.smoke else (a.rounds, a.calls)
     levels, steps, hidden = (2, 1, 8) if a.smoke else (glow_bench.L, glow_bench.K, glow_bench.HID)
     size = 8 if a.smoke else glow_bench.H

@@ -70,11 +70,7 @@ def main(argv=None) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    try:  # only before TensorFlow initializes (the smoke test calls main() in-process)
-        tf.config.threading.set_intra_op_parallelism_threads(2)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
+    glow_bench.set_threads(inter=1)
     keras.utils.set_random_seed(0)
     if a.smoke:
         a.steps = 1
@@ -103,7 +99,7 @@ def main(argv=None) -> dict:
             for _ in range(a.steps):
                 fn().numpy()
 
-    # the same calls unprofiled first: the profiler slows a training step ~1.8-2x (a log-prob call
+    # the same calls unprofiled first: the profiler slows a training step ~1.4-2x (a log-prob call
     # hardly), so its op times are shares of a distorted step and the plain wall time is reported
     t = time.perf_counter()
     run()
