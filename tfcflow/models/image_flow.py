@@ -131,7 +131,10 @@ class ImageFlowModel(ConditionalFlowModel):
 
     def _validation_nll(self, levels, condition):
         # the dequantization bound, as in training but with a fixed noise seed (deterministic)
-        return -self._log_prob_dequantized(add_uniform_noise(levels, seed_tensor(0)), condition)
+        return -self._log_prob_bound(levels, condition, seed=0)
+
+    def _log_prob_bound(self, levels, condition, seed):
+        return self._log_prob_dequantized(add_uniform_noise(levels, seed_tensor(seed)), condition)
 
     def _sample(self, condition, temperature, seed):
         v = self._sample_dequantized(condition, self._temperatures(temperature), seed)
@@ -146,8 +149,7 @@ class ImageFlowModel(ConditionalFlowModel):
     def log_prob_bound(self, x, condition, seed=0) -> tf.Tensor:
         """log p(x + u | c) - D log 256 with seeded uniform noise u: an unbiased estimate of a lower
         bound of log P(x | c) (nats, ``[batch]``)."""
-        x, c = self._check_pair(x, condition)
-        return self._log_prob_dequantized(add_uniform_noise(x, seed_tensor(seed)), c)
+        return self._log_prob_bound(*self._check_pair(x, condition), seed)
 
     def bits_per_dim(self, x, condition) -> tf.Tensor:
         """``-log_prob(x, condition) / (D log 2)``, ``[batch]``."""
