@@ -50,13 +50,12 @@ def macs_per_image(cond_channels: int = 0, injector: bool = False) -> int:
     return macs
 
 
-def build(variant: str, smoke: bool):
+def build(variant: str, smoke: bool, chains: int = 1):
     import tensorflow as tf
     from tfcflow.bijectors.dequantize import UniformDequantization
     from tfcflow.models import ConditionalGlow, ImageFlowModel, MultiScaleFlow
     from tfcflow.models.gaussian import standard_normal_log_prob
     from tfcflow.models.image_flow import piece_temperatures
-    from tfcflow import _random
 
     levels, steps, hid = (2, 1, 8) if smoke else (L, K, HID)
     size = 8 if smoke else H
@@ -66,7 +65,7 @@ def build(variant: str, smoke: bool):
         class wants a condition; this one takes a 1-dim dummy that no layer reads."""
 
         def __init__(self):
-            super().__init__((size, size, C), (1,), levels)
+            super().__init__((size, size, C), (1,), levels, parallel_chains=chains)
             self.flow = MultiScaleFlow(levels, steps, hid, transition_steps=0, injector=False,
                                        learned_prior=True, prior_hidden_channels=0, scale="sigmoid", name="flow")
             self.flow.build((None, size, size, C))
@@ -80,14 +79,14 @@ def build(variant: str, smoke: bool):
         def _sample_dequantized(self, condition, temperatures, seed):
             b = self.flow.bijector()
             scale = piece_temperatures(temperatures, b.piece_shapes, range(self.num_levels))
-            z = scale * _random.normal(tf.stack([tf.shape(condition)[0], self.event_size]), seed)
+            z = scale * self._batch_noise("normal", tf.stack([tf.shape(condition)[0], self.event_size]), seed)
             return UniformDequantization().forward_and_log_det(b.forward_and_log_det(z)[0])[0]
 
         def _data_init_dequantized(self, v, condition, force):
             self.flow.data_init(UniformDequantization().inverse_and_log_det(v)[0], force=force)
 
     common = dict(levels=levels, steps_per_level=steps, hidden_channels=hid, transition_steps=0,
-                  prior_hidden_channels=0, scale="sigmoid")
+                  prior_hidden_channels=0, scale="sigmoid", parallel_chains=chains)
     if variant in ("uncond", "mirrored"):
         return Glow(), None
     if variant in ("cond_label", "cond_label_injector"):
@@ -162,7 +161,11 @@ def main(argv=None) -> dict:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--steps", type=int, default=20, help="training steps per timed call")
     p.add_argument("--inter", type=int, default=2,
-                   help="inter-op threads (2 = TensorFlow's default on this 2-core machine; intra-op is 2)")
+                   help="inter-op threads (2 = TensorFlow's default on this 2-core machine)")
+    p.add_argument("--intra", type=int, default=2, help="intra-op threads (2 = TensorFlow's default here)")
+    p.add_argument("--chains", type=int, default=1,
+                   help="parallel chains (tfcflow/chains.py): the model's parallel_chains, with 1 intra-op and "
+                        "CHAINS inter-op threads (--intra/--inter are then not used)")
     p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
                    help="Keras policy for the coupling networks (flows and log-dets stay float32); the bf16 run "
                         "also reports its log-prob's distance from a float32 twin with the same weights")
@@ -180,14 +183,17 @@ def main(argv=None) -> dict:
             use_logical_cpus(2)
         except RuntimeError:
             pass
-    set_threads(a.inter)
+    if a.chains > 1:
+        set_threads(a.chains, 1)
+    else:
+        set_threads(a.inter, a.intra)
     keras.utils.set_random_seed(0)
     rss0 = timing.peak_rss_mb()
     strategy = make_strategy("mirrored") if a.variant == "mirrored" else tf.distribute.get_strategy()
     optim.set_precision(a.precision)
     try:
         with strategy.scope():
-            model, cond_kind = build(a.variant, a.smoke)
+            model, cond_kind = build(a.variant, a.smoke, a.chains)
             model.compile(optimizer=FusedAdam(1e-3), jit_compile=a.xla)
         return _measure(a, model, cond_kind, strategy, rss0)
     finally:  # the policy is global: leave float32 behind (the tests call main() in-process)
@@ -206,7 +212,7 @@ def _measure(a, model, cond_kind, strategy, rss0) -> dict:
     x_train, c_train = synthetic_batch(4 * BATCH_TRAIN, size, cond_kind, rng)
     model.initialize(x_train[:BATCH_TRAIN], c_train[:BATCH_TRAIN])
     res = dict(variant=a.variant, xla=a.xla, smoke=a.smoke, precision=a.precision, tf=tf.__version__,
-               replicas=strategy.num_replicas_in_sync,
+               replicas=strategy.num_replicas_in_sync, chains=model.parallel_chains,
                threads=dict(intra=tf.config.threading.get_intra_op_parallelism_threads(),
                             inter=tf.config.threading.get_inter_op_parallelism_threads()),
                params=int(model.count_params()), params_effective=effective_params(model),

@@ -21,13 +21,16 @@ ROOT = os.path.dirname(HERE)
 METRICS = ("train_ips", "logprob_ips", "sample_ips")
 PEERS = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peers"))
 
-# (row suffix, variant, flags). TensorFlow rows use TF's default threads on this machine (2 intra-op,
-# 2 inter-op), the TFP peer too; "_inter1" repeats ours with the peers' original 1 inter-op thread;
-# "_bf16" runs the coupling networks in mixed_bfloat16 (not the peers' precision: reported beside).
-OURS = [("", "uncond", []), ("_inter1", "uncond", ["--inter", "1"]), ("_xla", "uncond", ["--xla"]),
-        ("_bf16", "uncond", ["--precision", "mixed_bfloat16"]),
-        ("", "cond_label", []), ("_xla", "cond_label", ["--xla"]), ("", "cond_label_injector", []),
-        ("", "cond_image", []), ("", "mirrored", [])]
+# (row suffix, variant, flags). Our rows run as tfcflow recommends on a CPU: 2 parallel chains (the
+# model's parallel_chains, with 1 intra-op and 2 inter-op threads; tfcflow/chains.py). "_1chain"
+# repeats the unconditional model as one chain at TensorFlow's default threads (2 intra-op, 2
+# inter-op; the TFP peer's setting); "_bf16" runs the coupling networks in mixed_bfloat16 (not the
+# peers' precision: reported beside). The mirrored row has its 2 replicas instead of chains.
+CHAINS = ["--chains", "2"]
+OURS = [("", "uncond", CHAINS), ("_1chain", "uncond", []), ("_xla", "uncond", ["--xla", *CHAINS]),
+        ("_bf16", "uncond", ["--precision", "mixed_bfloat16", *CHAINS]),
+        ("", "cond_label", CHAINS), ("", "cond_label_injector", CHAINS),
+        ("", "cond_image", CHAINS), ("", "mirrored", [])]
 PEER_RUNS = [("tfp_function", "tfp", ["tfp_glow_bench.py", "--mode", "function", "--inter", "2"]),
              ("tfp_xla", "tfp", ["tfp_glow_bench.py", "--mode", "xla", "--inter", "2"]),
              ("torch_normflows", "torch", ["torch_glow_bench.py", "--impl", "normflows"]),
@@ -80,7 +83,8 @@ def table(results: dict, peak: float) -> str:
     if h:
         f = lambda k: "{median:.2f}x ({min:.2f}-{max:.2f})".format(**h[k])  # noqa: E731
         lines += ["", f"One process, alternating timed blocks ({h['rounds']} rounds of {h['calls']} calls, "
-                  "bench/head_to_head.py), ours / TFP, median (min-max) of the per-round ratios: "
+                  "bench/head_to_head.py; our model as ONE chain, both at TensorFlow's default threads), "
+                  "ours / TFP, median (min-max) of the per-round ratios: "
                   f"log-prob vs TFP+XLA {f('logprob_vs_tfp_xla')}, vs TFP tf.function "
                   f"{f('logprob_vs_tfp_function')}; sampling vs TFP tf.function {f('sample_vs_tfp_function')}; "
                   f"our {h['networks']} networks alone (log-prob's dense work) vs TFP+XLA's log-prob "

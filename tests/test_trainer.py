@@ -79,3 +79,23 @@ def test_outputs_of_a_run(tmp_path):
         assert (tmp_path / name).exists(), name
     assert any(f.startswith("events") for _, _, files in os.walk(tmp_path / "logs") for f in files)
     assert np.isfinite(res["test_loss"]) and res["steps"] == 20 and len(res["weights_sha256"]) == 64
+
+
+def test_parallel_chains_job_trains_like_one_chain(tmp_path):
+    # a fresh process (the thread pools are set before TensorFlow runs) against this process's run
+    args = ["train.steps=20", "train.steps_per_epoch=10"]
+    cmd = [sys.executable, "-m", "tfcflow", "train", RCF_FAST, "--out", str(tmp_path / "chains")]
+    for item in args + ["train.parallel_chains=2"]:
+        cmd += ["--set", item]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / "chains" / "results.json") as f:
+        chained = json.load(f)
+    assert chained["parallel_chains"] == 2 and chained["threads"] == {"intra_op": 1, "inter_op": 2}
+    with open(tmp_path / "chains" / "model.json") as f:
+        assert json.load(f)["config"]["parallel_chains"] == 2
+    one = trainer.train(RCF_FAST, str(tmp_path / "one"), args)
+    assert one["parallel_chains"] == 1
+    np.testing.assert_allclose(chained["history"]["loss"], one["history"]["loss"], rtol=1e-4)
+    np.testing.assert_allclose(chained["test_loss"], one["test_loss"], rtol=1e-4)

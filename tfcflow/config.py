@@ -54,6 +54,7 @@ DEFAULTS: dict = {
         "strategy": "default",
         "tpu": "",
         "jit_compile": False,
+        "parallel_chains": 1,        # >1: the batch as that many sub-batches, one per CPU core (tfcflow/chains.py)
         "keep_checkpoints": 3,
         "sample_every": None,        # steps between TensorBoard sample grids (images only)
         "nan_policy": "stop",        # "stop" | "skip"
@@ -82,6 +83,7 @@ CHOICES = {
 
 # Keys that may change between a run and its resume (they do not change what was trained so far).
 RESUMABLE = {("train", "steps"), ("train", "sample_every"), ("train", "verbose"), ("train", "plateau_patience"),
+             ("train", "parallel_chains"),
              ("eval", "batch_size"), ("eval", "max_examples"), ("eval", "num_conditions"),
              ("eval", "samples_per_condition"), ("eval", "temperature")}
 
@@ -144,7 +146,7 @@ def validate(user: dict) -> dict:
         cfg[section] = _merge(section, value, DEFAULTS[section])
     cfg["model"] = validate_model(user.get("model", DEFAULTS["model"]))
     t = cfg["train"]
-    for key in ("steps", "batch_size", "steps_per_epoch", "keep_checkpoints"):
+    for key in ("steps", "batch_size", "steps_per_epoch", "keep_checkpoints", "parallel_chains"):
         if t[key] < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {t[key]}")
     if not t["learning_rate"] > 0:

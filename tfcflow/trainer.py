@@ -45,6 +45,9 @@ class Job:
 
         tf = _tf()
         t = self.train_cfg
+        if t["parallel_chains"] > 1:  # thread pools: before TensorFlow runs anything
+            from tfcflow import chains
+            chains.configure_cpu_threads(t["parallel_chains"])
         # The strategy first: MultiWorkerMirroredStrategy must exist before other TF ops.
         self.strategy = distribute.make_strategy(t["strategy"], tpu=t["tpu"])
         self.chief = distribute.is_chief() if t["strategy"] == "multi_worker" else True
@@ -103,7 +106,7 @@ class Job:
             m.setdefault(key, value)
         t = self.train_cfg
         with self.strategy.scope():
-            self.model = cls(**m)
+            self.model = cls(**m, parallel_chains=t["parallel_chains"])
             self.schedule = optim.WarmupStepDecay(t["learning_rate"], t["warmup_steps"], t["decay_gamma"],
                                                   t["decay_interval"], t["plateau_factor"])
             opt = optim.make_optimizer(self.schedule, ema=t["ema"], precision=t["precision"])
@@ -244,7 +247,9 @@ class Job:
         results = dict(name=self.cfg["name"], steps=int(self.model.optimizer.iterations.numpy()),
                        resumed_from=self.resumed_from, parameters=int(self.model.count_params()),
                        weights_sha256=weights_fingerprint(self.model),
-                       train_seconds=train_seconds,
+                       train_seconds=train_seconds, parallel_chains=self.model.parallel_chains,
+                       threads=dict(intra_op=_tf().config.threading.get_intra_op_parallelism_threads(),
+                                    inter_op=_tf().config.threading.get_inter_op_parallelism_threads()),
                        history={k: [float(np.asarray(x).ravel()[0]) for x in v] for k, v in history.history.items()}
                        if history is not None else None)
         results.update(self._evaluate())

@@ -14,8 +14,8 @@ def test_smoke_runs_every_variant_and_the_table(monkeypatch):
 
     monkeypatch.setattr(timing, "MAX_WAIT", 0.0)
     results = {}
-    runs = [("uncond", ["--xla"]), ("uncond_bf16", ["--precision", "mixed_bfloat16"]), ("cond_label_injector", []),
-            ("cond_image", []), ("mirrored", [])]
+    runs = [("uncond", ["--xla", "--chains", "2"]), ("uncond_bf16", ["--precision", "mixed_bfloat16"]),
+            ("cond_label_injector", []), ("cond_image", []), ("mirrored", [])]
     for name, flags in runs:
         variant = name.removesuffix("_bf16")
         r = glow_bench.main(["--variant", variant, "--smoke", *flags])
@@ -23,7 +23,7 @@ def test_smoke_runs_every_variant_and_the_table(monkeypatch):
             assert r[key]["median"] > 0, (variant, key)
         assert r["inv_err_max"] < 1e-3 and r["peak_rss_after_train_mb"] > 0 and r["train_first_step_s"] > 0
         results["tfcflow_" + name] = r
-    assert results["tfcflow_mirrored"]["replicas"] == 2
+    assert results["tfcflow_mirrored"]["replicas"] == 2 and results["tfcflow_uncond"]["chains"] == 2
     # the bf16 run is measured against a float32 twin with its weights, and leaves the global policy float32
     import keras
 

@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
+from tfcflow import chains
 from tfcflow._channels import channel_matmul
 from tfcflow.bijectors.actnorm import ActNorm
 from tfcflow.bijectors.conditional_affine_coupling import ConditionalAffineCoupling
@@ -44,32 +45,46 @@ class FusedStep(FlowBijector):
         self._actnorm, self._conv, self._coupling = actnorm, conv, coupling
         super().__init__(event_ndims=ndims.pop(), name=name)
 
-    def _params_log_det(self, t, log_scale):
-        per_event = self._num_positions(t) * (self._conv.log_abs_det_weight() - tf.reduce_sum(log_scale))
-        return tf.fill(tf.shape(t)[:-self.event_ndims], per_event)
+    def _key(self, what, dtype) -> tuple:
+        # names the parameters for chains.shared: parallel chains compute them once
+        return (what, id(self._actnorm.loc), id(self._actnorm.log_scale), dtype.name) + self._conv.parameters_key()
+
+    def _params_log_det(self, t):
+        """log|det| per position of the ActNorm + 1x1 part (parameters only)."""
+        return chains.shared(self._key("log_det", t.dtype), lambda: (
+            self._conv.log_abs_det_weight() - tf.reduce_sum(tf.cast(self._actnorm.log_scale, t.dtype))))
+
+    def _inverse_params(self, dtype, channels):
+        """``(w, beta)`` of the folded map, or ((w_1, beta_1), (w_2, beta_2)) of the coupling's
+        halves (parameters only)."""
+        def compute():
+            log_scale = tf.cast(self._actnorm.log_scale, dtype)
+            w = tf.exp(-log_scale)[:, None] * self._conv.weight()
+            beta = -tf.linalg.matvec(w, tf.cast(self._actnorm.loc, dtype), transpose_a=True)
+            if self._coupling is None:
+                return w, beta
+            return tuple((w[:, a:b], beta[a:b]) for a, b in self._coupling.channel_ranges(channels))
+        return chains.shared(self._key("inverse", dtype), compute)
 
     def _inverse_and_log_det(self, y):
-        log_scale = tf.cast(self._actnorm.log_scale, y.dtype)
-        loc = tf.cast(self._actnorm.loc, y.dtype)
-        w = tf.exp(-log_scale)[:, None] * self._conv.weight()
-        beta = -tf.linalg.matvec(w, loc, transpose_a=True)
-        ld = self._params_log_det(y, log_scale)
+        ld = tf.fill(tf.shape(y)[:-self.event_ndims], self._num_positions(y) * self._params_log_det(y))
+        params = self._inverse_params(y.dtype, y.shape[-1])
         if self._coupling is None:
-            return channel_matmul(y, w, beta), ld
-        (u0, u1), (t0, t1) = self._coupling.channel_ranges(y.shape[-1])
-        untouched = channel_matmul(y, w[:, u0:u1], beta[u0:u1])
-        transformed = channel_matmul(y, w[:, t0:t1], beta[t0:t1])
-        z, ld_coupling = self._coupling.inverse_from_halves(untouched, transformed)
+            return channel_matmul(y, *params), ld
+        (w_u, beta_u), (w_t, beta_t) = params
+        z, ld_coupling = self._coupling.inverse_from_halves(channel_matmul(y, w_u, beta_u),
+                                                            channel_matmul(y, w_t, beta_t))
         return z, ld + ld_coupling
 
     def _forward_and_log_det(self, z):
         ld_coupling = 0.0
         if self._coupling is not None:
             z, ld_coupling = self._coupling.forward_and_log_det(z)
-        log_scale = tf.cast(self._actnorm.log_scale, z.dtype)
-        w_inv = self._conv.inverse_weight() * tf.exp(log_scale)[None, :]
+        w_inv = chains.shared(self._key("forward", z.dtype), lambda: (
+            self._conv.inverse_weight() * tf.exp(tf.cast(self._actnorm.log_scale, z.dtype))[None, :]))
         v = channel_matmul(z, w_inv, tf.cast(self._actnorm.loc, z.dtype))
-        return v, ld_coupling - self._params_log_det(z, log_scale)
+        ld = tf.fill(tf.shape(z)[:-self.event_ndims], self._num_positions(z) * self._params_log_det(z))
+        return v, ld_coupling - ld
 
 
 def fuse_steps(parts: Sequence[FlowBijector]) -> list:

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfcflow import chains
 from tfcflow._channels import channel_matmul
 from tfcflow.bijectors.flow_bijector import FlowBijector
 from tfcflow.bijectors.flow_layer import FlowLayer
@@ -58,15 +59,25 @@ class InvertibleConv1x1(FlowBijector):
         upper = tf.linalg.set_diag(tf.linalg.band_part(tf.convert_to_tensor(lu.upper), 0, -1), diag)
         return tf.cast(lu.permutation, tf.float32), lower, upper
 
+    def parameters_key(self) -> tuple:
+        """Names this view's parameters (the layer's variables) for ``chains.shared``."""
+        return (id(self._matrix),) if self._lu is None else (id(self._lu.lower), id(self._lu.upper))
+
     def weight(self) -> tf.Tensor:
         """W, ``[C, C]``."""
+        return chains.shared(("conv1x1_weight",) + self.parameters_key(), self._weight)
+
+    def inverse_weight(self) -> tf.Tensor:
+        """W^{-1}, ``[C, C]``."""
+        return chains.shared(("conv1x1_inverse_weight",) + self.parameters_key(), self._inverse_weight)
+
+    def _weight(self):
         if self._lu is None:
             return tf.convert_to_tensor(self._matrix)
         perm, lower, upper = self._lu_parts()
         return tf.matmul(perm, tf.matmul(lower, upper))
 
-    def inverse_weight(self) -> tf.Tensor:
-        """W^{-1}, ``[C, C]``."""
+    def _inverse_weight(self):
         if self._lu is None:
             return tf.linalg.inv(tf.convert_to_tensor(self._matrix))
         perm, lower, upper = self._lu_parts()

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfcflow import _checks, _random
+from tfcflow import _checks, _random, chains
 from tfcflow.optim import FusedAdam
 
 
@@ -100,12 +100,19 @@ class ConditionalFlowModel(keras.Model):
     Args:
       event_shape: shape of one x, without batch.
       condition_shape: shape of one condition, without batch.
+      parallel_chains: evaluate every batch as this many independent sub-batches (``log_prob``,
+        ``sample``, ``best_of_n``, training and evaluation steps); with
+        ``tfcflow.chains.configure_cpu_threads(n)`` they run side by side, one per CPU core
+        (tfcflow/chains.py). Same results up to float rounding; same seeded samples.
     """
 
-    def __init__(self, event_shape: Sequence[int], condition_shape: Sequence[int], **kwargs):
+    def __init__(self, event_shape: Sequence[int], condition_shape: Sequence[int], parallel_chains: int = 1,
+                 **kwargs):
         super().__init__(**kwargs)
         self._event_shape = tuple(int(d) for d in event_shape)
         self._condition_shape = tuple(int(d) for d in condition_shape)
+        self._parallel_chains = chains.check_chains(parallel_chains)
+        self._chain_rows = None  # (first row, batch size) of the chain being traced, else None
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._per_dim_tracker = keras.metrics.Mean(name=self.PER_DIM_METRIC)
         self._grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
@@ -122,6 +129,38 @@ class ConditionalFlowModel(keras.Model):
     @property
     def condition_shape(self) -> tuple:
         return self._condition_shape
+
+    @property
+    def parallel_chains(self) -> int:
+        """Independent sub-batches per evaluation (see ``__init__``)."""
+        return self._parallel_chains
+
+    @parallel_chains.setter
+    def parallel_chains(self, n: int) -> None:
+        self._parallel_chains = chains.check_chains(n)
+        # Keras keeps its traced step functions: drop them so the next fit/evaluate retraces
+        self.train_function = self.test_function = self.predict_function = None
+
+    def _in_chains(self, fn, *batched):
+        """``fn(*batched)`` over ``parallel_chains`` sub-batches (``chains.run_in_chains``); while a
+        chain is traced, ``_batch_noise`` / ``_training_noise`` know which rows it holds."""
+        def on_chain(start, total):
+            self._chain_rows = None if start is None else (start, total)
+        return chains.run_in_chains(fn, self._parallel_chains, *batched, on_chain=on_chain)
+
+    def _batch_noise(self, kind: str, shape, seed, replicas: int = 1, replica=0) -> tf.Tensor:
+        """Per-example noise (``"normal"`` / ``"uniform"``) of ``shape`` for the rows being
+        evaluated (``shape[0]``: the batch, or the chain of it being traced), drawn for the whole
+        batch of all ``replicas`` and sliced to this replica's and chain's rows: a seed gives the
+        same numbers for any number of replicas and ``parallel_chains``."""
+        draw = _random.normal if kind == "normal" else _random.uniform
+        shape = tf.convert_to_tensor(shape)
+        if self._chain_rows is None and replicas == 1:
+            return draw(shape, seed)
+        start, local = self._chain_rows if self._chain_rows is not None else (0, shape[0])
+        full = draw(tf.concat([[local * replicas], shape[1:]], 0), seed)
+        start = tf.cast(replica, tf.int32) * local + start
+        return full[start:start + shape[0]]
 
     @property
     def event_size(self) -> int:
@@ -155,13 +194,14 @@ class ConditionalFlowModel(keras.Model):
         """log p(x | condition) in nats. Shapes: x ``[batch, *event_shape]``, condition
         ``[batch, *condition_shape]`` -> ``[batch]``."""
         x, c = self._check_pair(x, condition)
-        return self._log_prob(x, c)
+        return self._in_chains(self._log_prob, x, c)
 
     def sample(self, condition, temperature=1.0, seed=None) -> tf.Tensor:
         """One sample per condition row, latents drawn at ``temperature`` (0 = the mode path).
         Shapes: condition ``[batch, *condition_shape]`` -> ``[batch, *event_shape]``."""
         c = self._check_condition(condition)
-        return _finite_samples(self._sample(c, check_temperature(temperature), seed_tensor(seed)))
+        temperature, seed = check_temperature(temperature), seed_tensor(seed)
+        return _finite_samples(self._in_chains(lambda ci: self._sample(ci, temperature, seed), c))
 
     def best_of_n(self, condition, n, temperature=1.0, seed=None, max_n: Optional[int] = None):
         """Draws ``n`` samples per condition row and keeps the one of highest log p(x | condition).
@@ -173,9 +213,10 @@ class ConditionalFlowModel(keras.Model):
         c = self._check_condition(condition)
         batch = tf.shape(c)[0]
         tiled = tf.repeat(c, n, axis=0)  # row b*n + i is sample i of condition b
-        x = _finite_samples(self._sample(tiled, check_temperature(temperature), seed_tensor(seed)))
+        temperature, seed = check_temperature(temperature), seed_tensor(seed)
+        x = _finite_samples(self._in_chains(lambda ci: self._sample(ci, temperature, seed), tiled))
         # samples are in the public data format; score them exactly as log_prob would
-        lp = tf.reshape(self._log_prob(self._check_x(x, "samples"), tiled), [batch, n])
+        lp = tf.reshape(self._in_chains(self._log_prob, self._check_x(x, "samples"), tiled), [batch, n])
         best = tf.argmax(lp, axis=1, output_type=tf.int32)
         rows = tf.range(batch) * n + best
         return tf.gather(x, rows), tf.reduce_max(lp, axis=1)
@@ -294,17 +335,12 @@ class ConditionalFlowModel(keras.Model):
         return x[:n], y[:n]
 
     def _training_noise(self, kind: str, shape, seed) -> tf.Tensor:
-        """Training noise of the LOCAL batch (``shape[0]`` examples), drawn for the whole global
-        batch and sliced by replica: the same draws whatever the number of replicas."""
+        """Training noise of the rows being evaluated (``shape[0]`` examples: the local batch, or
+        one chain of it), drawn for the whole global batch and sliced by replica and chain: the
+        same draws whatever the number of replicas and chains."""
         ctx = tf.distribute.get_replica_context()
-        replicas = self.distribute_strategy.num_replicas_in_sync
         rid = ctx.replica_id_in_sync_group if ctx is not None else 0
-        local = tf.convert_to_tensor(shape)[0]
-        full_shape = tf.concat([[local * replicas], tf.convert_to_tensor(shape)[1:]], 0)
-        draw = _random.normal if kind == "normal" else _random.uniform
-        full = draw(full_shape, seed)
-        start = tf.cast(rid, tf.int32) * local
-        return full[start:start + local]
+        return self._batch_noise(kind, shape, seed, self.distribute_strategy.num_replicas_in_sync, rid)
 
     def _training_losses(self, x, condition, seed):
         """Per-example ``(objective, nll)`` minimized by train_step, with the step's noise ``seed``.
@@ -314,7 +350,7 @@ class ConditionalFlowModel(keras.Model):
 
     def _loss_and_grads(self, x, condition, seed):
         with tf.GradientTape() as tape:
-            objective, nll = self._training_losses(x, condition, seed)
+            objective, nll = self._in_chains(lambda xi, ci: self._training_losses(xi, ci, seed), x, condition)
             # Average over the GLOBAL batch: correct gradients under tf.distribute.
             loss = tf.nn.compute_average_loss(objective)
             scaled = self.optimizer.scale_loss(loss)
@@ -377,7 +413,7 @@ class ConditionalFlowModel(keras.Model):
 
     def test_step(self, data):
         x, condition = self._unpack(data)
-        nll = self._validation_nll(*self._check_pair(x, condition))
+        nll = self._in_chains(self._validation_nll, *self._check_pair(x, condition))
         return self._logs_for_keras(self._update_metrics(nll, nll))
 
     # ---- subclass hooks --------------------------------------------------------------------------
@@ -398,4 +434,4 @@ class ConditionalFlowModel(keras.Model):
         raise NotImplementedError
 
     def get_config(self):
-        return {"name": self.name}
+        return {"name": self.name, "parallel_chains": self._parallel_chains}

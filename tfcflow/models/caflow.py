@@ -298,7 +298,7 @@ class CAFlow(ImageFlowModel):
         # G_i's pieces generate L_i, the target latent of level n-1-i (level 0 = finest)
         levels = [self.n - 1 - i for i, g in enumerate(self.autoregressive) for _ in g["pieces"]]
         scale = piece_temperatures(temperatures, bijector.piece_shapes, levels)
-        z = scale * _random.normal(tf.stack([tf.shape(condition)[0], self.event_size]), seed)
+        z = scale * self._batch_noise("normal", tf.stack([tf.shape(condition)[0], self.event_size]), seed)
         y, _ = bijector.forward_and_log_det(z)
         v, _ = UniformDequantization().forward_and_log_det(y)
         return v

@@ -13,7 +13,6 @@ import keras
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb, distributions as tfd
 
-from tfcflow import _random
 from tfcflow.bijectors.dequantize import UniformDequantization
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.image_blocks import check_image_shape
@@ -72,7 +71,7 @@ class ConditionalGlow(ImageFlowModel):
     def _sample_dequantized(self, condition, temperatures, seed):
         bijector = self._bijector(condition)
         scale = piece_temperatures(temperatures, bijector.piece_shapes, range(self.num_levels))
-        z = scale * _random.normal(tf.stack([tf.shape(condition)[0], self.event_size]), seed)
+        z = scale * self._batch_noise("normal", tf.stack([tf.shape(condition)[0], self.event_size]), seed)
         y, _ = bijector.forward_and_log_det(z)
         v, _ = UniformDequantization().forward_and_log_det(y)
         return v

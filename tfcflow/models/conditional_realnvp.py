@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
-from tfcflow import _checks, _random
+from tfcflow import _checks
 from tfcflow.bijectors import FlowSequence
 from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.gaussian import standard_normal_log_prob
@@ -57,7 +57,7 @@ class ConditionalRealNVP(ConditionalFlowModel):
 
     def _sample(self, condition, temperature, seed):
         shape = tf.stack([tf.shape(condition)[0], self.event_size])
-        z = temperature * _random.normal(shape, seed)
+        z = temperature * self._batch_noise("normal", shape, seed)
         x, _ = self.flow.bijector(condition).forward_and_log_det(z)
         return x
 

@@ -134,7 +134,8 @@ class ImageFlowModel(ConditionalFlowModel):
         return -self._log_prob_bound(levels, condition, seed=0)
 
     def _log_prob_bound(self, levels, condition, seed):
-        return self._log_prob_dequantized(add_uniform_noise(levels, seed_tensor(seed)), condition)
+        return self._log_prob_dequantized(levels + self._batch_noise("uniform", tf.shape(levels), seed_tensor(seed)),
+                                          condition)
 
     def _sample(self, condition, temperature, seed):
         v = self._sample_dequantized(condition, self._temperatures(temperature), seed)
@@ -149,7 +150,7 @@ class ImageFlowModel(ConditionalFlowModel):
     def log_prob_bound(self, x, condition, seed=0) -> tf.Tensor:
         """log p(x + u | c) - D log 256 with seeded uniform noise u: an unbiased estimate of a lower
         bound of log P(x | c) (nats, ``[batch]``)."""
-        return self._log_prob_bound(*self._check_pair(x, condition), seed)
+        return self._in_chains(lambda li, ci: self._log_prob_bound(li, ci, seed), *self._check_pair(x, condition))
 
     def bits_per_dim(self, x, condition) -> tf.Tensor:
         """``-log_prob(x, condition) / (D log 2)``, ``[batch]``."""

@@ -146,7 +146,7 @@ class RelaxedConditionFlow(ConditionalFlowModel):
 
     def _sample(self, condition, temperature, seed):
         batch = tf.shape(condition)[0]
-        noise = _random.normal(tf.stack([batch, self.latent_dim + condition.shape[-1]]), seed)
+        noise = self._batch_noise("normal", tf.stack([batch, self.latent_dim + condition.shape[-1]]), seed)
         z = temperature * noise[:, :self.latent_dim]
         c_tilde = condition + temperature * self.epsilon * noise[:, self.latent_dim:]
         padded, _ = self.flow.bijector().forward_and_log_det(tf.concat([z, c_tilde], axis=-1))

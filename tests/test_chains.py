@@ -1,0 +1,181 @@
+"""Parallel chains (tfcflow/chains.py): a batch as independent sub-batches gives the one-chain
+results: densities, seeded samples, best-of-n, the dequantization bound and training updates."""
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcflow import chains
+from tfcflow.data import gaussian_mixture as gm
+from tfcflow.models import CAFlow, ConditionalGlow, ConditionalRealNVP, RelaxedConditionFlow
+from tests.models.conftest import perturb_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_chain_sizes_cover_the_batch():
+    assert chains.chain_sizes(7, 3) == [3, 2, 2]
+    assert chains.chain_sizes(6, 2) == [3, 3]
+    np.testing.assert_array_equal(chains.chain_sizes(tf.constant(7), 3).numpy(), [3, 2, 2])
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="parallel_chains must be an integer >= 1"):
+            chains.check_chains(bad)
+
+
+def _rowwise(a, b):
+    # a per-example function with a nested output; row i depends on row i only
+    return {"s": tf.reduce_sum(a, axis=-1) * b[:, 0], "t": (a * 2.0, b)}
+
+
+@pytest.mark.parametrize("n", [2, 3, 8])
+@pytest.mark.parametrize("batch", [1, 5, 8])
+def test_run_in_chains_equals_one_evaluation(n, batch):
+    a = tf.random.stateless_normal([batch, 4], [1, 2])
+    b = tf.random.stateless_normal([batch, 1], [3, 4])
+    expected = _rowwise(a, b)
+    calls = []
+    got = chains.run_in_chains(_rowwise, n, a, b, on_chain=lambda start, total: calls.append((start, total)))
+    tf.nest.map_structure(lambda e, g: np.testing.assert_array_equal(e.numpy(), g.numpy()), expected, got)
+    used = min(n, batch)  # a static batch smaller than n runs in fewer chains, none empty
+    if used > 1:
+        sizes = chains.chain_sizes(batch, used)
+        assert calls == [c for i in range(used) for c in ((sum(sizes[:i]), batch), (None, None))]
+    # a dynamic batch: sizes computed in the graph, padded to n rows when smaller
+    fn = tf.function(lambda a, b: chains.run_in_chains(_rowwise, n, a, b),
+                     input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None, 1])])
+    got = fn(a, b)
+    tf.nest.map_structure(lambda e, g: np.testing.assert_allclose(e.numpy(), g.numpy(), rtol=1e-6), expected, got)
+
+
+def test_configure_cpu_threads_is_refused_once_tensorflow_runs():
+    tf.constant(1.0) + 1.0  # TensorFlow is initialized with its default pools in this process
+    with pytest.raises(RuntimeError, match=r"must run before TensorFlow executes any op.*want \(1, 2\)"):
+        chains.configure_cpu_threads(2)
+
+
+def test_configure_cpu_threads_in_a_fresh_process():
+    code = ("import tensorflow as tf; from tfcflow import chains; chains.configure_cpu_threads(3);"
+            "print(tf.config.threading.get_intra_op_parallelism_threads(),"
+            " tf.config.threading.get_inter_op_parallelism_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "3"]
+
+
+# ---- the models -----------------------------------------------------------------------------------
+def _model(kind, n):
+    keras.utils.set_random_seed(0)
+    tiny_vec = dict(num_blocks=2, hidden_units=(16, 16), parallel_chains=n)
+    if kind == "cinn":
+        return ConditionalRealNVP(2, 8, actnorm=True, **tiny_vec)
+    if kind == "rcf":
+        return RelaxedConditionFlow(2, 8, actnorm=True, **tiny_vec)
+    if kind == "glow":
+        return ConditionalGlow((8, 8, 1), (3,), levels=2, steps_per_level=1, hidden_channels=8,
+                               encoder_channels=4, prior_hidden_channels=0, parallel_chains=n)
+    return CAFlow((8, 8, 1), (4, 4, 1), levels=2, condition_steps=1, target_steps=1, conditional_steps=1,
+                  hidden_channels=8, conditional_hidden_channels=4, parallel_chains=n)
+
+
+def _data(kind, n):
+    if kind in ("cinn", "rcf"):
+        x, _, c = gm.sample(n, seed=1)
+        return x, c
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (n, 8, 8, 1)).astype(np.uint8)
+    if kind == "glow":
+        return x, np.eye(3, dtype=np.float32)[rng.integers(0, 3, n)]
+    return x, rng.integers(0, 256, (n, 4, 4, 1)).astype(np.uint8)
+
+
+def _outputs(m, x, c):
+    out = dict(log_prob=m.log_prob(x, c), sample=m.sample(c, temperature=0.7, seed=3),
+               best_of_n=m.best_of_n(c, 3, temperature=0.7, seed=4))
+    if hasattr(m, "log_prob_bound"):
+        out["bound"] = m.log_prob_bound(x, c, seed=5)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["cinn", "rcf", "glow", "caflow"])
+def test_chains_give_the_one_chain_results(kind):
+    x, c = _data(kind, 7)
+    one = _model(kind, 1)
+    one.initialize(x, c)
+    perturb_model(one, seed=1, scale=0.02)
+    three = _model(kind, 3)
+    three.set_weights(one.get_weights())
+    assert three.parallel_chains == 3 and three.get_config()["parallel_chains"] == 3
+    expected = _outputs(one, x, c)
+    check = lambda e, g: np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-4)  # noqa: E731
+    tf.nest.map_structure(check, expected, _outputs(three, x, c))
+    # in a graph with an unknown batch size, including a batch smaller than the chain count
+    spec = [tf.TensorSpec((None,) + x.shape[1:], tf.as_dtype(x.dtype)),
+            tf.TensorSpec((None,) + c.shape[1:], tf.as_dtype(c.dtype))]
+    fn = tf.function(lambda x, c: _outputs(three, x, c), input_signature=spec)
+    tf.nest.map_structure(check, expected, fn(x, c))
+    tf.nest.map_structure(check, _outputs(one, x[:2], c[:2]), fn(x[:2], c[:2]))
+    # the chains are a setting, not weights: a clone from the config has them, and they can change
+    clone = type(three).from_config(three.get_config())
+    assert clone.parallel_chains == 3
+    clone.parallel_chains = 1
+    assert clone.parallel_chains == 1
+
+
+def _train(kind, n, strategy=None, steps=2):
+    x, c = _data(kind, 16)
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        m = _model(kind, n)
+        # SGD: the update is linear in the gradient, so float rounding stays rounding (Adam divides it
+        # by the tiny second moments of near-zero gradients)
+        m.compile(optimizer=keras.optimizers.SGD(1e-2), clipnorm=1.0, seed=3)
+    ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(8).repeat()
+    hist = m.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
+    return m, hist.history
+
+
+@pytest.mark.parametrize("kind", ["rcf", "caflow"])  # padding noise; two dequantization noises
+def test_chains_give_the_one_chain_training_update(kind):
+    one, h1 = _train(kind, 1)
+    for n, strategy in ((3, None), (2, tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices("CPU")],
+            cross_device_ops=tf.distribute.ReductionToOneDevice()))):
+        other, h2 = _train(kind, n, strategy)
+        for key in ("loss", "grad_norm"):
+            np.testing.assert_allclose(h2[key], h1[key], rtol=1e-4)
+        for a, b in zip(one.trainable_variables, other.trainable_variables):
+            np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=2e-6)
+
+
+def test_changing_chains_after_fit_retraces():
+    m, _ = _train("rcf", 1, steps=1)
+    m.parallel_chains = 2
+    assert m.train_function is None
+    hist = m.fit(*_data("rcf", 16), batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+    assert m.evaluate(*_data("rcf", 16), batch_size=8, verbose=0, return_dict=True)["loss"] > -1e6
+
+
+def _op_types(fn, *args):
+    graph = tf.function(fn).get_concrete_function(*args).graph
+    return [op.type for op in graph.get_operations()]
+
+
+def test_chains_compute_parameter_only_tensors_once():
+    # the 1x1 convolutions' LU products and inverses, and ActNorm folded into them, are computed
+    # by the first chain and reused: as many of those ops with 3 chains as with 1
+    x, c = _data("glow", 6)
+    one, three = _model("glow", 1), _model("glow", 3)
+    for fn in (lambda m: m.log_prob(x, c), lambda m: m.sample(c, seed=1)):
+        ops1, ops3 = _op_types(lambda: fn(one)), _op_types(lambda: fn(three))
+        for kind in ("MatrixBandPart", "MatrixSetDiag", "MatrixTriangularSolve"):
+            assert ops3.count(kind) == ops1.count(kind), kind
+        assert ops1.count("MatrixBandPart") > 0
+        # while the data path is traced once per chain
+        assert ops3.count("Conv2D") == 3 * ops1.count("Conv2D") > 0
+    assert getattr(chains._local, "cache", None) is None  # the cache lives only while chains are traced
