@@ -160,12 +160,13 @@ def main(argv=None) -> dict:
     p.add_argument("--smoke", action="store_true", help="tiny model, one call per measurement (CI)")
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--steps", type=int, default=20, help="training steps per timed call")
-    p.add_argument("--inter", type=int, default=2,
-                   help="inter-op threads (2 = TensorFlow's default on this 2-core machine)")
-    p.add_argument("--intra", type=int, default=2, help="intra-op threads (2 = TensorFlow's default here)")
     p.add_argument("--chains", type=int, default=1,
-                   help="parallel chains (tfcflow/chains.py): the model's parallel_chains, with 1 intra-op and "
-                        "CHAINS inter-op threads (--intra/--inter are then not used)")
+                   help="parallel chains (tfcflow/chains.py): the model's parallel_chains; the threads default to "
+                        "what tfcflow.chains.configure_cpu_threads sets (1 intra-op, CHAINS inter-op)")
+    p.add_argument("--inter", type=int, default=None,
+                   help="inter-op threads (default: 2, TensorFlow's default on this 2-core machine; CHAINS if > 1)")
+    p.add_argument("--intra", type=int, default=None,
+                   help="intra-op threads (default: 2, TensorFlow's default here; 1 with chains)")
     p.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
                    help="Keras policy for the coupling networks (flows and log-dets stay float32); the bf16 run "
                         "also reports its log-prob's distance from a float32 twin with the same weights")
@@ -183,10 +184,9 @@ def main(argv=None) -> dict:
             use_logical_cpus(2)
         except RuntimeError:
             pass
-    if a.chains > 1:
-        set_threads(a.chains, 1)
-    else:
-        set_threads(a.inter, a.intra)
+    chained = a.chains > 1
+    set_threads(a.inter if a.inter is not None else (a.chains if chained else 2),
+                a.intra if a.intra is not None else (1 if chained else 2))
     keras.utils.set_random_seed(0)
     rss0 = timing.peak_rss_mb()
     strategy = make_strategy("mirrored") if a.variant == "mirrored" else tf.distribute.get_strategy()

@@ -201,4 +201,15 @@ def test_export_command_from_a_training_run(tmp_path):
     x, _, c = gm.sample(4, seed=3)
     np.testing.assert_allclose(loaded.signatures["log_prob"](x=tf.constant(x), condition=tf.constant(c))["log_prob"],
                                restored.log_prob(x, c).numpy(), rtol=1e-5)
+    # the same run exported as 2 parallel chains serves the same densities and seeded samples
+    assert cli.main(["export", str(run), "--base", str(tmp_path / "models"), "--name", "gm",
+                     "--parallel-chains", "2"]) == 0
+    chained = tf.saved_model.load(str(tmp_path / "models" / "gm" / "2"))
+    for name, args in (("log_prob", dict(x=x, condition=c)),
+                       ("sample", dict(condition=c, temperature=np.float32(0.8), seed=np.int64(5)))):
+        one = loaded.signatures[name](**{k: tf.constant(v) for k, v in args.items()})
+        two = chained.signatures[name](**{k: tf.constant(v) for k, v in args.items()})
+        for key in one:
+            np.testing.assert_allclose(two[key].numpy(), one[key].numpy(), rtol=1e-5, atol=1e-6)
+    assert cli.main(["export", str(run), "--base", str(tmp_path / "models"), "--parallel-chains", "0"]) == 2
     assert cli.main(["export", str(tmp_path / "nope"), "--base", str(tmp_path / "models")]) == 2

@@ -53,6 +53,8 @@ def _export(args) -> int:
 
     try:
         model = trainer.load_run(args.run, use_ema=not args.no_ema)
+        if args.parallel_chains is not None:
+            model.parallel_chains = args.parallel_chains
         name = args.name or os.path.basename(os.path.normpath(args.run))
         path = export.save(model, args.base, version=args.version, model_name=name, max_n=args.max_n, use_ema=False)
     except (FileNotFoundError, ValueError) as e:
@@ -114,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--version", type=int, default=None, help="default: one more than the highest existing")
     e.add_argument("--max-n", type=int, default=64, help="cap of best_of_n's n")
     e.add_argument("--no-ema", action="store_true", help="export the raw weights instead of their EMA")
+    e.add_argument("--parallel-chains", type=int, default=None,
+                   help="chains of the exported graph (default: the run's train.parallel_chains); pays when the "
+                        "server runs 1 intra-op and N inter-op threads")
     e.set_defaults(func=_export)
 
     v = sub.add_parser("evaluate", help="test metrics of a run's latest checkpoint (EMA or raw weights)")

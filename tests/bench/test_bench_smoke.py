@@ -80,3 +80,16 @@ def test_profile_smoke_reads_the_trace():
     assert r["wall_s"] > 0 and r["unprofiled_wall_s"] > 0 and r["op_s"] > 0
     # the coupling networks' 3x3 convolutions are in the trace, under some kernel's name
     assert any("Conv2D" in kind for kind in r["ops"]), sorted(r["ops"])
+
+
+def test_chains_grid_smoke_runs_its_settings_in_fresh_processes(monkeypatch):
+    import chains_grid
+
+    monkeypatch.setenv("BENCH_MAX_WAIT", "0")
+    res = chains_grid.main(["--smoke", "--runs", "1"])
+    default, chained = res["rows"]
+    # each setting really ran with its thread pools (fresh processes) and its chains
+    assert default["threads"] == {"intra": 2, "inter": 2} and default["chains"] == 1
+    assert chained["threads"] == {"intra": 1, "inter": 2} and chained["chains"] == 2
+    assert all(r[m] > 0 for r in res["rows"] for m in chains_grid.METRICS)
+    assert "| 1 | 2 | 2 |" in res["table"]
