@@ -24,7 +24,6 @@ On a GPU keep one chain (the default): there the sub-batches would run one after
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from typing import Callable, Hashable, Union
 
@@ -139,10 +138,3 @@ def configure_cpu_threads(chains: int) -> None:
                 f"configure_cpu_threads({chains}) must run before TensorFlow executes any op: the thread "
                 f"pools are already (intra-op, inter-op) = {have}, want {want}") from None
 
-
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
