@@ -244,12 +244,13 @@ class Job:
                 f"checkpoint is {self.checkpointing.last_good!r} (kept; not overwritten). Lower train.learning_rate, "
                 f"keep train.clipnorm, or set train.nan_policy='skip'.")
         train_seconds = time.time() - t0
+        tf = _tf()
         results = dict(name=self.cfg["name"], steps=int(self.model.optimizer.iterations.numpy()),
                        resumed_from=self.resumed_from, parameters=int(self.model.count_params()),
                        weights_sha256=weights_fingerprint(self.model),
                        train_seconds=train_seconds, parallel_chains=self.model.parallel_chains,
-                       threads=dict(intra_op=_tf().config.threading.get_intra_op_parallelism_threads(),
-                                    inter_op=_tf().config.threading.get_inter_op_parallelism_threads()),
+                       threads=dict(intra_op=tf.config.threading.get_intra_op_parallelism_threads(),
+                                    inter_op=tf.config.threading.get_inter_op_parallelism_threads()),
                        history={k: [float(np.asarray(x).ravel()[0]) for x in v] for k, v in history.history.items()}
                        if history is not None else None)
         results.update(self._evaluate())

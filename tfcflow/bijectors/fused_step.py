@@ -50,9 +50,11 @@ class FusedStep(FlowBijector):
         return (what, id(self._actnorm.loc), id(self._actnorm.log_scale), dtype.name) + self._conv.parameters_key()
 
     def _params_log_det(self, t):
-        """log|det| per position of the ActNorm + 1x1 part (parameters only)."""
-        return chains.shared(self._key("log_det", t.dtype), lambda: (
+        """log|det dz/dv| of the ActNorm + 1x1 part, per event of ``t`` (its per-position value
+        depends on parameters only, so parallel chains compute it once)."""
+        per_position = chains.shared(self._key("log_det", t.dtype), lambda: (
             self._conv.log_abs_det_weight() - tf.reduce_sum(tf.cast(self._actnorm.log_scale, t.dtype))))
+        return tf.fill(tf.shape(t)[:-self.event_ndims], self._num_positions(t) * per_position)
 
     def _inverse_params(self, dtype, channels):
         """``(w, beta)`` of the folded map, or ((w_1, beta_1), (w_2, beta_2)) of the coupling's
@@ -67,7 +69,7 @@ class FusedStep(FlowBijector):
         return chains.shared(self._key("inverse", dtype), compute)
 
     def _inverse_and_log_det(self, y):
-        ld = tf.fill(tf.shape(y)[:-self.event_ndims], self._num_positions(y) * self._params_log_det(y))
+        ld = self._params_log_det(y)
         params = self._inverse_params(y.dtype, y.shape[-1])
         if self._coupling is None:
             return channel_matmul(y, *params), ld
@@ -83,8 +85,7 @@ class FusedStep(FlowBijector):
         w_inv = chains.shared(self._key("forward", z.dtype), lambda: (
             self._conv.inverse_weight() * tf.exp(tf.cast(self._actnorm.log_scale, z.dtype))[None, :]))
         v = channel_matmul(z, w_inv, tf.cast(self._actnorm.loc, z.dtype))
-        ld = tf.fill(tf.shape(z)[:-self.event_ndims], self._num_positions(z) * self._params_log_det(z))
-        return v, ld_coupling - ld
+        return v, ld_coupling - self._params_log_det(z)
 
 
 def fuse_steps(parts: Sequence[FlowBijector]) -> list:
