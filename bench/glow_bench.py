@@ -50,12 +50,10 @@ def macs_per_image(cond_channels: int = 0, injector: bool = False) -> int:
     return macs
 
 
-def build(variant: str, smoke: bool, chains: int = 1):
-    import tensorflow as tf
+def build(variant: str, smoke: bool, chains: int = 1, fused_steps: bool = True):
     from tfcflow.bijectors.dequantize import UniformDequantization
+    from tfcflow.execution import Execution
     from tfcflow.models import ConditionalGlow, ImageFlowModel, MultiScaleFlow
-    from tfcflow.models.gaussian import standard_normal_log_prob
-    from tfcflow.models.image_flow import piece_temperatures
 
     levels, steps, hid = (2, 1, 8) if smoke else (L, K, HID)
     size = 8 if smoke else H
@@ -65,35 +63,37 @@ def build(variant: str, smoke: bool, chains: int = 1):
         class wants a condition; this one takes a 1-dim dummy that no layer reads."""
 
         def __init__(self):
-            super().__init__((size, size, C), (1,), levels, parallel_chains=chains)
+            super().__init__((size, size, C), (1,), levels)
             self.flow = MultiScaleFlow(levels, steps, hid, transition_steps=0, injector=False,
-                                       learned_prior=True, prior_hidden_channels=0, scale="sigmoid", name="flow")
+                                       learned_prior=True, prior_width=0, scale="sigmoid", name="flow")
             self.flow.build((None, size, size, C))
             self.built = True
 
-        def _log_prob_dequantized(self, v, condition):
-            y, ld0 = UniformDequantization().inverse_and_log_det(v)
-            z, ld = self.flow.bijector().inverse_and_log_det(y)
-            return standard_normal_log_prob(z) + ld + ld0
+        def _features(self, condition):
+            return None
 
-        def _sample_dequantized(self, condition, temperatures, seed):
-            b = self.flow.bijector()
-            scale = piece_temperatures(temperatures, b.piece_shapes, range(self.num_levels))
-            z = scale * self._batch_noise("normal", tf.stack([tf.shape(condition)[0], self.event_size]), seed)
-            return UniformDequantization().forward_and_log_det(b.forward_and_log_det(z)[0])[0]
+        def _latent_bijector(self, features):
+            return self.flow.bijector()
+
+        def _piece_levels(self):
+            return range(self.num_levels)
 
         def _data_init_dequantized(self, v, condition, force):
             self.flow.data_init(UniformDequantization().inverse_and_log_det(v)[0], force=force)
 
-    common = dict(levels=levels, steps_per_level=steps, hidden_channels=hid, transition_steps=0,
-                  prior_hidden_channels=0, scale="sigmoid", parallel_chains=chains)
+    common = dict(levels=levels, depth=steps, width=hid, transition_steps=0,
+                  prior_width=0, scale="sigmoid")
     if variant in ("uncond", "mirrored"):
-        return Glow(), None
-    if variant in ("cond_label", "cond_label_injector"):
-        return ConditionalGlow((size, size, C), (10,), encoder_channels=10,
-                               injector=variant == "cond_label_injector", **common), 10
-    return ConditionalGlow((size, size, C), (size // 2, size // 2, C), encoder_channels=16, injector=False,
-                           **common), "image"
+        model, kind = Glow(), None
+    elif variant in ("cond_label", "cond_label_injector"):
+        model, kind = ConditionalGlow((size, size, C), (10,), encoder_width=10,
+                                      injector=variant == "cond_label_injector", **common), 10
+    else:
+        model, kind = ConditionalGlow((size, size, C), (size // 2, size // 2, C), encoder_width=16, injector=False,
+                                      **common), "image"
+    # tfcflow's CPU execution choices, asked for explicitly (tfcflow/execution.py)
+    model.execution = Execution(sub_batches=chains, fused_steps=fused_steps)
+    return model, kind
 
 
 def synthetic_batch(n: int, size: int, cond_kind, rng):
@@ -161,8 +161,10 @@ def main(argv=None) -> dict:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--steps", type=int, default=20, help="training steps per timed call")
     p.add_argument("--chains", type=int, default=1,
-                   help="parallel chains (tfcflow/chains.py): the model's parallel_chains; the threads default to "
-                        "what tfcflow.chains.configure_cpu_threads sets (1 intra-op, CHAINS inter-op)")
+                   help="parallel sub-batches (tfcflow/execution.py: Execution.sub_batches); the threads default to "
+                        "what tfcflow.execution.configure_cpu_threads sets (1 intra-op, CHAINS inter-op)")
+    p.add_argument("--plain-steps", action="store_true",
+                   help="the layers' own bijector views (Execution.fused_steps=False; default: fused steps)")
     p.add_argument("--inter", type=int, default=None,
                    help="inter-op threads (default: 2, TensorFlow's default on this 2-core machine; CHAINS if > 1)")
     p.add_argument("--intra", type=int, default=None,
@@ -193,7 +195,7 @@ def main(argv=None) -> dict:
     optim.set_precision(a.precision)
     try:
         with strategy.scope():
-            model, cond_kind = build(a.variant, a.smoke, a.chains)
+            model, cond_kind = build(a.variant, a.smoke, a.chains, fused_steps=not a.plain_steps)
             model.compile(optimizer=FusedAdam(1e-3), jit_compile=a.xla)
         return _measure(a, model, cond_kind, strategy, rss0)
     finally:  # the policy is global: leave float32 behind (the tests call main() in-process)
@@ -212,7 +214,8 @@ def _measure(a, model, cond_kind, strategy, rss0) -> dict:
     x_train, c_train = synthetic_batch(4 * BATCH_TRAIN, size, cond_kind, rng)
     model.initialize(x_train[:BATCH_TRAIN], c_train[:BATCH_TRAIN])
     res = dict(variant=a.variant, xla=a.xla, smoke=a.smoke, precision=a.precision, tf=tf.__version__,
-               replicas=strategy.num_replicas_in_sync, chains=model.parallel_chains,
+               replicas=strategy.num_replicas_in_sync, chains=model.execution.sub_batches,
+               fused_steps=model.execution.fused_steps,
                threads=dict(intra=tf.config.threading.get_intra_op_parallelism_threads(),
                             inter=tf.config.threading.get_inter_op_parallelism_threads()),
                params=int(model.count_params()), params_effective=effective_params(model),
@@ -255,7 +258,7 @@ def _measure(a, model, cond_kind, strategy, rss0) -> dict:
 
     # ---- round trip on fresh tensors, trained weights ----
     def view():
-        return model._bijector(model._check_condition(c64)) if cond_kind is not None else model.flow.bijector()
+        return model._latent_bijector(model._features(model._check_condition(c64)))
 
     y = tf.constant(dequantized(x64, rng))
     z = view().inverse(y)

@@ -22,7 +22,7 @@ METRICS = ("train_ips", "logprob_ips", "sample_ips")
 PEERS = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peers"))
 
 # (row suffix, variant, flags). Our rows run as tfcflow recommends on a CPU: 2 parallel chains (the
-# model's parallel_chains, with 1 intra-op and 2 inter-op threads; tfcflow/chains.py). "_1chain"
+# model's Execution.sub_batches, with 1 intra-op and 2 inter-op threads; tfcflow/execution.py). "_1chain"
 # repeats the unconditional model as one chain at TensorFlow's default threads (2 intra-op, 2
 # inter-op; the TFP peer's setting); "_xla" is that one chain under XLA (XLA's CPU runtime gained
 # nothing from chains: run 8); "_bf16" runs the coupling networks in mixed_bfloat16 (not the peers'

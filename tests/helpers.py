@@ -65,3 +65,34 @@ def assert_every_variable_gets_a_gradient(layer, x, condition=None, count=None):
     if count is not None:
         assert len(grads) == count
     assert grads and all(g is not None and np.any(g.numpy() != 0) for g in grads)
+
+
+# ---- tiny models shared by the model, execution, distribution, export and optimizer tests -------
+def tiny_model(kind: str, **overrides):
+    """A tiny vector model: ``"cinn"`` (ConditionalRealNVP) or ``"rcf"`` (RelaxedConditionFlow), x [b, 2], c [b, 8]."""
+    from tfcflow.models import ConditionalRealNVP, RelaxedConditionFlow
+    cls = {"cinn": ConditionalRealNVP, "rcf": RelaxedConditionFlow}[kind]
+    return cls(2, 8, **{"depth": 2, "width": 32, **overrides})
+
+
+def tiny_glow(condition: str = "image", **overrides):
+    """A tiny ConditionalGlow on 8x8x1 images; ``condition``: ``"image"`` (4x4x1) or ``"label"`` (3 classes)."""
+    from tfcflow.models import ConditionalGlow
+    shape = (4, 4, 1) if condition == "image" else (3,)
+    defaults = dict(levels=2, depth=1, width=8, encoder_width=4, prior_width=4 if condition == "image" else 0)
+    return ConditionalGlow((8, 8, 1), shape, **{**defaults, **overrides})
+
+
+def tiny_caflow(**overrides):
+    """A tiny CAFlow on 8x8x1 targets with 4x4x1 condition images."""
+    from tfcflow.models import CAFlow
+    defaults = dict(levels=2, condition_depth=1, target_depth=1, depth=1, width=8, conditional_width=4)
+    return CAFlow((8, 8, 1), (4, 4, 1), **{**defaults, **overrides})
+
+
+def copy_model(model):
+    """A new model with ``model``'s config and weights: tests that compile or train start from it,
+    so a shared (module-scoped) model is never changed by one test for the next."""
+    clone = type(model).from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    return clone

@@ -12,19 +12,19 @@ import tensorflow as tf
 
 from tfcflow.data import gaussian_mixture as gm
 from tfcflow.distribute import make_strategy
-from tfcflow.models import ConditionalGlow, RelaxedConditionFlow
+from tfcflow.models import RelaxedConditionFlow
+from tests.helpers import tiny_glow
 from tfcflow.optim import FusedAdam
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _rcf():
-    return RelaxedConditionFlow(2, 8, num_blocks=2, hidden_units=(16, 16), actnorm=True)
+    return RelaxedConditionFlow(2, 8, depth=2, width=16, actnorm=True)
 
 
 def _glow():
-    return ConditionalGlow((8, 8, 1), (4, 4, 1), levels=2, steps_per_level=1, hidden_channels=8,
-                           encoder_channels=4, prior_hidden_channels=4)
+    return tiny_glow("image")
 
 
 def _data(kind, n=16):

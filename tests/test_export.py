@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from tfcflow import export
 from tfcflow.data import gaussian_mixture as gm
-from tfcflow.models import ConditionalGlow, RelaxedConditionFlow
+from tfcflow.models import RelaxedConditionFlow
+from tests.helpers import tiny_glow
 
 BIN = os.path.dirname(sys.executable)
 PROBE = r"""
@@ -47,10 +48,9 @@ def exported(tmp_path_factory):
     xi = rng.integers(0, 256, (64, 8, 8, 1)).astype(np.uint8)
     ci = np.clip(xi.reshape(64, 4, 2, 4, 2, 1).mean((2, 4)), 0, 255).astype(np.uint8)
     keras.utils.set_random_seed(0)
-    glow = _train_small(ConditionalGlow((8, 8, 1), (4, 4, 1), levels=2, steps_per_level=1, hidden_channels=8,
-                                        encoder_channels=4, prior_hidden_channels=4), xi, ci)
+    glow = _train_small(tiny_glow("image"), xi, ci)
     xv, _, cv = gm.sample(256, seed=0)
-    rcf = _train_small(RelaxedConditionFlow(2, 8, num_blocks=2, hidden_units=(16, 16)), xv, cv)
+    rcf = _train_small(RelaxedConditionFlow(2, 8, depth=2, width=16), xv, cv)
     models = {}
     for name, model, x, c in (("glow", glow, xi[:5], ci[:5]), ("rcf", rcf, xv[:5], cv[:5])):
         path = export.save(model, str(base), model_name=name)
@@ -201,9 +201,9 @@ def test_export_command_from_a_training_run(tmp_path):
     x, _, c = gm.sample(4, seed=3)
     np.testing.assert_allclose(loaded.signatures["log_prob"](x=tf.constant(x), condition=tf.constant(c))["log_prob"],
                                restored.log_prob(x, c).numpy(), rtol=1e-5)
-    # the same run exported as 2 parallel chains serves the same densities and seeded samples
+    # the same run exported as 2 parallel sub-batches serves the same densities and seeded samples
     assert cli.main(["export", str(run), "--base", str(tmp_path / "models"), "--name", "gm",
-                     "--parallel-chains", "2"]) == 0
+                     "--sub-batches", "2"]) == 0
     chained = tf.saved_model.load(str(tmp_path / "models" / "gm" / "2"))
     for name, args in (("log_prob", dict(x=x, condition=c)),
                        ("sample", dict(condition=c, temperature=np.float32(0.8), seed=np.int64(5)))):
@@ -211,5 +211,5 @@ def test_export_command_from_a_training_run(tmp_path):
         two = chained.signatures[name](**{k: tf.constant(v) for k, v in args.items()})
         for key in one:
             np.testing.assert_allclose(two[key].numpy(), one[key].numpy(), rtol=1e-5, atol=1e-6)
-    assert cli.main(["export", str(run), "--base", str(tmp_path / "models"), "--parallel-chains", "0"]) == 2
+    assert cli.main(["export", str(run), "--base", str(tmp_path / "models"), "--sub-batches", "0"]) == 2
     assert cli.main(["export", str(tmp_path / "nope"), "--base", str(tmp_path / "models")]) == 2

@@ -1,16 +1,32 @@
-"""Early, readable input checks shared by layers and models.
+"""Early, readable input checks shared by layers, models and exports.
 
 Static problems (rank, feature size, batch mismatch known at trace time) raise ``ValueError``
-before any TF op runs. Value problems (NaN/inf, dynamic batch mismatch) raise ``ValueError`` in
-eager mode and ``tf.errors.InvalidArgumentError`` inside a graph; every message names the argument
-and what was expected.
+before any TF op runs. Value problems (NaN/inf, dynamic batch mismatch, out-of-range values) go
+through one mechanism, ``enforce``: ``ValueError`` in eager mode, ``tf.errors.InvalidArgumentError``
+inside a graph (a SavedModel request, a training step); every message names the argument and what
+was expected.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+
+def enforce(value, ok, message: str, detail: Optional[Callable[[], str]] = None):
+    """``value`` once ``ok`` (a bool tensor: all of it must hold) is true.
+
+    Eagerly: ValueError(``message``, plus ``detail()`` if given) when it is not. In a graph:
+    ``value`` (a tensor or a nest of tensors) passes through an assertion that raises
+    InvalidArgumentError with ``message`` before anything uses it."""
+    ok = tf.reduce_all(ok)
+    if tf.executing_eagerly():
+        if not bool(ok):
+            raise ValueError(message if detail is None else f"{message}; {detail()}")
+        return value
+    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+        return tf.nest.map_structure(tf.identity, value)
 
 
 def describe_shape(expected: Sequence[Optional[int]]) -> str:
@@ -49,30 +65,66 @@ def check_shape(x: tf.Tensor, name: str, expected: Sequence[Optional[int]]) -> N
             raise ValueError(f"{name} must have shape {want}, got shape {shape.as_list()}")
 
 
-def check_same_batch(a: tf.Tensor, name_a: str, b: tf.Tensor, name_b: str) -> list:
-    """Raises if the leading dims differ; returns graph assertions for unknown static sizes."""
+def check_same_batch(a: tf.Tensor, name_a: str, b: tf.Tensor, name_b: str) -> tf.Tensor:
+    """``a``, once its leading dim equals ``b``'s (ValueError when both are static)."""
     na, nb = a.shape[0], b.shape[0]
+    message = f"{name_a} and {name_b} must have the same batch size"
     if na is not None and nb is not None:
         if na != nb:
-            raise ValueError(f"{name_a} and {name_b} must have the same batch size, got {na} and {nb}")
-        return []
-    if tf.executing_eagerly():
-        na, nb = int(tf.shape(a)[0]), int(tf.shape(b)[0])
-        if na != nb:
-            raise ValueError(f"{name_a} and {name_b} must have the same batch size, got {na} and {nb}")
-        return []
-    return [tf.debugging.assert_equal(tf.shape(a)[0], tf.shape(b)[0],
-                                      message=f"{name_a} and {name_b} must have the same batch size")]
+            raise ValueError(f"{message}, got {na} and {nb}")
+        return a
+    return enforce(a, tf.equal(tf.shape(a)[0], tf.shape(b)[0]), message,
+                   lambda: f"got {int(tf.shape(a)[0])} and {int(tf.shape(b)[0])}")
+
+
+def first_nonfinite_row(x) -> int:
+    """Index of the first row of ``x`` holding NaN or inf (eager), or -1."""
+    bad = ~tf.reduce_all(tf.reshape(tf.math.is_finite(x), [tf.shape(x)[0], -1]), axis=1)
+    rows = tf.where(bad)
+    return int(rows[0, 0]) if rows.shape[0] else -1
 
 
 def check_finite(x: tf.Tensor, name: str) -> tf.Tensor:
-    """Returns ``x``; raises if it holds NaN or inf (ValueError eagerly, InvalidArgumentError in graphs)."""
+    """``x``, once it holds no NaN or inf (the eager error names the first bad row)."""
+    def detail():
+        bad = int(tf.reduce_sum(tf.cast(~tf.math.is_finite(x), tf.int32)))
+        return f"{bad} value(s), first at row {first_nonfinite_row(x)}" if x.shape.rank else f"{bad} value(s)"
+    return enforce(x, tf.math.is_finite(x), f"{name} contains NaN or inf values", detail)
+
+
+def check_temperature(temperature) -> tf.Tensor:
+    """A float >= 0 (ValueError), or a tensor (of per-level values) checked by ``enforce``."""
+    if isinstance(temperature, (int, float, np.floating, np.integer)):
+        if not np.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+        return tf.constant(float(temperature), tf.float32)
+    t = tf.cast(tf.convert_to_tensor(temperature), tf.float32)
+    return enforce(t, tf.math.is_finite(t) & (t >= 0), "temperature must be >= 0",
+                   lambda: f"got {t.numpy()!r}")
+
+
+def check_count(n, name: str, max_n: Optional[int] = None):
+    """A count such as best-of-n's ``n``: a Python int >= 1 (ValueError), or a scalar int tensor
+    checked by ``enforce`` (1 <= n <= ``max_n`` if given)."""
+    if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
+        check_positive_int(n, name)
+        if max_n is not None and n > max_n:
+            raise ValueError(f"{name} must be <= {max_n}, got {n}")
+        return int(n)
+    if isinstance(n, (bool, float)) or n is None:
+        raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
+    t = tf.cast(tf.convert_to_tensor(n), tf.int32)
     if tf.executing_eagerly():
-        if not bool(tf.reduce_all(tf.math.is_finite(x))):
-            bad = int(tf.reduce_sum(tf.cast(~tf.math.is_finite(x), tf.int32)))
-            raise ValueError(f"{name} contains {bad} NaN or inf value(s)")
-        return x
-    return tf.debugging.assert_all_finite(x, f"{name} contains NaN or inf values")
+        return check_count(int(t), name, max_n)
+    t = enforce(t, t >= 1, f"{name} must be >= 1")
+    return t if max_n is None else enforce(t, t <= max_n, f"{name} must be <= {max_n}")
+
+
+def finite_samples(x: tf.Tensor) -> tf.Tensor:
+    """Samples never leave as NaN/inf silently."""
+    return enforce(x, tf.math.is_finite(x),
+                   "sampling produced NaN or inf: the generative direction overflowed (an untrained or "
+                   "diverged model, or too high a temperature)")
 
 
 def check_positive(value, name: str) -> float:

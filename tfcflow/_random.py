@@ -18,9 +18,24 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 ALG = "philox"
+
+
+def seed_tensor(seed) -> tf.Tensor:
+    """``None`` -> a fresh random seed; an int -> ``[seed, 0]``; a ``[2]`` int tensor as is."""
+    if seed is None:
+        return tf.random.uniform([2], minval=0, maxval=2**31 - 1, dtype=tf.int32)  # a fresh seed
+    if isinstance(seed, (int, np.integer)):
+        return tf.constant([int(seed), 0], tf.int32)
+    seed = tf.convert_to_tensor(seed)
+    if seed.shape.rank == 0:
+        return tf.stack([tf.cast(seed, tf.int32), 0])
+    if seed.shape.rank != 1 or (seed.shape[0] is not None and seed.shape[0] != 2):
+        raise ValueError(f"seed must be an int or a [2] int tensor, got shape {seed.shape.as_list()}")
+    return tf.cast(seed, tf.int32)
 
 
 def _bits(shape, seed) -> tf.Tensor:

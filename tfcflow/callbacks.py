@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfcflow import _compat
+
 
 class TrainingDiverged(RuntimeError):
     """Raised after fit when the loss became NaN/inf; names the step and the last good checkpoint."""
@@ -99,7 +101,7 @@ def ema_swapped(model):
     """Context manager: the optimizer's EMA weights are in the model inside the block (no-op
     without EMA). Used to evaluate / sample / export with EMA weights. Reads Keras 3's optimizer
     internals (``_trainable_variables``, ``_model_variables_moving_average``), as Keras's own
-    SwapEMAWeights callback does."""
+    SwapEMAWeights callback does (through ``_compat.ema_pairs``)."""
     import contextlib
 
     @contextlib.contextmanager
@@ -108,13 +110,14 @@ def ema_swapped(model):
         if not getattr(opt, "use_ema", False) or not opt.built:
             yield
             return
-        raw = [v.numpy() for v in opt._trainable_variables]
-        for v, avg in zip(opt._trainable_variables, opt._model_variables_moving_average):
+        pairs = _compat.ema_pairs(opt)
+        raw = [v.numpy() for v, _ in pairs]
+        for v, avg in pairs:
             v.assign(avg)
         try:
             yield
         finally:
-            for v, value in zip(opt._trainable_variables, raw):
+            for (v, _), value in zip(pairs, raw):
                 v.assign(value)
 
     return swap()

@@ -53,8 +53,9 @@ def _export(args) -> int:
 
     try:
         model = trainer.load_run(args.run, use_ema=not args.no_ema)
-        if args.parallel_chains is not None:
-            model.parallel_chains = args.parallel_chains
+        if args.sub_batches is not None:
+            from tfcflow.execution import Execution
+            model.execution = Execution(sub_batches=args.sub_batches, fused_steps=model.execution.fused_steps)
         name = args.name or os.path.basename(os.path.normpath(args.run))
         path = export.save(model, args.base, version=args.version, model_name=name, max_n=args.max_n, use_ema=False)
     except (FileNotFoundError, ValueError) as e:
@@ -116,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--version", type=int, default=None, help="default: one more than the highest existing")
     e.add_argument("--max-n", type=int, default=64, help="cap of best_of_n's n")
     e.add_argument("--no-ema", action="store_true", help="export the raw weights instead of their EMA")
-    e.add_argument("--parallel-chains", type=int, default=None,
-                   help="chains of the exported graph (default: the run's train.parallel_chains); pays when the "
+    e.add_argument("--sub-batches", type=int, default=None,
+                   help="sub-batches of the exported graph (default: the run's train.sub_batches); pays when the "
                         "server runs 1 intra-op and N inter-op threads")
     e.set_defaults(func=_export)
 

@@ -3,7 +3,7 @@
 A config has four sections plus ``name`` and ``seed``; every key and its default is in
 ``DEFAULTS``. Unknown keys, wrong types and bad choices fail before anything is built, naming the
 key. ``model`` holds the model ``class`` and its constructor arguments (checked against the
-constructor); the data shapes (``event_dim``/``condition_dim`` or ``image_shape``/``condition_shape``)
+constructor); the data shapes (``event_shape`` and ``condition_shape``)
 are filled in from the data unless given.
 """
 from __future__ import annotations
@@ -54,7 +54,10 @@ DEFAULTS: dict = {
         "strategy": "default",
         "tpu": "",
         "jit_compile": False,
-        "parallel_chains": 1,        # >1: the batch as that many sub-batches, one per CPU core (tfcflow/chains.py)
+        "optimizer": "adam",         # "adam" (Keras) | "fused_adam" (the same update, one kernel per variable)
+        # CPU execution (tfcflow/execution.py): not part of the model, may change on resume
+        "sub_batches": 1,            # >1: the batch as that many sub-batches, one per CPU core
+        "fused_steps": False,        # run ActNorm -> 1x1 conv -> coupling as one FusedStep
         "keep_checkpoints": 3,
         "sample_every": None,        # steps between TensorBoard sample grids (images only)
         "nan_policy": "stop",        # "stop" | "skip"
@@ -78,12 +81,13 @@ CHOICES = {
     ("train", "precision"): ("float32", "mixed_float16", "mixed_bfloat16"),
     ("train", "strategy"): ("default", "one_device", "mirrored", "multi_worker", "tpu"),
     ("train", "nan_policy"): ("stop", "skip"),
+    ("train", "optimizer"): ("adam", "fused_adam"),
     ("train", "verbose"): ("auto", 0, 1, 2),
 }
 
 # Keys that may change between a run and its resume (they do not change what was trained so far).
 RESUMABLE = {("train", "steps"), ("train", "sample_every"), ("train", "verbose"), ("train", "plateau_patience"),
-             ("train", "parallel_chains"),
+             ("train", "sub_batches"), ("train", "fused_steps"),
              ("eval", "batch_size"), ("eval", "max_examples"), ("eval", "num_conditions"),
              ("eval", "samples_per_condition"), ("eval", "temperature")}
 
@@ -146,7 +150,7 @@ def validate(user: dict) -> dict:
         cfg[section] = _merge(section, value, DEFAULTS[section])
     cfg["model"] = validate_model(user.get("model", DEFAULTS["model"]))
     t = cfg["train"]
-    for key in ("steps", "batch_size", "steps_per_epoch", "keep_checkpoints", "parallel_chains"):
+    for key in ("steps", "batch_size", "steps_per_epoch", "keep_checkpoints", "sub_batches"):
         if t[key] < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {t[key]}")
     if not t["learning_rate"] > 0:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfcflow import _checks
+from tfcflow import _checks, _compat
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -85,11 +85,9 @@ class FusedAdam(keras.optimizers.Adam):
         step = tf.cast(self.iterations + 1, dtype)
         beta_1 = tf.cast(self.beta_1, dtype)
         beta_2 = tf.cast(self.beta_2, dtype)
-        index = self._get_variable_index(variable)
-        # `.value` is the backing tf.Variable; under tf.distribute its `.handle` is this
-        # replica's copy (update() calls this once per device)
-        m = self._momentums[index].value
-        v = self._velocities[index].value
+        # the backing tf.Variables; under tf.distribute their `.handle` is this replica's copy
+        # (update() calls this once per device)
+        m, v = _compat.adam_slots(self, variable)
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle, m=m.handle, v=v.handle, beta1_power=tf.pow(beta_1, step),
             beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
@@ -105,13 +103,15 @@ def set_precision(precision: str) -> None:
 
 
 def make_optimizer(schedule, ema: float | None = 0.999, precision: str = "float32",
-                   beta_1: float = 0.9, beta_2: float = 0.999) -> keras.optimizers.Optimizer:
-    """FusedAdam on ``schedule`` with EMA of the weights (``ema`` momentum, None to disable), wrapped in a
-    LossScaleOptimizer for float16. Clip with ``model.compile(clipnorm=...)``, not here."""
+                   beta_1: float = 0.9, beta_2: float = 0.999, fused: bool = False) -> keras.optimizers.Optimizer:
+    """Adam (``fused``: ``FusedAdam``, the same update in one kernel per variable) on ``schedule``
+    with EMA of the weights (``ema`` momentum, None to disable), wrapped in a LossScaleOptimizer for
+    float16. Clip with ``model.compile(clipnorm=...)``, not here."""
     if ema is not None and not 0.0 < ema < 1.0:
         raise ValueError(f"ema must be in (0, 1) or None, got {ema}")
-    opt = FusedAdam(learning_rate=schedule, beta_1=beta_1, beta_2=beta_2,
-                    use_ema=ema is not None, ema_momentum=ema if ema is not None else 0.99)
+    adam = FusedAdam if fused else keras.optimizers.Adam
+    opt = adam(learning_rate=schedule, beta_1=beta_1, beta_2=beta_2,
+               use_ema=ema is not None, ema_momentum=ema if ema is not None else 0.99)
     if precision == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt

@@ -12,6 +12,7 @@ Per-task evaluation: if the config file's folder holds ``evaluate.py`` with
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -45,9 +46,9 @@ class Job:
 
         tf = _tf()
         t = self.train_cfg
-        if t["parallel_chains"] > 1:  # thread pools: before TensorFlow runs anything
-            from tfcflow import chains
-            chains.configure_cpu_threads(t["parallel_chains"])
+        if t["sub_batches"] > 1:  # thread pools: before TensorFlow runs anything
+            from tfcflow import execution
+            execution.configure_cpu_threads(t["sub_batches"])
         # The strategy first: MultiWorkerMirroredStrategy must exist before other TF ops.
         self.strategy = distribute.make_strategy(t["strategy"], tpu=t["tpu"])
         self.chief = distribute.is_chief() if t["strategy"] == "multi_worker" else True
@@ -73,7 +74,7 @@ class Job:
                              .repeat().batch(batch, drop_remainder=True))
             xt, _, ct = self.test_arrays
             self.test_ds = tf.data.Dataset.from_tensor_slices((xt, ct)).batch(self.eval_cfg["batch_size"])
-            self.shapes = dict(event_dim=2, condition_dim=8)
+            self.shapes = dict(event_shape=[2], condition_shape=[8])
             return
         from tfcflow.data import tasks
         data_dir = self._data_dir()
@@ -93,9 +94,18 @@ class Job:
         self.test_ds = tasks.task_dataset(d["dataset"], d["test_split"], d["task"],
                                           batch_size=self.eval_cfg["batch_size"], shuffle=False,
                                           take=self.eval_cfg["max_examples"], **common)
-        self.shapes = dict(image_shape=list(info["image_shape"]),
+        self.shapes = dict(event_shape=list(info["image_shape"]),
                            condition_shape=list(tasks.condition_shape(d["task"], info["image_shape"], d["factor"],
                                                                       info["num_classes"])))
+
+    @property
+    def image_task(self) -> bool:
+        return self.data_cfg["source"] == "tfds"
+
+    def execution(self):
+        """The job's CPU execution choices (train.sub_batches, train.fused_steps)."""
+        from tfcflow.execution import Execution
+        return Execution(sub_batches=self.train_cfg["sub_batches"], fused_steps=self.train_cfg["fused_steps"])
 
     def _build_model(self):
         from tfcflow import optim
@@ -106,10 +116,12 @@ class Job:
             m.setdefault(key, value)
         t = self.train_cfg
         with self.strategy.scope():
-            self.model = cls(**m, parallel_chains=t["parallel_chains"])
+            self.model = cls(**m)
+            self.model.execution = self.execution()
             self.schedule = optim.WarmupStepDecay(t["learning_rate"], t["warmup_steps"], t["decay_gamma"],
                                                   t["decay_interval"], t["plateau_factor"])
-            opt = optim.make_optimizer(self.schedule, ema=t["ema"], precision=t["precision"])
+            opt = optim.make_optimizer(self.schedule, ema=t["ema"], precision=t["precision"],
+                                       fused=t["optimizer"] == "fused_adam")
             self.model.compile(optimizer=opt, clipnorm=t["clipnorm"], skip_nonfinite=t["nan_policy"] == "skip",
                                seed=self.cfg["seed"], jit_compile=t["jit_compile"])
             opt.build(self.model.trainable_variables)
@@ -162,7 +174,7 @@ class Job:
             callbacks.append(PlateauReduction(self.schedule, patience=t["plateau_patience"]))
         if self.chief:
             callbacks.append(keras.callbacks.TensorBoard(os.path.join(self.out_dir, "logs"), update_freq="epoch"))
-        if t["sample_every"] and "image_shape" in self.shapes:
+        if t["sample_every"] and self.image_task:
             callbacks.append(SampleGrid(self.sample_grid, t["sample_every"], os.path.join(self.out_dir, "logs"),
                                         write=self.chief))
         return callbacks
@@ -204,7 +216,7 @@ class Job:
         k = self.eval_cfg["samples_per_condition"]
         samples = model.sample(np.repeat(conds, k, axis=0), temperature=self.eval_cfg["temperature"],
                                seed=self.cfg["seed"]).numpy()
-        n, shape = len(conds), tuple(self.shapes["image_shape"])
+        n, shape = len(conds), tuple(self.shapes["event_shape"])
         samples = samples.reshape((n, k) + shape)
         preview = condition_preview(self.data_cfg["task"], conds, shape)
         rows = []
@@ -219,7 +231,7 @@ class Job:
 
         res = self.model.evaluate(self.test_ds, verbose=0, return_dict=True)
         results = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
-        if "image_shape" in self.shapes and self.chief:
+        if self.image_task and self.chief:
             results["sample_grid"] = save_png(self.sample_grid(self.model), os.path.join(self.out_dir, "samples.png"))
         hook = (os.path.join(os.path.dirname(os.path.abspath(self.config_path)), "evaluate.py")
                 if self.config_path else None)
@@ -248,7 +260,7 @@ class Job:
         results = dict(name=self.cfg["name"], steps=int(self.model.optimizer.iterations.numpy()),
                        resumed_from=self.resumed_from, parameters=int(self.model.count_params()),
                        weights_sha256=weights_fingerprint(self.model),
-                       train_seconds=train_seconds, parallel_chains=self.model.parallel_chains,
+                       train_seconds=train_seconds, execution=dataclasses.asdict(self.model.execution),
                        threads=dict(intra_op=tf.config.threading.get_intra_op_parallelism_threads(),
                                     inter_op=tf.config.threading.get_inter_op_parallelism_threads()),
                        history={k: [float(np.asarray(x).ravel()[0]) for x in v] for k, v in history.history.items()}
@@ -318,6 +330,10 @@ def load_run(run_dir: str, use_ema: bool = True):
         raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint")
     model = config_lib.model_class(spec["class"]).from_config(spec["config"])
     t = cfg["train"]
+    from tfcflow.execution import Execution
+    # how the run executed (runs older than train.sub_batches used train.parallel_chains)
+    model.execution = Execution(sub_batches=t.get("sub_batches", t.get("parallel_chains", 1)),
+                                fused_steps=t.get("fused_steps", False))
     opt = optim.make_optimizer(optim.WarmupStepDecay(t["learning_rate"]), ema=t["ema"], precision="float32")
     model.compile(optimizer=opt)
     opt.build(model.trainable_variables)

@@ -92,6 +92,11 @@ def test_flow_sequence_runs_fused_steps_with_the_unfused_result():
     seq = FlowSequence(steps)
     seq.build((None, 4, 4, 4))
     perturb(seq, seed=4, scale=0.2)
+    # plain by default: the chain of the layers' own views; fused only when asked for
+    assert [type(p).__name__ for p in seq.bijector().parts] == ["ActNorm", "InvertibleConv1x1",
+                                                                "ConditionalAffineCoupling", "ActNorm",
+                                                                "InvertibleConv1x1"]
+    seq.fused_steps = True
     chain = seq.bijector()
     assert [type(p).__name__ for p in chain.parts] == ["FusedStep", "FusedStep"]
     x = tf.random.stateless_normal([2, 4, 4, 4], [9, 9])

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.models.conftest import perturb_model, tiny_model
+from tests.helpers import copy_model, perturb, tiny_model
 
 KINDS = ["cinn", "rcf"]
 
@@ -11,7 +11,7 @@ KINDS = ["cinn", "rcf"]
 @pytest.fixture(scope="module", params=KINDS)
 def model(request):
     m = tiny_model(request.param)
-    perturb_model(m, seed=1)
+    perturb(m, seed=1)
     return m
 
 
@@ -78,8 +78,9 @@ def test_fit_reduces_the_nll(gmm_data):
 def test_evaluate_reports_the_same_nll_as_log_prob(model, gmm_data):
     import keras
     x, _, c = gmm_data
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    res = model.evaluate(x, c, batch_size=128, verbose=0, return_dict=True)
+    m = copy_model(model)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    res = m.evaluate(x, c, batch_size=128, verbose=0, return_dict=True)
     np.testing.assert_allclose(res["loss"], -np.mean(model.log_prob(x, c).numpy()), rtol=1e-4)
 
 
@@ -106,8 +107,10 @@ def test_bad_inputs_fail_early_with_clear_messages(kind, gmm_data):
         (lambda: m.sample(None), r"condition is required"),
         (lambda: m.log_prob(x, c[:, :5]), r"condition must have shape \[batch, 8\], got shape \[4, 5\]"),
         (lambda: m.log_prob(x, c[:3]), r"x and condition must have the same batch size, got 4 and 3"),
-        (lambda: m.log_prob(np.where(np.eye(4, 2) > 0, np.nan, x), c), r"x contains 2 NaN or inf"),
-        (lambda: m.log_prob(x, np.where(np.eye(4, 8) > 0, np.inf, c)), r"condition contains 4 NaN or inf"),
+        (lambda: m.log_prob(np.where(np.eye(4, 2) > 0, np.nan, x), c),
+         r"x contains NaN or inf values; 2 value\(s\), first at row 0"),
+        (lambda: m.log_prob(x, np.where(np.eye(4, 8) > 0, np.inf, c)),
+         r"condition contains NaN or inf values; 4 value\(s\), first at row 0"),
         (lambda: m.sample(c, temperature=-0.5), r"temperature must be >= 0, got -0.5"),
         (lambda: m.best_of_n(c, n=0), r"n must be an integer >= 1, got 0"),
         (lambda: m.sample(c, seed=[1, 2, 3]), r"seed must be an int or a \[2\] int tensor"),
@@ -133,5 +136,16 @@ def test_nan_in_training_data_stops_fit_with_a_message(gmm_data):
     m.compile(optimizer=keras.optimizers.Adam(1e-3))
     bad = x.copy()
     bad[100, 1] = np.nan
-    with pytest.raises(tf.errors.InvalidArgumentError, match="x contains NaN or inf"):
+    # arrays: refused before anything runs, naming the input and the row
+    with pytest.raises(ValueError, match=r"^training data: x contains NaN or inf values; first at row 100$"):
         m.fit(bad, c, batch_size=64, epochs=1, verbose=0, shuffle=False)
+    assert int(m.optimizer.iterations.numpy()) == 0
+    # a dataset: one line naming the input and the step, not a graph-execution trace
+    ds = tf.data.Dataset.from_tensor_slices((bad, c)).batch(64)
+    with pytest.raises(ValueError, match=r"^training data: x contains NaN or inf values \(in x: batch 1, row 36 of the "
+                                         r"dataset, counted from 0\); clean or filter the dataset$"):
+        m.fit(ds, epochs=1, verbose=0)
+    bad_c = c.copy()
+    bad_c[3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"^training data: condition contains NaN or inf values; first at row 3$"):
+        m.fit(x, bad_c, batch_size=64, epochs=1, verbose=0)

@@ -4,14 +4,13 @@ import tensorflow as tf
 
 from tfcflow.models import ConditionalRealNVP
 from tfcflow.models.gaussian import standard_normal_log_prob
-from tests.helpers import autodiff_log_abs_det
-from tests.models.conftest import perturb_model, tiny_model
+from tests.helpers import autodiff_log_abs_det, perturb, tiny_model
 
 
 @pytest.fixture(scope="module")
 def model():
     m = tiny_model("cinn", actnorm=True)
-    perturb_model(m, seed=2)
+    perturb(m, seed=2)
     return m
 
 

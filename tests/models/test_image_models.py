@@ -6,22 +6,18 @@ import pytest
 import tensorflow as tf
 
 from tfcflow.models import CAFlow, ConditionalGlow
-from tests.helpers import autodiff_log_abs_det, fresh
-from tests.models.conftest import perturb_model
+from tests.helpers import autodiff_log_abs_det, copy_model, fresh, perturb, tiny_caflow, tiny_glow
 
 KINDS = ["glow", "glow_label", "caflow", "caflow_shared", "dual_glow"]
 
 
 def tiny_image_model(kind):
     if kind == "glow":
-        return ConditionalGlow((8, 8, 1), (4, 4, 1), levels=2, steps_per_level=1, hidden_channels=8,
-                               encoder_channels=4, prior_hidden_channels=4)
+        return tiny_glow("image")
     if kind == "glow_label":
-        return ConditionalGlow((8, 8, 1), (3,), levels=2, steps_per_level=1, hidden_channels=8,
-                               encoder_channels=4, prior_hidden_channels=0)
+        return tiny_glow("label")
     extra = dict(caflow={}, caflow_shared=dict(weight_sharing=True), dual_glow=dict(dual_glow=True))[kind]
-    return CAFlow((8, 8, 1), (4, 4, 1), levels=2, condition_steps=1, target_steps=1, conditional_steps=1,
-                  hidden_channels=8, conditional_hidden_channels=4, **extra)
+    return tiny_caflow(**extra)
 
 
 def _data(kind, n=4, seed=0):
@@ -39,16 +35,13 @@ def model(request):
     m = tiny_image_model(request.param)
     x, c = _data(request.param, n=16)
     m.initialize(x, c)
-    perturb_model(m, seed=5, scale=0.02)
+    perturb(m, seed=5, scale=0.02)
     m.kind = request.param
     return m
 
 
 def _latent_bijector(m, c):
-    c = m._check_condition(c)
-    if isinstance(m, CAFlow):
-        return m._bijector(m._encode_condition(c)[0])
-    return m._bijector(c)
+    return m._latent_bijector(m._features(m._check_condition(c)))
 
 
 def test_whole_model_round_trip_and_log_det(model):
@@ -133,8 +126,9 @@ def test_best_of_n_returns_the_argmax_of_log_prob(model):
 def test_evaluate_reports_the_seeded_dequantization_bound(model):
     # validation is the training objective with a fixed noise draw: deterministic, comparable
     x, c = _data(model.kind, n=8)
-    model.compile()
-    logs = model.evaluate(x, c, batch_size=8, verbose=0, return_dict=True)
+    m = copy_model(model)
+    m.compile()
+    logs = m.evaluate(x, c, batch_size=8, verbose=0, return_dict=True)
     nll = -model.log_prob_bound(x, c, seed=0).numpy()
     np.testing.assert_allclose(logs["loss"], nll.mean(), rtol=1e-5)
     np.testing.assert_allclose(logs["bits_per_dim"], nll.mean() / (64 * math.log(2)), rtol=1e-5)
@@ -198,8 +192,8 @@ def test_construction_errors():
 
 def test_caflow_function_counts():
     n = 3
-    kw = dict(levels=n, condition_steps=1, target_steps=1, conditional_steps=1, hidden_channels=4,
-              conditional_hidden_channels=4)
+    kw = dict(levels=n, condition_depth=1, target_depth=1, depth=1, width=4,
+              conditional_width=4)
     assert CAFlow((8, 8, 1), (8, 8, 1), **kw).num_level_functions == n * (n + 1) // 2
     assert CAFlow((8, 8, 1), (8, 8, 1), weight_sharing=True, **kw).num_level_functions == 2 * n - 1
     assert CAFlow((8, 8, 1), (8, 8, 1), dual_glow=True, **kw).num_level_functions == n
@@ -226,3 +220,20 @@ def test_config_round_trip_and_save_load(model, tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(loaded.log_prob(x, c).numpy(), model.log_prob(x, c).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["glow", "caflow"])
+def test_initialization_from_too_few_examples_is_refused_and_constant_channels_stay_bounded(kind):
+    m = tiny_image_model(kind)
+    x, c = _data(kind, n=8)
+    with pytest.raises(ValueError, match=r"initialize needs at least 4 examples \(a few hundred are best\), got 2"):
+        m.initialize(x[:2], c[:2])
+    assert m.needs_initialization()
+    # a constant background (exactly 0 in every example): no ActNorm scale beyond 1 / epsilon
+    x = np.zeros_like(x)
+    x[:, 2:6, 2:6] = np.random.default_rng(0).integers(50, 256, (8, 4, 4, 1))
+    c = np.zeros_like(c)
+    m.initialize(x, c)
+    log_scales = [v.numpy() for v in m.variables if v.path.endswith("log_scale")]
+    assert min(float(s.min()) for s in log_scales) >= np.log(1e-3) - 1e-6
+    assert np.all(np.isfinite(m.log_prob(x, c).numpy())) and float(np.min(m.log_prob(x, c))) > -1e5

@@ -6,21 +6,20 @@ import tensorflow as tf
 
 from tfcflow.models import RelaxedConditionFlow
 from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
-from tests.helpers import autodiff_log_abs_det
-from tests.models.conftest import perturb_model, tiny_model
+from tests.helpers import autodiff_log_abs_det, perturb, tiny_model
 
 
 @pytest.fixture(scope="module")
 def model():
     m = tiny_model("rcf")  # [x (2), x0 (8)] <-> [z (2), c~ (8)], as in the paper
-    perturb_model(m, seed=3)
+    perturb(m, seed=3)
     return m
 
 
 def test_dimensions():
     m = tiny_model("rcf")
     assert (m.padding_dim, m.latent_dim) == (8, 2)
-    assert (RelaxedConditionFlow(2, 8, padding_dim=7, num_blocks=1, hidden_units=(4,)).latent_dim) == 1
+    assert (RelaxedConditionFlow(2, 8, padding_dim=7, depth=1, width=4, hidden_layers=1).latent_dim) == 1
 
 
 def test_joint_log_prob_is_equation_6(model, gmm_data):

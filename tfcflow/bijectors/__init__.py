@@ -6,18 +6,20 @@ Convention: ``forward`` is generative (latent -> data), ``inverse`` is normalizi
 from tfcflow.bijectors.actnorm import ActNorm, ActNormLayer
 from tfcflow.bijectors.affine_injector import AffineInjector, AffineInjectorLayer
 from tfcflow.bijectors.conditional_affine_coupling import AffineCouplingLayer, ConditionalAffineCoupling
+from tfcflow.bijectors.dequantize import UniformDequantization
 from tfcflow.bijectors.flow_bijector import FlowBijector
 from tfcflow.bijectors.flow_chain import FlowChain, FlowSequence
 from tfcflow.bijectors.flow_layer import FlowLayer
 from tfcflow.bijectors.fused_step import FusedStep
 from tfcflow.bijectors.invertible_conv1x1 import InvertibleConv1x1, InvertibleConv1x1Layer, LUFactors
+from tfcflow.bijectors.multiscale import MultiScale
 from tfcflow.bijectors.permute import Permute, RandomPermutationLayer
+from tfcflow.bijectors.split_prior import GaussianSplitPrior, SplitPriorLayer
 from tfcflow.bijectors.squeeze import Squeeze, SqueezeLayer
 
 __all__ = [
     "ActNorm", "ActNormLayer", "AffineCouplingLayer", "AffineInjector", "AffineInjectorLayer",
     "ConditionalAffineCoupling", "FlowBijector", "FlowChain", "FlowLayer", "FlowSequence", "FusedStep",
-    "InvertibleConv1x1",
-    "InvertibleConv1x1Layer", "LUFactors", "Permute", "RandomPermutationLayer", "Squeeze",
-    "SqueezeLayer",
+    "GaussianSplitPrior", "InvertibleConv1x1", "InvertibleConv1x1Layer", "LUFactors", "MultiScale", "Permute",
+    "RandomPermutationLayer", "SplitPriorLayer", "Squeeze", "SqueezeLayer", "UniformDequantization",
 ]

@@ -7,8 +7,9 @@ Math (per channel c; ``x`` latent side, ``y`` data side)::
     log|det dy/dx| = P * sum_c s_c,   P = H*W for NHWC images, 1 for vectors
     log|det dx/dy| = -P * sum_c s_c
 
-Data-dependent init sets ``b = mean(y)`` and ``s = log(std(y))`` over a batch, so the normalizing
-direction maps that batch to zero-mean, unit-variance channels.
+Data-dependent init sets ``b = mean(y)`` and ``s = log(max(std(y), epsilon))`` over a batch, so the
+normalizing direction maps that batch to zero-mean, unit-variance channels (constant channels are
+left at scale ``1 / epsilon``).
 """
 from __future__ import annotations
 
@@ -65,10 +66,13 @@ class ActNormLayer(FlowLayer):
     flag, saved with the weights so a restored model is never re-initialized.
 
     Args:
-      epsilon: added to the batch std before the log, so constant channels do not give -inf.
+      epsilon: floor of the batch std: a channel (nearly) constant in the initialization batch --
+        a background pixel, a constant input dimension, a coarse level seen through a few
+        examples -- gets scale ``1 / epsilon`` at most, not up to ``1e6`` (which left CAFlow's
+        log-probs near -1e18 after an initialization from a few examples).
     """
 
-    def __init__(self, epsilon: float = 1e-6, **kwargs):
+    def __init__(self, epsilon: float = 1e-3, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
 
@@ -101,7 +105,7 @@ class ActNormLayer(FlowLayer):
         axes = list(range(len(x.shape) - 1))
         mean, var = tf.nn.moments(tf.cast(x, tf.float32), axes=axes)
         self.loc.assign(mean)
-        self.log_scale.assign(tf.math.log(tf.sqrt(var) + self.epsilon))
+        self.log_scale.assign(tf.math.log(tf.maximum(tf.sqrt(var), self.epsilon)))
         self.initialized.assign(1)
 
     def get_config(self):

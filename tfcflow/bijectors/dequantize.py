@@ -21,7 +21,7 @@ import tensorflow as tf
 from tfcflow import _random
 from tfcflow.bijectors.flow_bijector import FlowBijector
 
-LEVELS = 256
+BINS = 256
 
 
 class UniformDequantization(FlowBijector):
@@ -35,21 +35,21 @@ class UniformDequantization(FlowBijector):
         return tf.cast(tf.reduce_prod(tf.shape(t)[-self.event_ndims:]), t.dtype)
 
     def _inverse_and_log_det(self, v):
-        ld = -self._size(v) * math.log(LEVELS)
-        return v / LEVELS - 0.5, tf.fill(tf.shape(v)[:-self.event_ndims], ld)
+        ld = -self._size(v) * math.log(BINS)
+        return v / BINS - 0.5, tf.fill(tf.shape(v)[:-self.event_ndims], ld)
 
     def _forward_and_log_det(self, y):
-        ld = self._size(y) * math.log(LEVELS)
-        return LEVELS * (y + 0.5), tf.fill(tf.shape(y)[:-self.event_ndims], ld)
+        ld = self._size(y) * math.log(BINS)
+        return BINS * (y + 0.5), tf.fill(tf.shape(y)[:-self.event_ndims], ld)
 
 
-def add_uniform_noise(levels: tf.Tensor, seed=None) -> tf.Tensor:
-    """``x + u``, ``u ~ U[0, 1)`` (stateless with a ``[2]`` seed, else a fresh draw); ``x`` float levels."""
+def add_uniform_noise(bins: tf.Tensor, seed=None) -> tf.Tensor:
+    """``x + u``, ``u ~ U[0, 1)`` (stateless with a ``[2]`` seed, else a fresh draw); ``x`` float 8-bit values."""
     if seed is None:
-        return levels + tf.random.uniform(tf.shape(levels), dtype=levels.dtype)
-    return levels + _random.uniform(tf.shape(levels), seed, dtype=levels.dtype)
+        return bins + tf.random.uniform(tf.shape(bins), dtype=bins.dtype)
+    return bins + _random.uniform(tf.shape(bins), seed, dtype=bins.dtype)
 
 
 def quantize(v: tf.Tensor) -> tf.Tensor:
     """Continuous values ``v`` in [0, 256) -> 8-bit levels (float) in {0..255}."""
-    return tf.clip_by_value(tf.floor(v), 0.0, LEVELS - 1.0)
+    return tf.clip_by_value(tf.floor(v), 0.0, BINS - 1.0)

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
-from tensorflow_probability.python.internal import cache_util
+
+from tfcflow import _compat
 
 
 class FlowBijector(tfb.Bijector):
@@ -40,8 +41,7 @@ class FlowBijector(tfb.Bijector):
         flattens images into vectors).
     """
 
-    _cache = cache_util.BijectorCacheWithGreedyAttrs(
-        forward_name="_augmented_forward", inverse_name="_augmented_inverse")
+    _cache = _compat.greedy_bijector_cache(forward_name="_augmented_forward", inverse_name="_augmented_inverse")
 
     def __init__(self, event_ndims: int, name: str, validate_args: bool = False,
                  latent_event_ndims: int | None = None):

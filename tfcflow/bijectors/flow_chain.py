@@ -88,6 +88,9 @@ class FlowSequence(FlowLayer):
     def __init__(self, steps: Sequence[FlowLayer], **kwargs):
         super().__init__(**kwargs)
         self.steps = list(steps)
+        #: an execution choice, not config (tfcflow/execution.py): run ActNorm -> 1x1 conv
+        #: [-> coupling] as one FusedStep; set through ``model.execution``
+        self.fused_steps = False
 
     @property
     def conditional(self) -> bool:
@@ -107,10 +110,12 @@ class FlowSequence(FlowLayer):
         return shape
 
     def bijector(self, condition=None) -> FlowChain:
-        """The chain of the steps' views, each ActNorm -> 1x1 conv [-> coupling] run as one
-        ``FusedStep`` (same map, fewer passes over the activations)."""
+        """The chain of the steps' views; with ``fused_steps`` each ActNorm -> 1x1 conv [-> coupling]
+        runs as one ``FusedStep`` (same map, fewer passes over the activations)."""
         parts = [step.bijector(condition if step.conditional else None) for step in self.steps]
-        return FlowChain(fuse_steps(parts), event_ndims=self.event_ndims, name=self.name)
+        if self.fused_steps:
+            parts = fuse_steps(parts)
+        return FlowChain(parts, event_ndims=self.event_ndims, name=self.name)
 
     def data_init(self, x, condition=None, force: bool = False):
         """Initializes every ActNorm in order, each on the activations reaching it."""

@@ -16,7 +16,9 @@ Why: folding ActNorm into the C x C matrix removes its two elementwise passes (a
 gradients), and computing the coupling's two halves as two matmuls replaces a channel split of an
 NHWC tensor, a strided copy that TF's CPU kernels run slowly (measured on the benchmark Glow: a
 training step 1.03-1.04x, log-prob 1.01-1.08x faster; docs/benchmarks.md). ``fuse_steps`` builds these
-views from the per-layer views; the layers and their variables are unchanged.
+views from the per-layer views; the layers and their variables are unchanged. It is an explicit
+execution choice (``Execution(fused_steps=True)``, tfcflow/execution.py): by default a
+``FlowSequence``'s bijector is the plain chain of its layers' views.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from typing import Optional, Sequence
 
 import tensorflow as tf
 
-from tfcflow import chains
+from tfcflow import execution
 from tfcflow._channels import channel_matmul
 from tfcflow.bijectors.actnorm import ActNorm
 from tfcflow.bijectors.conditional_affine_coupling import ConditionalAffineCoupling
@@ -45,14 +47,15 @@ class FusedStep(FlowBijector):
         self._actnorm, self._conv, self._coupling = actnorm, conv, coupling
         super().__init__(event_ndims=ndims.pop(), name=name)
 
-    def _key(self, what, dtype) -> tuple:
-        # names the parameters for chains.shared: parallel chains compute them once
-        return (what, id(self._actnorm.loc), id(self._actnorm.log_scale), dtype.name) + self._conv.parameters_key()
+    def _shared(self, what, dtype, compute):
+        # parameter-only tensors: computed once for all sub-batches (execution.shared)
+        variables = (self._actnorm.loc, self._actnorm.log_scale) + self._conv.parameter_variables()
+        return execution.shared(f"fused_{what}_{dtype.name}", variables, compute)
 
     def _params_log_det(self, t):
         """log|det dz/dv| of the ActNorm + 1x1 part, per event of ``t`` (its per-position value
-        depends on parameters only, so parallel chains compute it once)."""
-        per_position = chains.shared(self._key("log_det", t.dtype), lambda: (
+        depends on parameters only, so sub-batches compute it once)."""
+        per_position = self._shared("log_det", t.dtype, lambda: (
             self._conv.log_abs_det_weight() - tf.reduce_sum(tf.cast(self._actnorm.log_scale, t.dtype))))
         return tf.fill(tf.shape(t)[:-self.event_ndims], self._num_positions(t) * per_position)
 
@@ -66,7 +69,7 @@ class FusedStep(FlowBijector):
             if self._coupling is None:
                 return w, beta
             return tuple((w[:, a:b], beta[a:b]) for a, b in self._coupling.channel_ranges(channels))
-        return chains.shared(self._key("inverse", dtype), compute)
+        return self._shared("inverse", dtype, compute)
 
     def _inverse_and_log_det(self, y):
         ld = self._params_log_det(y)
@@ -82,7 +85,7 @@ class FusedStep(FlowBijector):
         ld_coupling = 0.0
         if self._coupling is not None:
             z, ld_coupling = self._coupling.forward_and_log_det(z)
-        w_inv = chains.shared(self._key("forward", z.dtype), lambda: (
+        w_inv = self._shared("forward", z.dtype, lambda: (
             self._conv.inverse_weight() * tf.exp(tf.cast(self._actnorm.log_scale, z.dtype))[None, :]))
         v = channel_matmul(z, w_inv, tf.cast(self._actnorm.loc, z.dtype))
         return v, ld_coupling - self._params_log_det(z)

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfcflow import chains
+from tfcflow import execution
 from tfcflow._channels import channel_matmul
 from tfcflow.bijectors.flow_bijector import FlowBijector
 from tfcflow.bijectors.flow_layer import FlowLayer
@@ -59,17 +59,19 @@ class InvertibleConv1x1(FlowBijector):
         upper = tf.linalg.set_diag(tf.linalg.band_part(tf.convert_to_tensor(lu.upper), 0, -1), diag)
         return tf.cast(lu.permutation, tf.float32), lower, upper
 
-    def parameters_key(self) -> tuple:
-        """Names this view's parameters (the layer's variables) for ``chains.shared``."""
-        return (id(self._matrix),) if self._lu is None else (id(self._lu.lower), id(self._lu.upper))
+    def parameter_variables(self) -> tuple:
+        """The variables this view reads (the owning layer's), for ``execution.shared``."""
+        if self._lu is None:
+            return (self._matrix,)
+        return (self._lu.lower, self._lu.upper, self._lu.log_abs_diag)
 
     def weight(self) -> tf.Tensor:
         """W, ``[C, C]``."""
-        return chains.shared(("conv1x1_weight",) + self.parameters_key(), self._weight)
+        return execution.shared("conv1x1_weight", self.parameter_variables(), self._weight)
 
     def inverse_weight(self) -> tf.Tensor:
         """W^{-1}, ``[C, C]``."""
-        return chains.shared(("conv1x1_inverse_weight",) + self.parameters_key(), self._inverse_weight)
+        return execution.shared("conv1x1_inverse_weight", self.parameter_variables(), self._inverse_weight)
 
     def _weight(self):
         if self._lu is None:

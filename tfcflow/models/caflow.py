@@ -47,16 +47,15 @@ from typing import Sequence
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow_probability import bijectors as tfb, distributions as tfd
 
 from tfcflow import _random
 from tfcflow.bijectors import FlowBijector, FlowSequence, SqueezeLayer
-from tfcflow.bijectors.dequantize import LEVELS, UniformDequantization
+from tfcflow.bijectors.dequantize import BINS, UniformDequantization, add_uniform_noise
 from tfcflow.bijectors.multiscale import MultiScale
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.image_blocks import check_image_shape, flow_step, transition_step
-from tfcflow.models.image_flow import ImageFlowModel, piece_temperatures
-from tfcflow.models.multiscale_flow import MultiScaleFlow
+from tfcflow.models.image_flow import ImageFlowModel
+from tfcflow.models.multiscale_flow import MultiScaleFlow, initialize_levels
 
 
 def _sum_normal(pieces) -> tf.Tensor:
@@ -135,60 +134,54 @@ class AutoregressiveLatents(FlowBijector):
 class CAFlow(ImageFlowModel):
     """Conditional autoregressive flow (see module docstring).
 
-    Args:
-      image_shape: ``(H, W, C)`` of the target w; H, W divisible by ``2^levels``.
+    Args (the shared vocabulary: docs/architecture.md; the paper's three flows force three depths
+    and two widths):
+      event_shape: ``(H, W, C)`` of the target w; H, W divisible by ``2^levels``.
       condition_shape: ``(h, w, c)`` of the condition image y (resized to H x W).
       levels: number of scales n.
-      condition_steps: flow steps per level of R.
-      target_steps: flow steps per level of T.
-      conditional_steps: M, conditional flow steps per level of every G_i.
-      hidden_channels: coupling-network width of R and T (paper: 64).
-      conditional_hidden_channels: width of the G_i networks (paper: 32).
+      condition_depth: flow steps per level of R.
+      target_depth: flow steps per level of T.
+      depth: M, conditional flow steps per level of every G_i.
+      width: coupling-network hidden channels of R and T (paper: 64).
+      conditional_width: hidden channels of the G_i networks (paper: 32).
       regularization: lambda of ``log p(w|y) + lambda log p(y)`` (paper: 0.01 - 0.05).
       weight_sharing: Appendix D weight sharing.
       dual_glow: the DUAL-GLOW dependency structure instead of CAFLOW's.
       transition_steps, scale, clamp, lu, seed: as in ``MultiScaleFlow``.
     """
 
-    def __init__(self, image_shape: Sequence[int], condition_shape: Sequence[int], levels: int = 3,
-                 condition_steps: int = 16, target_steps: int = 32, conditional_steps: int = 12,
-                 hidden_channels: int = 64, conditional_hidden_channels: int = 32,
-                 regularization: float = 0.01, weight_sharing: bool = False, dual_glow: bool = False,
-                 transition_steps: int = 2, scale: str = "exp_tanh", clamp: float = 2.0, lu: bool = True,
-                 seed: int = 0, **kwargs):
-        image_shape = tuple(int(d) for d in image_shape)
+    def __init__(self, event_shape: Sequence[int], condition_shape: Sequence[int], levels: int = 3,
+                 condition_depth: int = 16, target_depth: int = 32, depth: int = 12, width: int = 64,
+                 conditional_width: int = 32, regularization: float = 0.01, weight_sharing: bool = False,
+                 dual_glow: bool = False, transition_steps: int = 2, scale: str = "exp_tanh", clamp: float = 2.0,
+                 lu: bool = True, seed: int = 0, **kwargs):
+        event_shape = tuple(int(d) for d in event_shape)
         condition_shape = tuple(int(d) for d in condition_shape)
-        check_image_shape(image_shape, levels, name="image")
+        check_image_shape(event_shape, levels, name="image")
         if len(condition_shape) != 3:
             raise ValueError(f"CAFlow conditions are images (h, w, c); got condition_shape {condition_shape}")
         if regularization < 0:
             raise ValueError(f"regularization must be >= 0, got {regularization}")
         if weight_sharing and dual_glow:
             raise ValueError("weight_sharing applies to CAFLOW's cross-scale functions; dual_glow has none")
-        super().__init__(image_shape, condition_shape, levels, **kwargs)
-        self._config = dict(image_shape=list(image_shape), condition_shape=list(condition_shape),
-                            levels=levels, condition_steps=condition_steps, target_steps=target_steps,
-                            conditional_steps=conditional_steps, hidden_channels=hidden_channels,
-                            conditional_hidden_channels=conditional_hidden_channels,
-                            regularization=float(regularization), weight_sharing=bool(weight_sharing),
-                            dual_glow=bool(dual_glow), transition_steps=transition_steps, scale=scale,
-                            clamp=float(clamp), lu=bool(lu), seed=int(seed))
+        super().__init__(event_shape, condition_shape, levels, **kwargs)
+        self._record_config(locals())
         self.regularization = float(regularization)
         self.dual_glow = bool(dual_glow)
         self.weight_sharing = bool(weight_sharing)
         self.n = int(levels)
-        h, w, _ = image_shape
+        h, w, _ = event_shape
         self._resized_condition_shape = (h, w, condition_shape[-1])
-        common = dict(hidden_channels=hidden_channels, transition_steps=transition_steps,
-                      learned_prior=False, scale=scale, clamp=clamp, lu=lu)
-        self.condition_flow = MultiScaleFlow(levels, condition_steps, seed=seed, name="R", **common)
+        common = dict(width=width, transition_steps=transition_steps, learned_prior=False, scale=scale, clamp=clamp,
+                      lu=lu)
+        self.condition_flow = MultiScaleFlow(levels, condition_depth, seed=seed, name="R", **common)
         self.condition_flow.build((None,) + self._resized_condition_shape)
-        self.target_flow = MultiScaleFlow(levels, target_steps, seed=seed + 1, name="T", **common)
-        self.target_flow.build((None,) + image_shape)
+        self.target_flow = MultiScaleFlow(levels, target_depth, seed=seed + 1, name="T", **common)
+        self.target_flow.build((None,) + event_shape)
         # paper index i: 0 = coarsest; the multi-scale pieces come finest first
         self._l_shapes = self.target_flow.piece_shapes[::-1]
         self._d_shapes = self.condition_flow.piece_shapes[::-1]
-        self._g_args = dict(hidden=conditional_hidden_channels, steps=conditional_steps,
+        self._g_args = dict(hidden=conditional_width, steps=depth,
                             transitions=transition_steps, scale=scale, clamp=clamp, lu=lu, seed=seed + 2)
         self._shared = {}
         self.autoregressive = [self._build_g(i) for i in range(self.n)]
@@ -262,7 +255,7 @@ class CAFlow(ImageFlowModel):
         """(D list, index 0 = coarsest; log p(y)); ``noise``: 1/256-wide uniform noise added to y."""
         y = self._condition_image(condition)
         if noise is not None:
-            y = y + noise / LEVELS
+            y = y + noise / BINS
         pieces, ld = self.condition_flow.bijector().encode(y)
         return pieces[::-1], _sum_normal(pieces) + ld
 
@@ -271,61 +264,38 @@ class CAFlow(ImageFlowModel):
         return AutoregressiveLatents(self.target_flow.bijector(), lambda i, latents: self._g_bijector(i, d, latents),
                                      [g["pieces"] for g in self.autoregressive], self.event_shape)
 
-    def _conditional_log_prob(self, v, d):
-        y, ld_dequant = UniformDequantization().inverse_and_log_det(v)
-        z, ld = self._bijector(d).inverse_and_log_det(y)
-        return standard_normal_log_prob(z) + ld + ld_dequant
+    def _features(self, condition):
+        return self._encode_condition(condition)[0]
 
-    def _log_prob_dequantized(self, v, condition):
-        d, _ = self._encode_condition(condition)
-        return self._conditional_log_prob(v, d)
+    def _latent_bijector(self, d):
+        return self._bijector(d)
 
-    def _training_losses(self, levels, condition, seed):
-        v = levels + self._training_noise("uniform", tf.shape(levels), seed)
-        y_shape = tf.concat([tf.shape(levels)[:1], self._resized_condition_shape], 0)
+    def _piece_levels(self):
+        # G_i's pieces generate L_i, the target latent of level n-1-i (level 0 = finest)
+        return [self.n - 1 - i for i, g in enumerate(self.autoregressive) for _ in g["pieces"]]
+
+    def _training_losses(self, bins, condition, seed):
+        v = bins + self._training_noise("uniform", tf.shape(bins), seed)
+        y_shape = tf.concat([tf.shape(bins)[:1], self._resized_condition_shape], 0)
         y_noise = self._training_noise("uniform", y_shape, _random.fold_in(seed, 1))
         d, log_p_y = self._encode_condition(condition, noise=y_noise)
-        nll = -self._conditional_log_prob(v, d)
+        nll = -self._log_prob_given(v, d)
         return nll - self.regularization * log_p_y, nll
 
     def condition_log_prob(self, condition) -> tf.Tensor:
         """log p(y) of the (resized, continuous) condition image under R, nats, ``[batch]``."""
         return self._encode_condition(self._check_condition(condition))[1]
 
-    def _sample_dequantized(self, condition, temperatures, seed):
-        d, _ = self._encode_condition(condition)
-        bijector = self._bijector(d)
-        # G_i's pieces generate L_i, the target latent of level n-1-i (level 0 = finest)
-        levels = [self.n - 1 - i for i, g in enumerate(self.autoregressive) for _ in g["pieces"]]
-        scale = piece_temperatures(temperatures, bijector.piece_shapes, levels)
-        z = scale * self._batch_noise("normal", tf.stack([tf.shape(condition)[0], self.event_size]), seed)
-        y, _ = bijector.forward_and_log_det(z)
-        v, _ = UniformDequantization().forward_and_log_det(y)
-        return v
-
     def _data_init_dequantized(self, v, condition, force):
+        # the condition image as training shows it to R: with its 1/256-wide noise (a constant
+        # background would otherwise give ActNorm zero-variance channels)
         y_c = self._condition_image(condition)
+        y_c = y_c + add_uniform_noise(tf.zeros_like(y_c), _random.seed_tensor(1)) / BINS
         self.condition_flow.data_init(y_c, force=force)
         y, _ = UniformDequantization().inverse_and_log_det(v)
         self.target_flow.data_init(y, force=force)
         d = self.condition_flow.bijector().encode(y_c)[0][::-1]
         latents = self.target_flow.bijector().encode(y)[0][::-1]
         for i, g in enumerate(self.autoregressive):
-            h = latents[i]
-            for k, ((kind, j), layer) in enumerate(zip(g["conds"], g["levels"])):
-                c = d[j] if kind == "D" else tf.concat([d[j], latents[j]], axis=-1)
-                layer.data_init(h, c, force=force)
-                h, _ = layer.bijector(c).inverse_and_log_det(h)
-                if k < len(g["levels"]) - 1:
-                    h = h[..., :h.shape[-1] // 2]
-
-    def distribution(self, condition) -> tfd.Distribution:
-        """p(v | condition) over dequantized pixel values ``v = x_uint8 + u`` in [0, 256), as a
-        ``TransformedDistribution`` of N(0, I) through ``AutoregressiveLatents``."""
-        c = self._check_condition(condition)
-        d, _ = self._encode_condition(c)
-        base = tfd.MultivariateNormalDiag(loc=tf.zeros([tf.shape(c)[0], self.event_size]))
-        return tfd.TransformedDistribution(base, tfb.Chain([UniformDequantization(), self._bijector(d)]))
-
-    def get_config(self):
-        return {**super().get_config(), **self._config}
+            conds = [d[j] if kind == "D" else tf.concat([d[j], latents[j]], axis=-1) for kind, j in g["conds"]]
+            initialize_levels(g["levels"], [None] * (len(g["levels"]) - 1), conds, latents[i], force)

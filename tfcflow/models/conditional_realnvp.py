@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Union
 
 import keras
 import tensorflow as tf
@@ -15,39 +15,42 @@ from tfcflow import _checks
 from tfcflow.bijectors import FlowSequence
 from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.gaussian import standard_normal_log_prob
-from tfcflow.models.vector_blocks import coupling_blocks
+from tfcflow.models.vector_blocks import coupling_blocks, vector_size
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
 class ConditionalRealNVP(ConditionalFlowModel):
     """Conditional coupling flow on vectors (cINN, Ardizzone et al. 2019).
 
-    Args:
-      event_dim: D, size of x.
-      condition_dim: size of the condition vector (e.g. a one-hot label).
-      num_blocks: coupling blocks; each = two conditional couplings (one per half) + a fixed
-        random permutation (+ ActNorm first if ``actnorm``).
-      hidden_units: hidden layer widths of every coupling network.
+    Args (the shared vocabulary: docs/architecture.md):
+      event_shape: ``D`` or ``(D,)``, the size of x.
+      condition_shape: ``M`` or ``(M,)``, the size of the condition vector (e.g. a one-hot label).
+      depth: coupling blocks; each = two conditional couplings (one per half) + a fixed random
+        permutation (+ ActNorm first if ``actnorm``).
+      width, hidden_layers: every coupling network is an MLP of ``hidden_layers`` layers of
+        ``width`` units.
       scale: ``"exp_tanh"`` (default; can expand and contract) or ``"sigmoid"`` (Glow).
       clamp: bound of ``exp_tanh``: per-coupling scale in ``(e^-clamp, e^clamp)``.
+      actnorm: an ActNorm at the start of every block (data-dependent initialization).
       seed: seed of the permutations.
 
-    Shapes: x ``[batch, D]``, condition ``[batch, condition_dim]``.
+    Shapes: x ``[batch, D]``, condition ``[batch, M]``. ``distribution(c)`` is over x.
     """
 
-    def __init__(self, event_dim: int, condition_dim: int, num_blocks: int = 8,
-                 hidden_units: Sequence[int] = (512, 512), activation: str = "relu",
+    def __init__(self, event_shape: Union[int, Sequence[int]], condition_shape: Union[int, Sequence[int]],
+                 depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
                  scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False, seed: int = 0,
                  **kwargs):
-        _checks.check_positive_int(event_dim, "event_dim")
-        _checks.check_positive_int(condition_dim, "condition_dim")
-        _checks.check_positive_int(num_blocks, "num_blocks")
+        event_dim, condition_dim = vector_size(event_shape, "event_shape"), vector_size(condition_shape,
+                                                                                         "condition_shape")
+        _checks.check_positive_int(depth, "depth")
+        hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
+                                                                                              "hidden_layers")
         super().__init__((event_dim,), (condition_dim,), **kwargs)
-        self._config = dict(event_dim=event_dim, condition_dim=condition_dim, num_blocks=num_blocks,
-                            hidden_units=list(hidden_units), activation=activation, scale=scale,
-                            clamp=float(clamp), actnorm=bool(actnorm), seed=int(seed))
-        self.flow = FlowSequence(coupling_blocks(event_dim, num_blocks, hidden_units, activation,
-                                                 scale, clamp, actnorm, seed), name="flow")
+        event_shape, condition_shape = self.event_shape, self.condition_shape
+        self._record_config(locals())
+        self.flow = FlowSequence(coupling_blocks(event_dim, depth, hidden, activation, scale, clamp, actnorm, seed),
+                                 name="flow")
         self.flow.build((None, event_dim), (None, condition_dim))
         self.built = True
 
@@ -69,6 +72,3 @@ class ConditionalRealNVP(ConditionalFlowModel):
         c = self._check_condition(condition)
         base = tfd.MultivariateNormalDiag(loc=tf.zeros([tf.shape(c)[0], self.event_size]))
         return tfd.TransformedDistribution(base, self.flow.bijector(c))
-
-    def get_config(self):
-        return {**super().get_config(), **self._config}

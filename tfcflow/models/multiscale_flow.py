@@ -28,12 +28,12 @@ class MultiScaleFlow(FlowLayer):
 
     Args:
       levels: number of scales L (H and W must be divisible by 2^L).
-      steps_per_level: flow steps K per level.
-      hidden_channels: width of the coupling / injector networks.
+      depth: flow steps K per level.
+      width: hidden channels of the coupling / injector networks.
       transition_steps: (ActNorm, 1x1) pairs after each squeeze (CAFLOW/SRFlow: 2; Glow: 0).
       injector: add an affine injector to each flow step when conditional.
       learned_prior: learned split priors (else N(0, I) for the split-off halves).
-      prior_hidden_channels: width of the prior network (0: a single 3x3 conv, as Glow).
+      prior_width: hidden channels of the prior network (0: a single 3x3 conv, as Glow).
       scale, clamp: coupling / injector scale parametrization (affine_scale.py).
       prior_clamp: bound of the prior's log-std.
       lu: LU-parametrized 1x1 convolutions.
@@ -45,25 +45,25 @@ class MultiScaleFlow(FlowLayer):
     ``[batch, H*W*C]`` (see ``MultiScale`` for the piece layout).
     """
 
-    def __init__(self, levels: int = 3, steps_per_level: int = 8, hidden_channels: int = 64,
+    def __init__(self, levels: int = 3, depth: int = 8, width: int = 64,
                  transition_steps: int = 2, injector: bool = True, learned_prior: bool = True,
-                 prior_hidden_channels: int = 0, scale: str = "exp_tanh", clamp: float = 2.0,
+                 prior_width: int = 32, scale: str = "exp_tanh", clamp: float = 2.0,
                  prior_clamp: float = 3.0, lu: bool = True, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.levels = int(levels)
-        self.steps_per_level = int(steps_per_level)
-        self.hidden_channels = int(hidden_channels)
+        self.depth = int(depth)
+        self.width = int(width)
         self.transition_steps = int(transition_steps)
         self.injector = bool(injector)
         self.learned_prior = bool(learned_prior)
-        self.prior_hidden_channels = int(prior_hidden_channels)
+        self.prior_width = int(prior_width)
         self.scale = scale
         self.clamp = float(clamp)
         self.prior_clamp = float(prior_clamp)
         self.lu = bool(lu)
         self.seed = int(seed)
-        if self.levels < 1 or self.steps_per_level < 0:
-            raise ValueError(f"levels must be >= 1 and steps_per_level >= 0, got {levels}, {steps_per_level}")
+        if self.levels < 1 or self.depth < 0:
+            raise ValueError(f"levels must be >= 1 and depth >= 0, got {levels}, {depth}")
         self._conditional = False
         self._image_shape = None
         self._piece_shapes = []
@@ -110,8 +110,8 @@ class MultiScaleFlow(FlowLayer):
             steps = [SqueezeLayer(name=f"{prefix}_squeeze")]
             for t in range(self.transition_steps):
                 steps += transition_step(f"{prefix}_t{t}", self.lu, self.seed + 1000 * l + t)
-            for k in range(self.steps_per_level):
-                steps += flow_step(f"{prefix}_k{k}", c, self.hidden_channels, self._conditional,
+            for k in range(self.depth):
+                steps += flow_step(f"{prefix}_k{k}", c, self.width, self._conditional,
                                    self.injector, self.scale, self.clamp, self.lu,
                                    self.seed + 1000 * l + 100 + k)
             seq = FlowSequence(steps, name=f"{prefix}_steps")
@@ -119,7 +119,7 @@ class MultiScaleFlow(FlowLayer):
             self.level_flows.append(seq)
             if l < self.levels - 1:
                 if self.learned_prior:
-                    prior = SplitPriorLayer(ConvNetwork(2 * (c - c // 2), self.prior_hidden_channels,
+                    prior = SplitPriorLayer(ConvNetwork(2 * (c - c // 2), self.prior_width,
                                                         name=f"{prefix}_prior_net"),
                                             clamp=self.prior_clamp, name=f"{prefix}_prior")
                     prior.build((None, h, w, c), cond)
@@ -148,22 +148,29 @@ class MultiScaleFlow(FlowLayer):
         return MultiScale(levels, priors, self._image_shape, self._piece_shapes, name=self.name)
 
     def data_init(self, x, condition=None, force: bool = False):
-        conds = self._level_conditions(condition)
-        h = tf.convert_to_tensor(x)
-        for l, (flow, c) in enumerate(zip(self.level_flows, conds)):
-            flow.data_init(h, c, force=force)
-            h, _ = flow.bijector(c).inverse_and_log_det(h)
-            if l < self.levels - 1:
-                if self.learned_prior:
-                    h, _ = self.priors[l].bijector(c).inverse_and_log_det(h)
-                h = h[..., :h.shape[-1] // 2]
+        priors = self.priors if self.learned_prior else [None] * (self.levels - 1)
+        initialize_levels(self.level_flows, priors, self._level_conditions(condition), x, force)
 
     def output_shape_for(self, input_shape):
         return (input_shape[0], sum(h * w * c for h, w, c in self._piece_shapes))
 
     def get_config(self):
-        return {**super().get_config(), "levels": self.levels, "steps_per_level": self.steps_per_level,
-                "hidden_channels": self.hidden_channels, "transition_steps": self.transition_steps,
+        return {**super().get_config(), "levels": self.levels, "depth": self.depth,
+                "width": self.width, "transition_steps": self.transition_steps,
                 "injector": self.injector, "learned_prior": self.learned_prior,
-                "prior_hidden_channels": self.prior_hidden_channels, "scale": self.scale,
+                "prior_width": self.prior_width, "scale": self.scale,
                 "clamp": self.clamp, "prior_clamp": self.prior_clamp, "lu": self.lu, "seed": self.seed}
+
+
+def initialize_levels(levels: Sequence[FlowLayer], priors: Sequence, conditions: Sequence, x, force: bool) -> None:
+    """The data-dependent initialization walk of a multi-scale flow (normalizing order): level l is
+    initialized on the activations reaching it, then mapped; at each split (all but the last
+    level) the split prior, if any, maps them and the first half of the channels goes on."""
+    h = tf.convert_to_tensor(x)
+    for l, (flow, c) in enumerate(zip(levels, conditions)):
+        flow.data_init(h, c, force=force)
+        h, _ = flow.bijector(c).inverse_and_log_det(h)
+        if l < len(levels) - 1:
+            if priors[l] is not None:
+                h, _ = priors[l].bijector(c).inverse_and_log_det(h)
+            h = h[..., :h.shape[-1] // 2]

@@ -20,7 +20,7 @@ and is comparable with other models' exact NLL of x.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import keras
 import tensorflow as tf
@@ -28,9 +28,9 @@ from tensorflow_probability import distributions as tfd
 
 from tfcflow import _checks, _random
 from tfcflow.bijectors import FlowSequence
-from tfcflow.models.base import ConditionalFlowModel, seed_tensor
+from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
-from tfcflow.models.vector_blocks import coupling_blocks
+from tfcflow.models.vector_blocks import coupling_blocks, vector_size
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
@@ -38,47 +38,48 @@ class RelaxedConditionFlow(ConditionalFlowModel):
     """Relaxed-condition conditional flow on vectors (see module docstring).
 
     Args:
-      event_dim: D, size of x.
-      condition_dim: M, size of the condition c (and of c~).
+      event_shape: ``D`` or ``(D,)``, the size of x.
+      condition_shape: ``M`` or ``(M,)``, the size of the condition c (and of c~).
       padding_dim: size of the zero padding x0 (default M, so that z has the size of x). The
         latent z has ``D + padding_dim - M >= 1`` dims.
       epsilon: std of the relaxed condition, ``c~ ~ N(c, epsilon^2)`` (paper: 0.1).
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
-      num_blocks, hidden_units, activation, scale, clamp, actnorm, seed: the coupling blocks, as in
-        ``ConditionalRealNVP`` (the networks here see no condition).
+      depth, width, hidden_layers, activation, scale, clamp, actnorm, seed: the coupling blocks, as
+        in ``ConditionalRealNVP`` (the networks here see no condition).
 
     The training padding noise is drawn from the seed given to ``compile``.
 
-    Shapes: x ``[batch, D]``, condition ``[batch, M]``.
+    Shapes: x ``[batch, D]``, condition ``[batch, M]``. ``distribution(c)`` is over the PADDED
+    vector ``[x, x0]`` (the paper's eq. 6: the flow is a bijection of that space only).
     """
 
-    def __init__(self, event_dim: int, condition_dim: int, padding_dim: Optional[int] = None,
-                 epsilon: float = 0.1, padding_noise: float = 0.05, num_blocks: int = 8,
-                 hidden_units: Sequence[int] = (512, 512), activation: str = "relu",
+    def __init__(self, event_shape: Union[int, Sequence[int]], condition_shape: Union[int, Sequence[int]],
+                 padding_dim: Optional[int] = None, epsilon: float = 0.1, padding_noise: float = 0.05,
+                 depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
                  scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False, seed: int = 0,
                  **kwargs):
-        _checks.check_positive_int(event_dim, "event_dim")
-        _checks.check_positive_int(condition_dim, "condition_dim")
-        _checks.check_positive_int(num_blocks, "num_blocks")
+        event_dim, condition_dim = vector_size(event_shape, "event_shape"), vector_size(condition_shape,
+                                                                                         "condition_shape")
+        _checks.check_positive_int(depth, "depth")
+        hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
+                                                                                              "hidden_layers")
         padding_dim = condition_dim if padding_dim is None else padding_dim
         if isinstance(padding_dim, bool) or not isinstance(padding_dim, int) or padding_dim < 0:
             raise ValueError(f"padding_dim must be an integer >= 0, got {padding_dim!r}")
-        self.epsilon = _checks.check_positive(epsilon, "epsilon")
-        self.padding_noise = _checks.check_positive(padding_noise, "padding_noise")
+        epsilon = _checks.check_positive(epsilon, "epsilon")
+        padding_noise = _checks.check_positive(padding_noise, "padding_noise")
         total = event_dim + padding_dim
         if total - condition_dim < 1:
-            raise ValueError(f"event_dim + padding_dim ({event_dim} + {padding_dim}) must exceed "
-                             f"condition_dim ({condition_dim}) so that z has at least one dimension")
+            raise ValueError(f"event size + padding_dim ({event_dim} + {padding_dim}) must exceed the condition "
+                             f"size ({condition_dim}) so that z has at least one dimension")
         super().__init__((event_dim,), (condition_dim,), **kwargs)
+        event_shape, condition_shape = self.event_shape, self.condition_shape
+        self._record_config(locals())
+        self.epsilon, self.padding_noise = epsilon, padding_noise
         self.padding_dim = padding_dim
         self.latent_dim = total - condition_dim
-        self._config = dict(event_dim=event_dim, condition_dim=condition_dim, padding_dim=padding_dim,
-                            epsilon=self.epsilon, padding_noise=self.padding_noise,
-                            num_blocks=num_blocks, hidden_units=list(hidden_units),
-                            activation=activation, scale=scale, clamp=float(clamp),
-                            actnorm=bool(actnorm), seed=int(seed))
-        self.flow = FlowSequence(coupling_blocks(total, num_blocks, hidden_units, activation, scale,
-                                                 clamp, actnorm, seed), name="flow")
+        self.flow = FlowSequence(coupling_blocks(total, depth, hidden, activation, scale, clamp, actnorm, seed),
+                                 name="flow")
         self.flow.build((None, total))
         self.built = True
 
@@ -106,8 +107,7 @@ class RelaxedConditionFlow(ConditionalFlowModel):
         _checks.check_shape(padded, "padded_x", (None, self.event_size + self.padding_dim))
         padded = _checks.check_finite(padded, "padded_x")
         c = self._check_condition(condition)
-        with tf.control_dependencies(_checks.check_same_batch(padded, "padded_x", c, "condition")):
-            return self._joint_log_prob(tf.identity(padded), c)
+        return self._joint_log_prob(_checks.check_same_batch(padded, "padded_x", c, "condition"), c)
 
     def _log_prob(self, x, condition):
         # Plug-in estimate of log p(x | c) at x0 = 0 (deterministic): exact when f keeps the
@@ -122,7 +122,7 @@ class RelaxedConditionFlow(ConditionalFlowModel):
         x, c = self._check_pair(x, condition)
         batch = tf.shape(x)[0]
         x0 = self.padding_noise * _random.normal(
-            tf.stack([k * batch, self.padding_dim]), seed_tensor(seed))
+            tf.stack([k * batch, self.padding_dim]), _random.seed_tensor(seed))
         xs, cs = tf.tile(x, [k, 1]), tf.tile(c, [k, 1])
         w = self._joint_log_prob(self._pad(xs, x0), cs) - self._padding_log_prob(x0)
         w = tf.reshape(w, [k, batch])
@@ -140,7 +140,7 @@ class RelaxedConditionFlow(ConditionalFlowModel):
         x0 = None
         if padding_seed is not None:
             x0 = self.padding_noise * _random.normal(
-                tf.stack([tf.shape(x)[0], self.padding_dim]), seed_tensor(padding_seed))
+                tf.stack([tf.shape(x)[0], self.padding_dim]), _random.seed_tensor(padding_seed))
         latent, _ = self.flow.bijector().inverse_and_log_det(self._pad(x, x0))
         return self._split_latent(latent)[1]
 
@@ -167,6 +167,3 @@ class RelaxedConditionFlow(ConditionalFlowModel):
                            tf.fill([self.condition_shape[0]], self.epsilon)], axis=0)
         base = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
         return tfd.TransformedDistribution(base, self.flow.bijector())
-
-    def get_config(self):
-        return {**super().get_config(), **self._config}

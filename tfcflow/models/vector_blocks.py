@@ -1,15 +1,25 @@
-"""Coupling blocks for vector flows (cINN / INN style)."""
+"""Coupling blocks for vector flows (cINN / INN style), and the vector shape argument."""
 from __future__ import annotations
 
 from typing import Sequence
 
+from tfcflow import _checks
 from tfcflow.bijectors import ActNormLayer, AffineCouplingLayer, RandomPermutationLayer
 from tfcflow.networks import MLPNetwork
 
 
-def coupling_blocks(dim: int, num_blocks: int, hidden_units: Sequence[int], activation: str,
+def vector_size(shape, name: str) -> int:
+    """A vector shape given as ``D`` or ``(D,)`` -> ``D`` (>= 1)."""
+    if isinstance(shape, (tuple, list)):
+        if len(shape) != 1:
+            raise ValueError(f"{name} of a vector model must be (D,), got {tuple(shape)}")
+        shape = shape[0]
+    return _checks.check_positive_int(shape, name)
+
+
+def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activation: str,
                     scale: str, clamp: float, actnorm: bool, seed: int) -> list:
-    """``num_blocks`` x [ActNorm?, coupling (2nd half | 1st), coupling (1st half | 2nd), permutation].
+    """``depth`` x [ActNorm?, coupling (2nd half | 1st), coupling (1st half | 2nd), permutation].
 
     Each block transforms every feature once (the two couplings of Ardizzone et al.'s INN block)
     and ends in a fixed random permutation (seeded ``seed + block``).
@@ -18,7 +28,7 @@ def coupling_blocks(dim: int, num_blocks: int, hidden_units: Sequence[int], acti
         raise ValueError(f"a coupling flow needs at least 2 dimensions, got {dim}")
     k = dim // 2
     steps = []
-    for i in range(num_blocks):
+    for i in range(depth):
         if actnorm:
             steps.append(ActNormLayer(name=f"block{i}_actnorm"))
         for flip, transformed in ((False, dim - k), (True, k)):

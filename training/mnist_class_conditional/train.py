@@ -111,8 +111,8 @@ def main(argv=None) -> dict:
     u_train, u_test = (u_train - mean) / std, (u_test - mean) / std
 
     flow = RelaxedConditionFlow(cfg["latent_dim"], 10, padding_dim=10, epsilon=cfg["epsilon"],
-                                padding_noise=cfg["padding_noise"], num_blocks=cfg["flow_blocks"],
-                                hidden_units=cfg["flow_hidden"], seed=cfg["seed"])
+                                padding_noise=cfg["padding_noise"], depth=cfg["flow_blocks"],
+                                width=cfg["flow_hidden"][0], hidden_layers=len(cfg["flow_hidden"]), seed=cfg["seed"])
     schedule = optim.WarmupStepDecay(cfg["flow_learning_rate"], cfg["flow_warmup"], 0.999, 20)
     # skip_nonfinite: a step whose loss or gradient is NaN/inf is not applied (and counted)
     flow.compile(optimizer=optim.make_optimizer(schedule, ema=cfg["ema"]), clipnorm=1.0, seed=cfg["seed"],

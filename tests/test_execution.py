@@ -1,5 +1,6 @@
-"""Parallel chains (tfcflow/chains.py): a batch as independent sub-batches gives the one-chain
-results: densities, seeded samples, best-of-n, the dequantization bound and training updates."""
+"""CPU execution choices (tfcflow/execution.py): a batch as independent sub-batches gives the
+one-evaluation results (densities, seeded samples, best-of-n, the dequantization bound, training
+updates), fused steps give the plain chain's, and neither is part of a model's config."""
 import os
 import subprocess
 import sys
@@ -9,22 +10,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcflow import chains
+from tfcflow import execution
+from tfcflow.execution import Execution
 from tfcflow.data import gaussian_mixture as gm
 from tfcflow.distribute import make_strategy
-from tfcflow.models import CAFlow, ConditionalGlow, ConditionalRealNVP, RelaxedConditionFlow
-from tests.models.conftest import perturb_model
+from tfcflow.models import ConditionalRealNVP, RelaxedConditionFlow
+from tests.helpers import perturb, tiny_caflow, tiny_glow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_chain_sizes_cover_the_batch():
-    assert chains.chain_sizes(7, 3) == [3, 2, 2]
-    assert chains.chain_sizes(6, 2) == [3, 3]
-    np.testing.assert_array_equal(chains.chain_sizes(tf.constant(7), 3).numpy(), [3, 2, 2])
+    assert execution.sub_batch_sizes(7, 3) == [3, 2, 2]
+    assert execution.sub_batch_sizes(6, 2) == [3, 3]
+    np.testing.assert_array_equal(execution.sub_batch_sizes(tf.constant(7), 3).numpy(), [3, 2, 2])
     for bad in (0, -1, 1.5, True, "2"):
-        with pytest.raises(ValueError, match="parallel_chains must be an integer >= 1"):
-            chains.check_chains(bad)
+        with pytest.raises(ValueError, match="sub_batches must be an integer >= 1"):
+            execution.check_sub_batches(bad)
 
 
 def _rowwise(a, b):
@@ -39,14 +41,15 @@ def test_run_in_chains_equals_one_evaluation(n, batch):
     b = tf.random.stateless_normal([batch, 1], [3, 4])
     expected = _rowwise(a, b)
     calls = []
-    got = chains.run_in_chains(_rowwise, n, a, b, on_chain=lambda start, total: calls.append((start, total)))
+    got = execution.run_in_sub_batches(_rowwise, n, a, b,
+                                       on_sub_batch=lambda start, total: calls.append((start, total)))
     tf.nest.map_structure(lambda e, g: np.testing.assert_array_equal(e.numpy(), g.numpy()), expected, got)
-    used = min(n, batch)  # a static batch smaller than n runs in fewer chains, none empty
+    used = min(n, batch)  # a static batch smaller than n runs in fewer sub-batches, none empty
     if used > 1:
-        sizes = chains.chain_sizes(batch, used)
+        sizes = execution.sub_batch_sizes(batch, used)
         assert calls == [c for i in range(used) for c in ((sum(sizes[:i]), batch), (None, None))]
     # a dynamic batch: sizes computed in the graph, padded to n rows when smaller
-    fn = tf.function(lambda a, b: chains.run_in_chains(_rowwise, n, a, b),
+    fn = tf.function(lambda a, b: execution.run_in_sub_batches(_rowwise, n, a, b),
                      input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None, 1])])
     got = fn(a, b)
     tf.nest.map_structure(lambda e, g: np.testing.assert_allclose(e.numpy(), g.numpy(), rtol=1e-6), expected, got)
@@ -55,11 +58,11 @@ def test_run_in_chains_equals_one_evaluation(n, batch):
 def test_configure_cpu_threads_is_refused_once_tensorflow_runs():
     tf.constant(1.0) + 1.0  # TensorFlow is initialized in this process: its pools are fixed
     with pytest.raises(RuntimeError, match=r"must run before TensorFlow executes any op.*want \(1, 7\)"):
-        chains.configure_cpu_threads(7)
+        execution.configure_cpu_threads(7)
 
 
 def test_configure_cpu_threads_in_a_fresh_process():
-    code = ("import tensorflow as tf; from tfcflow import chains; chains.configure_cpu_threads(3);"
+    code = ("import tensorflow as tf; from tfcflow import execution; execution.configure_cpu_threads(3);"
             "print(tf.config.threading.get_intra_op_parallelism_threads(),"
             " tf.config.threading.get_inter_op_parallelism_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
@@ -69,18 +72,19 @@ def test_configure_cpu_threads_in_a_fresh_process():
 
 
 # ---- the models -----------------------------------------------------------------------------------
-def _model(kind, n):
+def _model(kind, n, fused=False):
     keras.utils.set_random_seed(0)
-    tiny_vec = dict(num_blocks=2, hidden_units=(16, 16), parallel_chains=n)
+    tiny_vec = dict(depth=2, width=16)
     if kind == "cinn":
-        return ConditionalRealNVP(2, 8, actnorm=True, **tiny_vec)
-    if kind == "rcf":
-        return RelaxedConditionFlow(2, 8, actnorm=True, **tiny_vec)
-    if kind == "glow":
-        return ConditionalGlow((8, 8, 1), (3,), levels=2, steps_per_level=1, hidden_channels=8,
-                               encoder_channels=4, prior_hidden_channels=0, parallel_chains=n)
-    return CAFlow((8, 8, 1), (4, 4, 1), levels=2, condition_steps=1, target_steps=1, conditional_steps=1,
-                  hidden_channels=8, conditional_hidden_channels=4, parallel_chains=n)
+        m = ConditionalRealNVP(2, 8, actnorm=True, **tiny_vec)
+    elif kind == "rcf":
+        m = RelaxedConditionFlow(2, 8, actnorm=True, **tiny_vec)
+    elif kind == "glow":
+        m = tiny_glow("label")
+    else:
+        m = tiny_caflow()
+    m.execution = Execution(sub_batches=n, fused_steps=fused)
+    return m
 
 
 def _data(kind, n):
@@ -103,28 +107,32 @@ def _outputs(m, x, c):
 
 
 @pytest.mark.parametrize("kind", ["cinn", "rcf", "glow", "caflow"])
-def test_chains_give_the_one_chain_results(kind):
+def test_sub_batches_and_fused_steps_give_the_plain_results(kind):
     x, c = _data(kind, 7)
     one = _model(kind, 1)
     one.initialize(x, c)
-    perturb_model(one, seed=1, scale=0.02)
-    three = _model(kind, 3)
+    perturb(one, seed=1, scale=0.02)
+    three = _model(kind, 3, fused=True)
     three.set_weights(one.get_weights())
-    assert three.parallel_chains == 3 and three.get_config()["parallel_chains"] == 3
+    drop_name = lambda cfg: {k: v for k, v in cfg.items() if k != "name"}  # noqa: E731
+    assert drop_name(three.get_config()) == drop_name(one.get_config())  # execution is not config
     expected = _outputs(one, x, c)
     check = lambda e, g: np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-5, atol=1e-4)  # noqa: E731
     tf.nest.map_structure(check, expected, _outputs(three, x, c))
-    # in a graph with an unknown batch size, including a batch smaller than the chain count
+    # in a graph with an unknown batch size, including a batch smaller than the sub-batch count
     spec = [tf.TensorSpec((None,) + x.shape[1:], tf.as_dtype(x.dtype)),
             tf.TensorSpec((None,) + c.shape[1:], tf.as_dtype(c.dtype))]
     fn = tf.function(lambda x, c: _outputs(three, x, c), input_signature=spec)
     tf.nest.map_structure(check, expected, fn(x, c))
     tf.nest.map_structure(check, _outputs(one, x[:2], c[:2]), fn(x[:2], c[:2]))
-    # the chains are a setting, not weights: a clone from the config has them, and they can change
+    # a clone from the config runs plainly until asked otherwise
     clone = type(three).from_config(three.get_config())
-    assert clone.parallel_chains == 3
-    clone.parallel_chains = 1
-    assert clone.parallel_chains == 1
+    assert clone.execution == Execution()
+    for bad in (2, None, "fast"):
+        with pytest.raises(ValueError, match="execution must be a tfcflow.execution.Execution"):
+            clone.execution = bad
+    with pytest.raises(ValueError, match="fused_steps must be True or False"):
+        Execution(fused_steps=1)
 
 
 def _train(kind, n, strategy=None, steps=2):
@@ -141,7 +149,7 @@ def _train(kind, n, strategy=None, steps=2):
 
 
 @pytest.mark.parametrize("kind", ["rcf", "caflow"])  # padding noise; two dequantization noises
-def test_chains_give_the_one_chain_training_update(kind):
+def test_sub_batches_give_the_one_batch_training_update(kind):
     one, h1 = _train(kind, 1)
     for n, strategy in ((3, None), (2, make_strategy("mirrored"))):
         other, h2 = _train(kind, n, strategy)
@@ -151,9 +159,9 @@ def test_chains_give_the_one_chain_training_update(kind):
             np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=2e-6)
 
 
-def test_changing_chains_after_fit_retraces():
+def test_changing_execution_after_fit_retraces():
     m, _ = _train("rcf", 1, steps=1)
-    m.parallel_chains = 2
+    m.execution = Execution(sub_batches=2)
     assert m.train_function is None
     hist = m.fit(*_data("rcf", 16), batch_size=8, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
@@ -165,9 +173,9 @@ def _op_types(fn, *args):
     return [op.type for op in graph.get_operations()]
 
 
-def test_chains_compute_parameter_only_tensors_once():
+def test_sub_batches_compute_parameter_only_tensors_once():
     # the 1x1 convolutions' LU products and inverses, and ActNorm folded into them, are computed
-    # by the first chain and reused: as many of those ops with 3 chains as with 1
+    # by the first sub-batch and reused: as many of those ops with 3 sub-batches as with 1
     x, c = _data("glow", 6)
     one, three = _model("glow", 1), _model("glow", 3)
     for fn in (lambda m: m.log_prob(x, c), lambda m: m.sample(c, seed=1)):
@@ -177,4 +185,16 @@ def test_chains_compute_parameter_only_tensors_once():
         assert ops1.count("MatrixBandPart") > 0
         # while the data path is traced once per chain
         assert ops3.count("Conv2D") == 3 * ops1.count("Conv2D") > 0
-    assert getattr(chains._local, "cache", None) is None  # the cache lives only while chains are traced
+    assert getattr(execution._local, "cache", None) is None  # the cache lives only while sub-batches are traced
+
+
+def test_fused_steps_are_asked_for_explicitly():
+    from tfcflow.bijectors import ActNorm, FusedStep, InvertibleConv1x1
+    m = _model("glow", 1)
+    chain = m.flow.level_flows[0].bijector(m.encoder(np.eye(3, dtype=np.float32)[:2])[0])
+    assert not any(isinstance(p, FusedStep) for p in chain.parts)  # the chain of the layers' views
+    kinds = {type(p) for p in chain.parts}
+    assert ActNorm in kinds and InvertibleConv1x1 in kinds
+    m.execution = Execution(fused_steps=True)
+    chain = m.flow.level_flows[0].bijector(m.encoder(np.eye(3, dtype=np.float32)[:2])[0])
+    assert any(isinstance(p, FusedStep) for p in chain.parts)

@@ -8,8 +8,8 @@ from tests.helpers import autodiff_log_abs_det, check_bijector, fresh, perturb
 
 
 def _flow(conditional, learned_prior=True, levels=2):
-    flow = MultiScaleFlow(levels=levels, steps_per_level=2, hidden_channels=8, learned_prior=learned_prior,
-                          prior_hidden_channels=4)
+    flow = MultiScaleFlow(levels=levels, depth=2, width=8, learned_prior=learned_prior,
+                          prior_width=4)
     conds = [(None, 4 // 2 ** l, 4 // 2 ** l, 3) for l in range(levels)] if conditional else None
     flow.build((None, 8, 8, 1), conds)
     perturb(flow, seed=3, scale=0.05)
@@ -32,7 +32,7 @@ def test_whole_two_level_flow_round_trip_and_log_det(conditional, learned_prior)
 
 
 def test_one_level_log_det_matches_autodiff_on_a_4x4_input():
-    flow = MultiScaleFlow(levels=1, steps_per_level=2, hidden_channels=8)
+    flow = MultiScaleFlow(levels=1, depth=2, width=8)
     flow.build((None, 4, 4, 2), [(None, 2, 2, 3)])
     perturb(flow, seed=4, scale=0.05)
     x = tf.random.stateless_normal([1, 4, 4, 2], [1, 2])
@@ -56,7 +56,7 @@ def test_pieces_are_the_split_off_halves():
 
 
 def test_data_init_normalizes_every_actnorm_input():
-    flow = MultiScaleFlow(levels=2, steps_per_level=1, hidden_channels=8)
+    flow = MultiScaleFlow(levels=2, depth=1, width=8)
     flow.build((None, 8, 8, 1))
     x = 3.0 + 2.0 * tf.random.stateless_normal([64, 8, 8, 1], [1, 2])
     flow.data_init(x)
@@ -71,9 +71,9 @@ def test_bad_shapes():
     with pytest.raises(ValueError, match="image size 12x12 is not divisible by 2\\^levels = 8"):
         MultiScaleFlow(levels=3).build((None, 12, 12, 1))
     with pytest.raises(ValueError, match="level 1 condition features must be 2x2"):
-        MultiScaleFlow(levels=2, steps_per_level=1).build((None, 8, 8, 1), [(None, 4, 4, 3), (None, 4, 4, 3)])
+        MultiScaleFlow(levels=2, depth=1).build((None, 8, 8, 1), [(None, 4, 4, 3), (None, 4, 4, 3)])
     with pytest.raises(ValueError, match="one condition feature shape per level"):
-        MultiScaleFlow(levels=2, steps_per_level=1).build((None, 8, 8, 1), [(None, 4, 4, 3)])
+        MultiScaleFlow(levels=2, depth=1).build((None, 8, 8, 1), [(None, 4, 4, 3)])
     flow = _flow(True)
     with pytest.raises(ValueError, match="needs a list of 2 condition feature maps"):
         flow.bijector(None)
