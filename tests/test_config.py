@@ -27,6 +27,56 @@ def test_defaults_fill_in_and_types_are_checked():
             config.validate(user)
 
 
+def test_model_values_are_checked_against_the_constructor():
+    vec = {"data": {"source": "gaussian_mixture"}}
+    cases = [
+        ({"class": "CAFlow", "levels": "two"}, r"^model.levels: expected int, got 'two'$"),
+        ({"class": "CAFlow", "levels": 2.0}, r"^model.levels: expected int, got 2.0$"),
+        ({"class": "CAFlow", "clamp": "big"}, r"^model.clamp: expected float, got 'big'$"),
+        ({"class": "CAFlow", "lu": "yes"}, r"^model.lu: expected bool, got 'yes'$"),
+        ({"class": "CAFlow", "scale": 1}, r"^model.scale: expected str, got 1$"),
+        ({"class": "CAFlow", "event_shape": "28x28"}, r"^model.event_shape: expected a list of int, got '28x28'$"),
+        ({"class": "CAFlow", "event_shape": [28, "28", 1]}, r"^model.event_shape: expected a list of int"),
+    ]
+    for model, pattern in cases:
+        with pytest.raises(config.ConfigError, match=pattern):
+            config.validate({"model": model})
+    with pytest.raises(config.ConfigError, match=r"^model.width: expected int, got \[64, 64\]$"):
+        config.validate({**vec, "model": {"class": "ConditionalRealNVP", "width": [64, 64]}})
+    with pytest.raises(config.ConfigError, match=r"^model.padding_dim: expected int or null, got 'x'$"):
+        config.validate({**vec, "model": {"class": "RelaxedConditionFlow", "padding_dim": "x"}})
+    # what the constructors take passes: ints for floats, null for Optional, an int or a list for a shape
+    cfg = config.validate({**vec, "model": {"class": "RelaxedConditionFlow", "clamp": 3, "padding_dim": None,
+                                            "event_shape": 2, "condition_shape": [8]}})
+    assert cfg["model"]["clamp"] == 3
+
+
+def test_value_ranges_of_data_train_and_eval():
+    vec = {"data": {"source": "gaussian_mixture"}, "model": {"class": "ConditionalRealNVP"}}
+    cases = [
+        ({"data": {"train_size": 10}}, r"^data.train_size must be >= train.batch_size \(64\), got 10$"),
+        ({"data": {"test_size": 0}}, r"^data.test_size must be >= 1, got 0$"),
+        ({"data": {"sigma": 0}}, r"^data.sigma must be > 0, got 0$"),
+        ({"data": {"factor": 0}}, r"^data.factor must be >= 1, got 0$"),
+        ({"data": {"shuffle_buffer": 0}}, r"^data.shuffle_buffer must be >= 1, got 0$"),
+        ({"train": {"warmup_steps": -1}}, r"^train.warmup_steps must be >= 0, got -1$"),
+        ({"train": {"decay_interval": 0}}, r"^train.decay_interval must be >= 1, got 0$"),
+        ({"train": {"decay_gamma": 0}}, r"^train.decay_gamma must be in \(0, 1\], got 0$"),
+        ({"train": {"plateau_factor": 2}}, r"^train.plateau_factor must be in \(0, 1\], got 2$"),
+        ({"train": {"plateau_patience": 0}}, r"^train.plateau_patience must be >= 1 or null, got 0$"),
+        ({"train": {"sample_every": 0}}, r"^train.sample_every must be >= 1 or null, got 0$"),
+        ({"eval": {"batch_size": 0}}, r"^eval.batch_size must be >= 1, got 0$"),
+        ({"eval": {"num_conditions": 0}}, r"^eval.num_conditions must be >= 1, got 0$"),
+        ({"eval": {"samples_per_condition": 0}}, r"^eval.samples_per_condition must be >= 1, got 0$"),
+        ({"eval": {"max_examples": 0}}, r"^eval.max_examples must be >= 1 or null, got 0$"),
+        ({"eval": {"temperature": -0.5}}, r"^eval.temperature must be >= 0, got -0.5$"),
+    ]
+    for user, pattern in cases:
+        merged = {**vec, **{k: {**vec.get(k, {}), **v} for k, v in user.items()}}
+        with pytest.raises(config.ConfigError, match=pattern):
+            config.validate(merged)
+
+
 def test_file_loading_and_overrides(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"name": "x", "model": {"class": "ConditionalGlow"}}))

@@ -83,7 +83,7 @@ def test_xla_per_replica_gradients_under_mirrored_strategy():
     mirrored = make_strategy("mirrored")
     plain, h1 = _train(mirrored, "rcf", sgd=True)
     xla, h2 = _train(mirrored, "rcf", jit_compile=True, sgd=True)
-    assert xla._xla_gradients and not plain._xla_gradients
+    assert xla.training_options.xla_gradients and not plain.training_options.xla_gradients
     for key in h1:
         np.testing.assert_allclose(h1[key], h2[key], rtol=1e-4)
     for a, b in zip(_weights(plain), _weights(xla)):

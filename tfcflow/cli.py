@@ -52,6 +52,14 @@ def _export(args) -> int:
     from tfcflow import export, trainer
 
     try:
+        for flag, value in (("sub-batches", args.sub_batches), ("max-n", args.max_n), ("version", args.version)):
+            if value is not None and value < 1:
+                raise ValueError(f"--{flag} must be >= 1, got {value}")
+        if args.name is not None and (os.path.basename(args.name) != args.name or args.name in ("", ".", "..")):
+            raise ValueError(f"--name must be a single folder name, got {args.name!r}")
+        if os.path.isfile(args.base):
+            raise ValueError(f"--base {args.base} is a file, not a folder")
+        trainer.run_config(args.run)
         model = trainer.load_run(args.run, use_ema=not args.no_ema)
         if args.sub_batches is not None:
             from tfcflow.execution import Execution
@@ -69,6 +77,10 @@ def _evaluate(args) -> int:
     from tfcflow import trainer
 
     try:
+        if args.max_examples is not None and args.max_examples < 1:
+            raise ValueError(f"--max-examples must be >= 1, got {args.max_examples}")
+        if args.hook is not None and not os.path.isfile(args.hook):
+            raise ValueError(f"--hook {args.hook} does not exist")
         res = trainer.evaluate_run(args.run, use_ema=not args.no_ema, max_examples=args.max_examples,
                                    hook=args.hook)
     except (FileNotFoundError, ValueError) as e:

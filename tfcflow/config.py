@@ -8,11 +8,14 @@ are filled in from the data unless given.
 """
 from __future__ import annotations
 
+import collections.abc
 import copy
 import difflib
 import inspect
 import json
 import os
+import re
+import typing
 from typing import Any, Iterable, Optional
 
 DEFAULTS: dict = {
@@ -149,16 +152,7 @@ def validate(user: dict) -> dict:
             raise ConfigError(f"section {section!r} must be a mapping, got {value!r}")
         cfg[section] = _merge(section, value, DEFAULTS[section])
     cfg["model"] = validate_model(user.get("model", DEFAULTS["model"]))
-    t = cfg["train"]
-    for key in ("steps", "batch_size", "steps_per_epoch", "keep_checkpoints", "sub_batches"):
-        if t[key] < 1:
-            raise ConfigError(f"train.{key} must be >= 1, got {t[key]}")
-    if not t["learning_rate"] > 0:
-        raise ConfigError(f"train.learning_rate must be > 0, got {t['learning_rate']}")
-    if t["ema"] is not None and not 0 < t["ema"] < 1:
-        raise ConfigError(f"train.ema must be in (0, 1) or null, got {t['ema']}")
-    if t["clipnorm"] is not None and not t["clipnorm"] > 0:
-        raise ConfigError(f"train.clipnorm must be > 0 or null, got {t['clipnorm']}")
+    _check_ranges(cfg)
     if cfg["data"]["source"] == "gaussian_mixture" and cfg["model"]["class"] not in MODEL_CLASSES[:2]:
         raise ConfigError(f"data.source 'gaussian_mixture' needs a vector model {MODEL_CLASSES[:2]}, "
                           f"got model.class {cfg['model']['class']!r}")
@@ -168,6 +162,44 @@ def validate(user: dict) -> dict:
     return cfg
 
 
+# (section, key) -> (test, what it must be); None values pass where "or null" is said
+_RANGES = {
+    ("train", "steps"): (lambda v: v >= 1, ">= 1"),
+    ("train", "batch_size"): (lambda v: v >= 1, ">= 1"),
+    ("train", "steps_per_epoch"): (lambda v: v >= 1, ">= 1"),
+    ("train", "keep_checkpoints"): (lambda v: v >= 1, ">= 1"),
+    ("train", "sub_batches"): (lambda v: v >= 1, ">= 1"),
+    ("train", "learning_rate"): (lambda v: v > 0, "> 0"),
+    ("train", "ema"): (lambda v: v is None or 0 < v < 1, "in (0, 1) or null"),
+    ("train", "clipnorm"): (lambda v: v is None or v > 0, "> 0 or null"),
+    ("train", "warmup_steps"): (lambda v: v >= 0, ">= 0"),
+    ("train", "decay_interval"): (lambda v: v >= 1, ">= 1"),
+    ("train", "decay_gamma"): (lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("train", "plateau_factor"): (lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("train", "plateau_patience"): (lambda v: v is None or v >= 1, ">= 1 or null"),
+    ("train", "sample_every"): (lambda v: v is None or v >= 1, ">= 1 or null"),
+    ("data", "test_size"): (lambda v: v >= 1, ">= 1"),
+    ("data", "sigma"): (lambda v: v > 0, "> 0"),
+    ("data", "factor"): (lambda v: v >= 1, ">= 1"),
+    ("data", "shuffle_buffer"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "batch_size"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "num_conditions"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "samples_per_condition"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "max_examples"): (lambda v: v is None or v >= 1, ">= 1 or null"),
+    ("eval", "temperature"): (lambda v: v >= 0, ">= 0"),
+}
+
+
+def _check_ranges(cfg: dict) -> None:
+    for (section, key), (ok, what) in _RANGES.items():
+        value = cfg[section].get(key)
+        if key in cfg[section] and not ok(value):
+            raise ConfigError(f"{section}.{key} must be {what}, got {value}")
+    d, t = cfg["data"], cfg["train"]
+    if d["source"] == "gaussian_mixture" and d["train_size"] < t["batch_size"]:
+        raise ConfigError(f"data.train_size must be >= train.batch_size ({t['batch_size']}), got {d['train_size']}")
+
+
 def model_class(name: str):
     import tfcflow.models as models
     if name not in MODEL_CLASSES:
@@ -175,17 +207,75 @@ def model_class(name: str):
     return getattr(models, name)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# what a JSON value must be for a constructor annotation: (test, description)
+_SIMPLE = {
+    int: (_is_int, "int"),
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "float"),
+    bool: (lambda v: isinstance(v, bool), "bool"),
+    str: (lambda v: isinstance(v, str), "str"),
+}
+
+
+def _annotation_check(annotation):
+    """``(test, description)`` of the JSON values a constructor annotation admits, or None when the
+    annotation is not one a config can check (the constructor then checks the value itself)."""
+    if annotation in _SIMPLE:
+        return _SIMPLE[annotation]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, tuple, collections.abc.Sequence) and args and args[0] is int:
+        return (lambda v: isinstance(v, list) and all(_is_int(d) for d in v)), "a list of int"
+    if origin is typing.Union:
+        options = [a for a in args if a is not type(None)]
+        checks = [_annotation_check(a) for a in options]
+        if any(c is None for c in checks):
+            return None
+        if len(options) == 2 and options[0] is int and checks[1][1] == "a list of int":  # a shape: D or [D, ...]
+            return (lambda v: _is_int(v) or checks[1][0](v)), "a list of int"
+        test = (lambda v: v is None or any(c[0](v) for c in checks)) if type(None) in args else \
+            (lambda v: any(c[0](v) for c in checks))
+        names = " or ".join(c[1] for c in checks) + (" or null" if type(None) in args else "")
+        return test, names
+    return None
+
+
 def validate_model(model: dict) -> dict:
+    """Checks ``model``'s keys against the class' constructor and its values against the
+    constructor's annotations (the values themselves are checked by the constructor)."""
     if not isinstance(model, dict) or "class" not in model:
         raise ConfigError(f"section 'model' must be a mapping with a 'class' key, got {model!r}")
     cls = model_class(model["class"])
     params = inspect.signature(cls.__init__).parameters
     known = [p for p in params if p not in ("self", "kwargs")]
-    for key in model:
-        if key != "class" and key not in known:
+    hints = typing.get_type_hints(cls.__init__)
+    for key, value in model.items():
+        if key == "class":
+            continue
+        if key not in known:
             raise ConfigError(f"unknown key model.{key} for {model['class']}{_suggest(key, known)}; "
                               f"known keys: {sorted(known)}")
+        check = _annotation_check(hints.get(key))
+        if check is not None and not check[0](value):
+            raise ConfigError(f"model.{key}: expected {check[1]}, got {value!r}")
     return dict(model)
+
+
+def model_error(error: Exception, model: dict) -> ConfigError:
+    """A model constructor's ValueError as a ConfigError naming the ``model.<key>`` it is about: the
+    key the message starts with, else the first key it names (``model`` if none)."""
+    message = str(error)
+    keys = sorted((k for k in model if k != "class"), key=len, reverse=True)
+    for key in keys:
+        if message.startswith(key + " "):
+            return ConfigError(f"model.{key}: {message[len(key) + 1:]}")
+    named = [k for k in keys if re.search(rf"\b{re.escape(k)}\b", message)]
+    if named:
+        first = min(named, key=lambda k: re.search(rf"\b{re.escape(k)}\b", message).start())
+        return ConfigError(f"model.{first}: {message}")
+    return ConfigError(f"model: {message}")
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

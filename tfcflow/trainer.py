@@ -86,17 +86,22 @@ class Job:
         if d["prepare_skimage_patches"] and missing:
             from tfcflow.data.prepare import store_skimage_patches
             store_skimage_patches(d["dataset"], data_dir)
-        info = tasks.dataset_info(d["dataset"], data_dir)
+        try:
+            info = tasks.dataset_info(d["dataset"], data_dir)
+        except ValueError as e:
+            raise config_lib.ConfigError(f"data.dataset: {e}") from None
         common = dict(data_dir=data_dir, factor=d["factor"], downsample_method=d["downsample"], mask=d["mask"])
-        self.train_ds = tasks.task_dataset(d["dataset"], d["train_split"], d["task"], batch_size=batch, seed=seed,
-                                           shuffle_buffer=d["shuffle_buffer"], repeat=True, drop_remainder=True,
-                                           **common)
-        self.test_ds = tasks.task_dataset(d["dataset"], d["test_split"], d["task"],
-                                          batch_size=self.eval_cfg["batch_size"], shuffle=False,
-                                          take=self.eval_cfg["max_examples"], **common)
-        self.shapes = dict(event_shape=list(info["image_shape"]),
-                           condition_shape=list(tasks.condition_shape(d["task"], info["image_shape"], d["factor"],
-                                                                      info["num_classes"])))
+        try:
+            self.train_ds = tasks.task_dataset(d["dataset"], d["train_split"], d["task"], batch_size=batch,
+                                               seed=seed, shuffle_buffer=d["shuffle_buffer"], repeat=True,
+                                               drop_remainder=True, **common)
+            self.test_ds = tasks.task_dataset(d["dataset"], d["test_split"], d["task"],
+                                              batch_size=self.eval_cfg["batch_size"], shuffle=False,
+                                              take=self.eval_cfg["max_examples"], **common)
+            condition_shape = tasks.condition_shape(d["task"], info["image_shape"], d["factor"], info["num_classes"])
+        except ValueError as e:
+            raise config_lib.ConfigError(f"data: {e}") from None
+        self.shapes = dict(event_shape=list(info["image_shape"]), condition_shape=list(condition_shape))
 
     @property
     def image_task(self) -> bool:
@@ -108,6 +113,8 @@ class Job:
         return Execution(sub_batches=self.train_cfg["sub_batches"], fused_steps=self.train_cfg["fused_steps"])
 
     def _build_model(self):
+        """Builds and compiles the model; a constructor's ValueError becomes a ConfigError naming
+        the ``model.<key>``. Writes nothing."""
         from tfcflow import optim
 
         m = dict(self.cfg["model"])
@@ -116,7 +123,13 @@ class Job:
             m.setdefault(key, value)
         t = self.train_cfg
         with self.strategy.scope():
-            self.model = cls(**m)
+            try:
+                self.model = cls(**m)
+            except (ValueError, TypeError) as e:
+                error = config_lib.model_error(e, m)
+                if self.image_task:
+                    error = config_lib.ConfigError(f"{error} (dataset {self.data_cfg['dataset']!r})")
+                raise error from None
             self.model.execution = self.execution()
             self.schedule = optim.WarmupStepDecay(t["learning_rate"], t["warmup_steps"], t["decay_gamma"],
                                                   t["decay_interval"], t["plateau_factor"])
@@ -125,27 +138,42 @@ class Job:
             self.model.compile(optimizer=opt, clipnorm=t["clipnorm"], skip_nonfinite=t["nan_policy"] == "skip",
                                seed=self.cfg["seed"], jit_compile=t["jit_compile"])
             opt.build(self.model.trainable_variables)
-        if self.chief:
-            # what `tfcflow export` needs to rebuild the model without the dataset
-            with open(os.path.join(self.out_dir, "model.json"), "w") as f:
-                json.dump({"class": type(self.model).__name__, "config": self.model.get_config()}, f, indent=1)
 
-    def _check_or_write_config(self):
+    def _check_out_dir(self):
+        """Read-only checks of the output folder before anything is built: it is not a file, and a
+        run already trained there (it holds a checkpoint) has a readable config that this one may
+        resume. A folder without a checkpoint was never trained and may take another config."""
+        if os.path.isfile(self.out_dir):
+            raise config_lib.ConfigError(f"--out {self.out_dir} is a file, not a folder")
         path = os.path.join(self.out_dir, "config.json")
-        if os.path.exists(path):
+        if not os.path.exists(path):
+            return
+        try:
             with open(path) as f:
                 saved = json.load(f)
-            diffs = config_lib.resume_conflicts(saved, self.cfg)
-            if diffs:
-                raise config_lib.ConfigError(
-                    f"{self.out_dir} holds a run with a different config; refusing to resume it with: "
-                    + "; ".join(diffs) + ". Use another --out folder or the original config.")
-        if self.chief:
-            os.makedirs(self.out_dir, exist_ok=True)
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(self.cfg, f, indent=1)
-            os.replace(tmp, path)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise config_lib.ConfigError(f"{path} is not valid JSON ({e}); refusing to touch that run folder: "
+                                         f"repair the file or use another --out folder") from None
+        if _tf().train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints")) is None:
+            return
+        diffs = config_lib.resume_conflicts(saved, self.cfg)
+        if diffs:
+            raise config_lib.ConfigError(
+                f"{self.out_dir} holds a run with a different config; refusing to resume it with: "
+                + "; ".join(diffs) + ". Use another --out folder or the original config.")
+
+    def _claim_out_dir(self):
+        """Writes config.json and model.json (what `tfcflow export` needs to rebuild the model without
+        the dataset), each atomically, once the model is built."""
+        if not self.chief:
+            return
+        os.makedirs(self.out_dir, exist_ok=True)
+        for name, content in (("config.json", self.cfg),
+                              ("model.json", {"class": type(self.model).__name__, "config": self.model.get_config()})):
+            path = os.path.join(self.out_dir, name)
+            with open(path + ".tmp", "w") as f:
+                json.dump(content, f, indent=1)
+            os.replace(path + ".tmp", path)
 
     def _restore(self):
         from tfcflow.callbacks import training_checkpoint
@@ -244,10 +272,11 @@ class Job:
         from tfcflow.callbacks import TrainingDiverged
 
         t0 = time.time()
+        self._check_out_dir()
         self._setup_runtime()
         self._setup_data()
-        self._check_or_write_config()
         self._build_model()
+        self._claim_out_dir()
         start = self._restore()
         history = self._fit(start)
         if self.checkpointing_diverged():
@@ -293,8 +322,11 @@ def run_config(run_dir: str) -> dict:
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{run_dir} is not a tfcflow run folder: config.json is missing")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
 
 
 def test_data_job(run_dir: str, max_examples=None, hook: Optional[str] = None) -> Job:

@@ -39,7 +39,7 @@ def _builder(name: str, data_dir: Optional[str]):
         raise ValueError(f"unknown TFDS dataset {name!r} (data_dir={data_dir!r}): "
                          f"{str(e).splitlines()[0]}") from None
     if not builder.is_prepared():
-        raise ValueError(f"TFDS dataset {name!r} is not prepared in data_dir={builder.data_dir_root!r}; this "
+        raise ValueError(f"TFDS dataset {name!r} is not prepared in data_dir={str(builder.data_dir_root)!r}; this "
                          f"machine cannot download it: prepare it offline (e.g. `tfcflow data prepare-mnist "
                          f"--source DIR --data-dir DIR` or `tfcflow data import-folder ...`)")
     return builder

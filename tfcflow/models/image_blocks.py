@@ -35,6 +35,8 @@ def check_image_shape(shape, levels: int, name: str = "image") -> None:
     """H and W must be divisible by 2**levels (one squeeze per level)."""
     if len(shape) != 3:
         raise ValueError(f"{name} shape must be (height, width, channels), got {tuple(shape)}")
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"levels must be an integer >= 1, got {levels!r}")
     f = 2 ** levels
     h, w, _ = shape
     if h % f or w % f:
