@@ -54,7 +54,8 @@ def exported(tmp_path_factory):
     models = {}
     for name, model, x, c in (("glow", glow, xi[:5], ci[:5]), ("rcf", rcf, xv[:5], cv[:5])):
         path = export.save(model, str(base), model_name=name)
-        inputs = dict(x=x, condition=c, temperature=np.float32(0.7), seed=np.int64(11), n=np.int32(4))
+        inputs = dict(x=x, condition=c, temperature=np.float32(0.7), seed=np.int64(11), n=np.int32(4),
+                      num_samples=np.int32(3))
         np.savez(str(base / f"{name}_inputs.npz"), **inputs)
         models[name] = (model, path, inputs)
     return base, models
@@ -83,7 +84,7 @@ def test_fresh_process_loads_and_serves_every_signature(exported, tmp_path):
         npz = str(base / f"{name}_inputs.npz")
         sigs, a = _probe(path, npz, str(tmp_path / f"{name}_a.npz"))
         _, b = _probe(path, npz, str(tmp_path / f"{name}_b.npz"))
-        expected = {"serving_default", "sample", "log_prob", "best_of_n"}
+        expected = {"serving_default", "sample", "log_prob", "best_of_n", "sample_many"}
         expected |= {"infer_condition"} if name == "rcf" else set()
         assert set(sigs) == expected
         # log_prob equals the in-memory (EMA) model's
@@ -99,6 +100,13 @@ def test_fresh_process_loads_and_serves_every_signature(exported, tmp_path):
             assert a["sample/samples"].dtype == np.uint8
             in_memory = np.round(in_memory * 255).astype(np.uint8)
         np.testing.assert_allclose(a["sample/samples"], in_memory, atol=1 if name == "glow" else 1e-5)
+        # num_samples draws per condition row: the library's model.sample(..., num_samples=3)
+        np.testing.assert_array_equal(a["sample_many/samples"], b["sample_many/samples"])
+        many = model.sample(inputs["condition"], temperature=0.7, seed=11, num_samples=3).numpy()
+        assert a["sample_many/samples"].shape == many.shape == (5, 3) + tuple(model.event_shape)
+        if name == "glow":
+            many = np.round(many * 255).astype(np.uint8)
+        np.testing.assert_allclose(a["sample_many/samples"], many, atol=1 if name == "glow" else 1e-5)
         if name == "rcf":
             np.testing.assert_allclose(a["infer_condition/condition"], model.infer_condition(inputs["x"]).numpy(),
                                        atol=1e-5)
@@ -114,9 +122,10 @@ def test_saved_model_cli_run_every_signature(exported, tmp_path):
         for k, v in inputs.items():
             files[k] = str(tmp_path / f"{name}_{k}.npy")
             np.save(files[k], v)
-        sigs = ["log_prob", "sample", "best_of_n"] + (["infer_condition"] if name == "rcf" else [])
+        sigs = ["log_prob", "sample", "best_of_n", "sample_many"] + (["infer_condition"] if name == "rcf" else [])
         keys = dict(log_prob=["x", "condition"], sample=["condition", "temperature", "seed"],
-                    best_of_n=["condition", "n", "temperature", "seed"], infer_condition=["x"])
+                    best_of_n=["condition", "n", "temperature", "seed"], infer_condition=["x"],
+                    sample_many=["condition", "num_samples", "temperature", "seed"])
         for sig in sigs:
             out = tmp_path / f"{name}_{sig}"
             arg = ";".join(f"{k}={files[k]}" for k in keys[sig])
@@ -155,6 +164,8 @@ def test_bad_requests_get_readable_errors(exported):
         (lambda: s["sample"](**{**args, "temperature": tf.constant(-1.0)}), "temperature must be >= 0"),
         (lambda: s["best_of_n"](n=tf.constant(0), **args), "n must be >= 1"),
         (lambda: s["best_of_n"](n=tf.constant(65), **args), "n must be <= 64"),
+        (lambda: s["sample_many"](num_samples=tf.constant(0), **args), r"num_samples must be in \[1, 100000\]"),
+        (lambda: s["sample_many"](num_samples=tf.constant(100_001), **args), r"num_samples must be in \[1, 100000\]"),
     ]
     for fn, pattern in cases:
         with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):

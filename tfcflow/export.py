@@ -10,6 +10,8 @@ signature           inputs                                      outputs
 (also ``serving_default``)
 ``best_of_n``       ``condition``, ``n``, ``temperature``,      ``samples``, ``log_prob``
                     ``seed``
+``sample_many``     ``condition``, ``num_samples``,             ``samples`` ``[batch, num_samples, ...]``
+                    ``temperature``, ``seed``                   (e.g. posterior draws per observation)
 ``infer_condition`` ``x``                                       ``condition`` (c~), ``class_probabilities``,
 (relaxed-condition                                              ``label``
 models only)
@@ -19,7 +21,10 @@ Dtypes: image models take and return raw 8-bit images (``uint8 [batch, H, W, C]`
 conditions ``uint8`` too) -- dequantization and scaling run inside the graph; vector models take
 ``float32 [batch, D]``. ``condition`` of a class-conditional image model is ``float32 [batch, K]``.
 ``temperature`` is a ``float32`` scalar (>= 0), ``seed`` an ``int64`` scalar, ``n`` an ``int32``
-scalar (1 <= n <= ``max_n``, default 64). Same seed, same samples, in any process: the random draws
+scalar (1 <= n <= ``max_n``, default 64), ``num_samples`` an ``int32`` scalar (1 <= num_samples <=
+``max_samples``, default 100,000; drawn ``sample_rows`` rows at a time, so memory stays bounded).
+``sample_many`` gives the library's ``model.sample(condition, num_samples=N, seed=s)``.
+Same seed, same samples, in any process: the random draws
 are stateless Philox (tfcflow._random), and no signature is XLA-compiled (XLA would change them).
 
 Bad requests fail inside the graph with ``InvalidArgumentError`` naming the problem (batch
@@ -39,6 +44,7 @@ import tensorflow as tf
 from tfcflow.callbacks import ema_swapped
 
 MAX_N = 64
+MAX_SAMPLES = 100_000
 
 
 def _specs(model):
@@ -52,7 +58,7 @@ def _specs(model):
     return image, x, c
 
 
-def serving_module(model, max_n: int = MAX_N) -> tuple[tf.Module, dict]:
+def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES) -> tuple[tf.Module, dict]:
     """A ``tf.Module`` holding the model's variables and its signature functions."""
     image, x_spec, c_spec = _specs(model)
     temperature = tf.TensorSpec([], tf.float32, name="temperature")
@@ -82,8 +88,17 @@ def serving_module(model, max_n: int = MAX_N) -> tuple[tf.Module, dict]:
         best, lp = model.best_of_n(condition, n, temperature=temperature, seed=seed, max_n=max_n)
         return {"samples": to_output(best), "log_prob": lp}
 
-    module.log_prob, module.sample, module.best_of_n = log_prob, sample, best_of_n
-    signatures = {"serving_default": sample, "sample": sample, "log_prob": log_prob, "best_of_n": best_of_n}
+    @tf.function(input_signature=[c_spec, tf.TensorSpec([], tf.int32, name="num_samples"), temperature, seed])
+    def sample_many(condition, num_samples, temperature, seed):
+        from tfcflow import _checks
+        num_samples = _checks.enforce(num_samples, (num_samples >= 1) & (num_samples <= max_samples),
+                                      f"num_samples must be in [1, {max_samples}]")
+        return {"samples": to_output(model.sample(condition, temperature=temperature, seed=seed,
+                                                  num_samples=num_samples))}
+
+    module.log_prob, module.sample, module.best_of_n, module.sample_many = log_prob, sample, best_of_n, sample_many
+    signatures = {"serving_default": sample, "sample": sample, "log_prob": log_prob, "best_of_n": best_of_n,
+                  "sample_many": sample_many}
     if hasattr(model, "infer_condition"):
         eps2 = 2.0 * float(model.epsilon) ** 2
 
@@ -102,7 +117,7 @@ def serving_module(model, max_n: int = MAX_N) -> tuple[tf.Module, dict]:
 
 
 def save(model, export_dir: str, version: Optional[int] = None, model_name: Optional[str] = None,
-         max_n: int = MAX_N, use_ema: bool = True) -> str:
+         max_n: int = MAX_N, use_ema: bool = True, max_samples: int = MAX_SAMPLES) -> str:
     """Exports ``model`` to ``export_dir/<model_name>/<version>/`` (TF Serving's layout) and returns
     that path. ``model_name`` defaults to the model's name; ``version`` to one more than the highest
     version already there. With ``use_ema`` (default) the optimizer's EMA weights are exported when
@@ -119,7 +134,7 @@ def save(model, export_dir: str, version: Optional[int] = None, model_name: Opti
         raise ValueError(f"{path} already exists; TF Serving versions are immutable: pick another version")
     context = ema_swapped(model) if (use_ema and getattr(model, "optimizer", None) is not None) else nullcontext()
     with context:
-        module, signatures = serving_module(model, max_n)
+        module, signatures = serving_module(model, max_n, max_samples)
         tmp = path + ".tmp"
         tf.saved_model.save(module, tmp, signatures=signatures)
     os.replace(tmp, path)  # a half-written export never appears under a version number

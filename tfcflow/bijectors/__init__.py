@@ -6,6 +6,7 @@ Convention: ``forward`` is generative (latent -> data), ``inverse`` is normalizi
 from tfcflow.bijectors.actnorm import ActNorm, ActNormLayer
 from tfcflow.bijectors.affine_injector import AffineInjector, AffineInjectorLayer
 from tfcflow.bijectors.conditional_affine_coupling import AffineCouplingLayer, ConditionalAffineCoupling
+from tfcflow.bijectors.conditional_spline_coupling import ConditionalSplineCoupling, SplineCouplingLayer
 from tfcflow.bijectors.dequantize import UniformDequantization
 from tfcflow.bijectors.flow_bijector import FlowBijector
 from tfcflow.bijectors.flow_chain import FlowChain, FlowSequence
@@ -19,7 +20,8 @@ from tfcflow.bijectors.squeeze import Squeeze, SqueezeLayer
 
 __all__ = [
     "ActNorm", "ActNormLayer", "AffineCouplingLayer", "AffineInjector", "AffineInjectorLayer",
-    "ConditionalAffineCoupling", "FlowBijector", "FlowChain", "FlowLayer", "FlowSequence", "FusedStep",
-    "GaussianSplitPrior", "InvertibleConv1x1", "InvertibleConv1x1Layer", "LUFactors", "MultiScale", "Permute",
-    "RandomPermutationLayer", "SplitPriorLayer", "Squeeze", "SqueezeLayer", "UniformDequantization",
+    "ConditionalAffineCoupling", "ConditionalSplineCoupling", "FlowBijector", "FlowChain", "FlowLayer",
+    "FlowSequence", "FusedStep", "GaussianSplitPrior", "InvertibleConv1x1", "InvertibleConv1x1Layer", "LUFactors",
+    "MultiScale", "Permute", "RandomPermutationLayer", "SplineCouplingLayer", "SplitPriorLayer", "Squeeze",
+    "SqueezeLayer", "UniformDequantization",
 ]

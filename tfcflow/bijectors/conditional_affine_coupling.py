@@ -127,7 +127,8 @@ class AffineCouplingLayer(FlowLayer):
         shapes = [tuple(input_shape[:-1]) + (untouched,)]
         if self._conditional:
             shapes.append(tuple(condition_shape))
-        self.network.build(shapes)
+        if not self.network.built:  # deserialized layers arrive with their network already built
+            self.network.build(shapes)
         out = getattr(self.network, "output_units", None) or getattr(self.network, "output_channels", None)
         if out is not None and out != 2 * transformed:
             raise ValueError(f"{self.name}: the network must output 2 * {transformed} = {2 * transformed} "

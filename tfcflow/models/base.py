@@ -35,6 +35,9 @@ from tfcflow.bijectors.flow_chain import FlowSequence
 from tfcflow.train_step import FlowTrainer
 
 
+#: rows evaluated at a time by ``sample(num_samples=...)`` unless ``batch_size`` says otherwise
+DEFAULT_SAMPLE_ROWS = 4096
+
 #: the smallest batch ``initialize`` accepts (CAFlow initialized from 1-2 MNIST-like examples gave
 #: held-out log-probs of -1e4 to -6e5 nats instead of about -1.3e3)
 MIN_INIT_EXAMPLES = 4
@@ -55,9 +58,11 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
     def __init__(self, event_shape: Sequence[int], condition_shape: Sequence[int], **kwargs):
         super().__init__(**kwargs)
         self._event_shape = tuple(int(d) for d in event_shape)
-        self._condition_shape = tuple(int(d) for d in condition_shape)
+        # a None dim (e.g. the number of observations of a set given to a summary network) is any size
+        self._condition_shape = tuple(None if d is None else int(d) for d in condition_shape)
         self._execution = execution_lib.Execution()
         self._sub_batch_rows = None  # (first row, batch size) of the sub-batch being traced, else None
+        self._chunk_rows = None  # the same for the chunk of ``sample(num_samples=...)`` being evaluated
         self._init_trainer()
 
     # ---- shapes ----------------------------------------------------------------------------------
@@ -95,8 +100,15 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         """``fn(*batched)`` in ``execution.sub_batches`` sub-batches; while one is traced,
         ``_batch_noise`` knows which rows it holds."""
         def on_sub_batch(start, total):
-            self._sub_batch_rows = None if start is None else (start, total)
+            self._sub_batch_rows = self._rows_of(start, total)
         return execution_lib.run_in_sub_batches(fn, self._execution.sub_batches, *batched, on_sub_batch=on_sub_batch)
+
+    def _rows_of(self, start, total):
+        """While a chunk of rows [chunk start, ...) of a larger batch is evaluated (``sample`` with
+        ``num_samples``), sub-batch rows are rows of that larger batch."""
+        if start is None or self._chunk_rows is None:
+            return None if start is None else (start, total)
+        return (self._chunk_rows[0] + start, self._chunk_rows[1])
 
     def _batch_noise(self, kind: str, shape, seed, replicas: int = 1, replica=0) -> tf.Tensor:
         """Per-example noise (``"normal"`` / ``"uniform"``) of ``shape`` for the rows being
@@ -105,9 +117,10 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         gives the same numbers for any number of replicas and sub-batches."""
         draw = _random.normal if kind == "normal" else _random.uniform
         shape = tf.convert_to_tensor(shape)
-        if self._sub_batch_rows is None and replicas == 1:
+        rows = self._sub_batch_rows if self._sub_batch_rows is not None else self._chunk_rows
+        if rows is None and replicas == 1:
             return draw(shape, seed)
-        start, local = self._sub_batch_rows if self._sub_batch_rows is not None else (0, shape[0])
+        start, local = rows if rows is not None else (0, shape[0])
         full = draw(tf.concat([[local * replicas], shape[1:]], 0), seed)
         start = tf.cast(replica, tf.int32) * local + start
         return full[start:start + shape[0]]
@@ -141,12 +154,63 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         x, c = self._check_pair(x, condition)
         return self._in_sub_batches(self._log_prob, x, c)
 
-    def sample(self, condition, temperature=1.0, seed=None) -> tf.Tensor:
-        """One sample per condition row, latents drawn at ``temperature`` (0 = the mode path).
-        Shapes: condition ``[batch, *condition_shape]`` -> ``[batch, *event_shape]``."""
+    def sample(self, condition, temperature=1.0, seed=None, num_samples=None,
+               batch_size: Optional[int] = None) -> tf.Tensor:
+        """Samples of p(x | condition), latents drawn at ``temperature`` (0 = the mode path).
+
+        Without ``num_samples``: one sample per condition row, ``[batch, *condition_shape]`` ->
+        ``[batch, *event_shape]``. With ``num_samples=N`` (an int >= 1, or an int tensor checked
+        in-graph): N samples per row, ``[batch, N, *event_shape]`` (e.g. N posterior draws per
+        observation), computed ``batch_size`` rows at a time (default ``DEFAULT_SAMPLE_ROWS``) so
+        memory stays bounded. Given a ``seed`` the draws are deterministic and do not depend on
+        ``batch_size`` (up to float rounding): sample i of row b equals row ``b * N + i`` of a one-per-row call on the
+        conditions repeated N times.
+        """
         c = self._check_condition(condition)
         temperature, seed = _checks.check_temperature(temperature), _random.seed_tensor(seed)
-        return _checks.finite_samples(self._in_sub_batches(lambda ci: self._sample(ci, temperature, seed), c))
+        if num_samples is None:
+            return _checks.finite_samples(self._in_sub_batches(lambda ci: self._sample(ci, temperature, seed), c))
+        n = _checks.check_count(num_samples, "num_samples")
+        rows = DEFAULT_SAMPLE_ROWS if batch_size is None else _checks.check_positive_int(batch_size, "batch_size")
+        x = _checks.finite_samples(self._sample_many(c, n, temperature, seed, rows))
+        return tf.reshape(x, tf.concat([[tf.shape(c)[0], n], tf.shape(x)[1:]], 0))
+
+    def _sample_many(self, c, n, temperature, seed, rows: int) -> tf.Tensor:
+        """``[batch * n, *event_shape]``: n samples of each condition row (row-major), ``rows`` at a
+        time. The condition's features are computed once per row and repeated (a summary network
+        runs once per observation, not once per sample)."""
+        features = self._sampling_features(c)
+        tiled = tf.nest.map_structure(lambda t: tf.repeat(t, n, axis=0), features)
+        total = tf.shape(tf.nest.flatten(tiled)[0])[0]
+
+        def chunk(start):
+            size = tf.minimum(rows, total - start)
+            part = tf.nest.map_structure(lambda t: t[start:start + size], tiled)
+            self._chunk_rows = (start, total)
+            try:
+                return self._in_sub_batches(lambda *f: self._sample_from_features(
+                    tf.nest.pack_sequence_as(part, f), temperature, seed), *tf.nest.flatten(part))
+            finally:
+                self._chunk_rows = None
+
+        if tf.executing_eagerly():
+            return tf.concat([chunk(tf.constant(s)) for s in range(0, int(total), rows)] or
+                             [chunk(tf.constant(0))], axis=0)
+        # in a graph (a SavedModel signature): one chunk traced, run in a loop
+        starts = tf.range(0, total, rows)
+        out = tf.TensorArray(tf.float32, size=tf.size(starts), infer_shape=False,
+                             element_shape=tf.TensorShape([None]).concatenate(self.event_shape))
+        i = tf.constant(0)
+        _, out = tf.while_loop(lambda i, out: i < tf.size(starts),
+                               lambda i, out: (i + 1, out.write(i, chunk(starts[i]))), [i, out])
+        return out.concat()
+
+    def _sampling_features(self, condition):
+        """What ``_sample_from_features`` is conditioned on, computed once per condition row."""
+        return condition
+
+    def _sample_from_features(self, features, temperature, seed) -> tf.Tensor:
+        return self._sample(features, temperature, seed)
 
     def best_of_n(self, condition, n, temperature=1.0, seed=None, max_n: Optional[int] = None):
         """Draws ``n`` samples per condition row and keeps the one of highest log p(x | condition).
@@ -176,9 +240,9 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         x, c = self._check_pair(x, condition)
         n = int(tf.shape(x)[0])
         if n < MIN_INIT_EXAMPLES:
-            raise ValueError(f"initialize needs at least {MIN_INIT_EXAMPLES} examples (a few hundred are best), got {n}: "
-                             f"ActNorm's statistics of so few examples are not the data's, and the model would start "
-                             f"far from any sensible density")
+            raise ValueError(f"initialize needs at least {MIN_INIT_EXAMPLES} examples (a few hundred are best), "
+                             f"got {n}: ActNorm's statistics of so few examples are not the data's, and the model "
+                             f"would start far from any sensible density")
         self._data_init(x, c, force)
 
     def needs_initialization(self) -> bool:

@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import keras
 import tensorflow as tf
@@ -13,62 +13,70 @@ from tensorflow_probability import distributions as tfd
 
 from tfcflow import _checks
 from tfcflow.bijectors import FlowSequence
-from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.gaussian import standard_normal_log_prob
-from tfcflow.models.vector_blocks import coupling_blocks, vector_size
+from tfcflow.models.vector_blocks import coupling_blocks
+from tfcflow.models.vector_flow import VectorFlowModel
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
-class ConditionalRealNVP(ConditionalFlowModel):
+class ConditionalRealNVP(VectorFlowModel):
     """Conditional coupling flow on vectors (cINN, Ardizzone et al. 2019).
 
     Args (the shared vocabulary: docs/architecture.md):
       event_shape: ``D`` or ``(D,)``, the size of x.
-      condition_shape: ``M`` or ``(M,)``, the size of the condition vector (e.g. a one-hot label).
+      condition_shape: ``M`` or ``(M,)``, the size of the condition vector (e.g. a one-hot label,
+        or an observation); with a ``summary_network``, the raw observation's shape.
       depth: coupling blocks; each = two conditional couplings (one per half) + a fixed random
         permutation (+ ActNorm first if ``actnorm``).
       width, hidden_layers: every coupling network is an MLP of ``hidden_layers`` layers of
         ``width`` units.
-      scale: ``"exp_tanh"`` (default; can expand and contract) or ``"sigmoid"`` (Glow).
+      coupling: ``"affine"`` or ``"spline"`` (rational-quadratic splines of ``spline_bins`` bins
+        on ``[-spline_bound, spline_bound]``, identity outside; Durkan et al. 2019).
+      scale: ``"exp_tanh"`` (default; can expand and contract) or ``"sigmoid"`` (Glow); affine only.
       clamp: bound of ``exp_tanh``: per-coupling scale in ``(e^-clamp, e^clamp)``.
       actnorm: an ActNorm at the start of every block (data-dependent initialization).
+      standardize, bounds, summary_network: vector_flow.py (standardization on by default).
       seed: seed of the permutations.
 
-    Shapes: x ``[batch, D]``, condition ``[batch, M]``. ``distribution(c)`` is over x.
+    Shapes: x ``[batch, D]``, condition ``[batch, M]`` (or ``[batch, *condition_shape]``).
+    ``distribution(c)`` is over x.
     """
 
     def __init__(self, event_shape: Union[int, Sequence[int]], condition_shape: Union[int, Sequence[int]],
                  depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
-                 scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False, seed: int = 0,
-                 **kwargs):
-        event_dim, condition_dim = vector_size(event_shape, "event_shape"), vector_size(condition_shape,
-                                                                                         "condition_shape")
+                 coupling: str = "affine", spline_bins: int = 8, spline_bound: float = 3.0,
+                 scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False, standardize: bool = True,
+                 bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
+                 seed: int = 0, **kwargs):
         _checks.check_positive_int(depth, "depth")
         hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
                                                                                               "hidden_layers")
-        super().__init__((event_dim,), (condition_dim,), **kwargs)
+        super().__init__(event_shape, condition_shape, standardize=standardize, bounds=bounds,
+                         summary_network=summary_network, **kwargs)
         event_shape, condition_shape = self.event_shape, self.condition_shape
         self._record_config(locals())
-        self.flow = FlowSequence(coupling_blocks(event_dim, depth, hidden, activation, scale, clamp, actnorm, seed),
+        self.flow = FlowSequence(coupling_blocks(self.event_size, depth, hidden, activation, scale, clamp, actnorm,
+                                                 seed, coupling=coupling, bins=spline_bins, bound=spline_bound),
                                  name="flow")
-        self.flow.build((None, event_dim), (None, condition_dim))
+        self.flow.build((None, self.event_size), (None, self.feature_dim))
         self.built = True
 
-    def _log_prob(self, x, condition):
-        z, log_det = self.flow.bijector(condition).inverse_and_log_det(x)
+    def _flow_log_prob(self, v, features):
+        z, log_det = self.flow.bijector(features).inverse_and_log_det(v)
         return standard_normal_log_prob(z) + log_det
 
-    def _sample(self, condition, temperature, seed):
-        shape = tf.stack([tf.shape(condition)[0], self.event_size])
+    def _flow_sample(self, features, temperature, seed):
+        shape = tf.stack([tf.shape(features)[0], self.event_size])
         z = temperature * self._batch_noise("normal", shape, seed)
-        x, _ = self.flow.bijector(condition).forward_and_log_det(z)
-        return x
+        v, _ = self.flow.bijector(features).forward_and_log_det(z)
+        return v
 
-    def _data_init(self, x, condition, force):
-        self.flow.data_init(x, condition, force=force)
+    def _flow_data_init(self, v, features, force):
+        self.flow.data_init(v, features, force=force)
 
     def distribution(self, condition) -> tfd.Distribution:
-        """p(. | condition) as a ``TransformedDistribution``: batch ``[batch]``, event ``[D]``."""
-        c = self._check_condition(condition)
-        base = tfd.MultivariateNormalDiag(loc=tf.zeros([tf.shape(c)[0], self.event_size]))
-        return tfd.TransformedDistribution(base, self.flow.bijector(c))
+        """p(. | condition) as a ``TransformedDistribution``: batch ``[batch]``, event ``[D]``, over x
+        in original units (the standardization and the support map included)."""
+        f = self._features(self._check_condition(condition))
+        base = tfd.MultivariateNormalDiag(loc=tf.zeros([tf.shape(f)[0], self.event_size]))
+        return tfd.TransformedDistribution(base, self._distribution_bijector(self.flow.bijector(f)))

@@ -155,10 +155,11 @@ class ImageFlowModel(ConditionalFlowModel):
         """``-log_prob(x, condition) / (D log 2)``, ``[batch]``."""
         return self.per_dim(-self.log_prob(x, condition))
 
-    def sample(self, condition, temperature=1.0, seed=None) -> tf.Tensor:
-        """One 8-bit sample per condition row, as float in [0, 1]. ``temperature``: a float or one
-        per level (finest first); 0 gives the mode path."""
-        return super().sample(condition, temperature, seed)
+    def sample(self, condition, temperature=1.0, seed=None, num_samples=None, batch_size=None) -> tf.Tensor:
+        """8-bit samples as float in [0, 1]: one per condition row, or ``num_samples`` per row
+        (``[batch, N, H, W, C]``; see ``ConditionalFlowModel.sample``). ``temperature``: a float or
+        one per level (finest first); 0 gives the mode path."""
+        return super().sample(condition, temperature, seed, num_samples=num_samples, batch_size=batch_size)
 
     def distribution(self, condition) -> tfd.Distribution:
         """p(v | condition) over dequantized pixel values ``v = x_uint8 + u`` in [0, 256), as a

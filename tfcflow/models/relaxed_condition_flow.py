@@ -28,142 +28,155 @@ from tensorflow_probability import distributions as tfd
 
 from tfcflow import _checks, _random
 from tfcflow.bijectors import FlowSequence
-from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
-from tfcflow.models.vector_blocks import coupling_blocks, vector_size
+from tfcflow.models.vector_blocks import coupling_blocks
+from tfcflow.models.vector_flow import VectorFlowModel
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
-class RelaxedConditionFlow(ConditionalFlowModel):
+class RelaxedConditionFlow(VectorFlowModel):
     """Relaxed-condition conditional flow on vectors (see module docstring).
 
     Args:
       event_shape: ``D`` or ``(D,)``, the size of x.
-      condition_shape: ``M`` or ``(M,)``, the size of the condition c (and of c~).
+      condition_shape: ``M`` or ``(M,)``, the size of the condition c (and of c~); with a
+        ``summary_network``, the raw observation's shape (c is then the network's output).
       padding_dim: size of the zero padding x0 (default M, so that z has the size of x). The
         latent z has ``D + padding_dim - M >= 1`` dims.
-      epsilon: std of the relaxed condition, ``c~ ~ N(c, epsilon^2)`` (paper: 0.1).
+      epsilon: std of the relaxed condition, ``c~ ~ N(c, epsilon^2)`` (paper: 0.1), in the units
+        the flow sees (standardized units when ``standardize``).
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
-      depth, width, hidden_layers, activation, scale, clamp, actnorm, seed: the coupling blocks, as
-        in ``ConditionalRealNVP`` (the networks here see no condition).
+      depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, scale, clamp,
+        actnorm, seed: the coupling blocks, as in ``ConditionalRealNVP`` (the networks here see no
+        condition).
+      standardize, bounds, summary_network: vector_flow.py.
 
     The training padding noise is drawn from the seed given to ``compile``.
 
     Shapes: x ``[batch, D]``, condition ``[batch, M]``. ``distribution(c)`` is over the PADDED
-    vector ``[x, x0]`` (the paper's eq. 6: the flow is a bijection of that space only).
+    vector ``[v, x0]`` (the paper's eq. 6: the flow is a bijection of that space only), with ``v``
+    the standardized x (x itself when ``standardize=False`` and there are no ``bounds``).
     """
 
     def __init__(self, event_shape: Union[int, Sequence[int]], condition_shape: Union[int, Sequence[int]],
                  padding_dim: Optional[int] = None, epsilon: float = 0.1, padding_noise: float = 0.05,
                  depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
-                 scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False, seed: int = 0,
-                 **kwargs):
-        event_dim, condition_dim = vector_size(event_shape, "event_shape"), vector_size(condition_shape,
-                                                                                         "condition_shape")
+                 coupling: str = "affine", spline_bins: int = 8, spline_bound: float = 3.0,
+                 scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False, standardize: bool = True,
+                 bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
+                 seed: int = 0, **kwargs):
         _checks.check_positive_int(depth, "depth")
         hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
                                                                                               "hidden_layers")
+        epsilon = _checks.check_positive(epsilon, "epsilon")
+        padding_noise = _checks.check_positive(padding_noise, "padding_noise")
+        super().__init__(event_shape, condition_shape, standardize=standardize, bounds=bounds,
+                         summary_network=summary_network, **kwargs)
+        event_dim, condition_dim = self.event_size, self.feature_dim
         padding_dim = condition_dim if padding_dim is None else padding_dim
         if isinstance(padding_dim, bool) or not isinstance(padding_dim, int) or padding_dim < 0:
             raise ValueError(f"padding_dim must be an integer >= 0, got {padding_dim!r}")
-        epsilon = _checks.check_positive(epsilon, "epsilon")
-        padding_noise = _checks.check_positive(padding_noise, "padding_noise")
         total = event_dim + padding_dim
         if total - condition_dim < 1:
             raise ValueError(f"event size + padding_dim ({event_dim} + {padding_dim}) must exceed the condition "
                              f"size ({condition_dim}) so that z has at least one dimension")
-        super().__init__((event_dim,), (condition_dim,), **kwargs)
         event_shape, condition_shape = self.event_shape, self.condition_shape
         self._record_config(locals())
         self.epsilon, self.padding_noise = epsilon, padding_noise
         self.padding_dim = padding_dim
         self.latent_dim = total - condition_dim
-        self.flow = FlowSequence(coupling_blocks(total, depth, hidden, activation, scale, clamp, actnorm, seed),
+        self.flow = FlowSequence(coupling_blocks(total, depth, hidden, activation, scale, clamp, actnorm, seed,
+                                                 coupling=coupling, bins=spline_bins, bound=spline_bound),
                                  name="flow")
         self.flow.build((None, total))
         self.built = True
 
-    # ---- the paper's quantities ------------------------------------------------------------------
-    def _pad(self, x, x0=None):
+    # ---- the paper's quantities (on v, the flow's space, and the condition features f) ------------
+    def _pad(self, v, x0=None):
         if x0 is None:
-            x0 = tf.zeros([tf.shape(x)[0], self.padding_dim], x.dtype)
-        return tf.concat([x, x0], axis=-1)
+            x0 = tf.zeros([tf.shape(v)[0], self.padding_dim], v.dtype)
+        return tf.concat([v, x0], axis=-1)
 
     def _split_latent(self, latent):
         return latent[:, :self.latent_dim], latent[:, self.latent_dim:]
 
-    def _joint_log_prob(self, padded, condition):
+    def _joint_log_prob(self, padded, features):
         latent, log_det = self.flow.bijector().inverse_and_log_det(padded)
         z, c_tilde = self._split_latent(latent)
-        return (standard_normal_log_prob(z) + normal_log_prob(c_tilde, condition, self.epsilon)
+        return (standard_normal_log_prob(z) + normal_log_prob(c_tilde, features, self.epsilon)
                 + log_det)
 
     def _padding_log_prob(self, x0):
         return normal_log_prob(x0, 0.0, self.padding_noise)
 
     def joint_log_prob(self, padded_x, condition) -> tf.Tensor:
-        """Eq. 6: log p([x, x0] | c). Shapes: padded_x ``[batch, D + padding_dim]`` -> ``[batch]``."""
+        """Eq. 6: log p([v, x0] | c), on the flow's space (see class docstring).
+        Shapes: padded_x ``[batch, D + padding_dim]`` -> ``[batch]``."""
         padded = _checks.as_tensor(padded_x, "padded_x")
         _checks.check_shape(padded, "padded_x", (None, self.event_size + self.padding_dim))
         padded = _checks.check_finite(padded, "padded_x")
         c = self._check_condition(condition)
-        return self._joint_log_prob(_checks.check_same_batch(padded, "padded_x", c, "condition"), c)
+        return self._joint_log_prob(_checks.check_same_batch(padded, "padded_x", c, "condition"), self._features(c))
 
-    def _log_prob(self, x, condition):
-        # Plug-in estimate of log p(x | c) at x0 = 0 (deterministic): exact when f keeps the
-        # padding independent of x, as training drives it to.
-        x0 = tf.zeros([tf.shape(x)[0], self.padding_dim], x.dtype)
-        return self._joint_log_prob(self._pad(x, x0), condition) - self._padding_log_prob(x0)
+    def _flow_log_prob(self, v, features):
+        # Plug-in estimate of log p(v | c) at x0 = 0 (deterministic): exact when f keeps the
+        # padding independent of v, as training drives it to.
+        x0 = tf.zeros([tf.shape(v)[0], self.padding_dim], v.dtype)
+        return self._joint_log_prob(self._pad(v, x0), features) - self._padding_log_prob(x0)
+
+    def _flow_training_log_prob(self, v, features, seed):
+        x0 = self.padding_noise * self._training_noise("normal", tf.stack([tf.shape(v)[0], self.padding_dim]), seed)
+        return self._joint_log_prob(self._pad(v, x0), features) - self._padding_log_prob(x0)
 
     def importance_log_prob(self, x, condition, num_samples: int = 1, seed=0) -> tf.Tensor:
         """``log (1/K) sum_k p([x, x0_k] | c) / q(x0_k)``, ``x0_k ~ q = N(0, sigma0^2)``: a stochastic
         lower bound of log p(x | c) (in expectation) that tightens as K grows. ``[batch]``."""
         k = _checks.check_positive_int(num_samples, "num_samples")
         x, c = self._check_pair(x, condition)
-        batch = tf.shape(x)[0]
+        v, ld, outside = self._to_flow_space(x)
+        f = self._features(c)
+        batch = tf.shape(v)[0]
         x0 = self.padding_noise * _random.normal(
             tf.stack([k * batch, self.padding_dim]), _random.seed_tensor(seed))
-        xs, cs = tf.tile(x, [k, 1]), tf.tile(c, [k, 1])
-        w = self._joint_log_prob(self._pad(xs, x0), cs) - self._padding_log_prob(x0)
+        vs, fs = tf.tile(v, [k, 1]), tf.tile(f, [k, 1])
+        w = self._joint_log_prob(self._pad(vs, x0), fs) - self._padding_log_prob(x0)
         w = tf.reshape(w, [k, batch])
-        return tf.reduce_logsumexp(w, axis=0) - math.log(k)
-
-    def _training_losses(self, x, condition, seed):
-        x0 = self.padding_noise * self._training_noise("normal", tf.stack([tf.shape(x)[0], self.padding_dim]), seed)
-        nll = -(self._joint_log_prob(self._pad(x, x0), condition) - self._padding_log_prob(x0))
-        return nll, nll
+        lp = tf.reduce_logsumexp(w, axis=0) - math.log(k) + ld
+        return lp if outside is None else tf.where(outside, tf.constant(-math.inf), lp)
 
     def infer_condition(self, x, padding_seed=None) -> tf.Tensor:
-        """c~ of the forward pass (``x0 = 0``, or padding noise drawn with ``padding_seed``).
-        For one-hot conditions its argmax is the predicted class. ``[batch, D]`` -> ``[batch, M]``."""
-        x = self._check_x(x)
+        """c~ of the forward pass (``x0 = 0``, or padding noise drawn with ``padding_seed``), in the
+        condition's units (the summary network's output space when there is one): the model's
+        prediction of the condition (the forward process, y from x). For one-hot conditions its
+        argmax is the predicted class. ``[batch, D]`` -> ``[batch, M]``."""
+        v, _, _ = self._to_flow_space(self._check_x(x))
         x0 = None
         if padding_seed is not None:
             x0 = self.padding_noise * _random.normal(
-                tf.stack([tf.shape(x)[0], self.padding_dim]), _random.seed_tensor(padding_seed))
-        latent, _ = self.flow.bijector().inverse_and_log_det(self._pad(x, x0))
-        return self._split_latent(latent)[1]
+                tf.stack([tf.shape(v)[0], self.padding_dim]), _random.seed_tensor(padding_seed))
+        latent, _ = self.flow.bijector().inverse_and_log_det(self._pad(v, x0))
+        return self._condition_from_features(self._split_latent(latent)[1])
 
-    def _sample(self, condition, temperature, seed):
-        batch = tf.shape(condition)[0]
-        noise = self._batch_noise("normal", tf.stack([batch, self.latent_dim + condition.shape[-1]]), seed)
+    def _flow_sample(self, features, temperature, seed):
+        batch = tf.shape(features)[0]
+        noise = self._batch_noise("normal", tf.stack([batch, self.latent_dim + self.feature_dim]), seed)
         z = temperature * noise[:, :self.latent_dim]
-        c_tilde = condition + temperature * self.epsilon * noise[:, self.latent_dim:]
+        c_tilde = features + temperature * self.epsilon * noise[:, self.latent_dim:]
         padded, _ = self.flow.bijector().forward_and_log_det(tf.concat([z, c_tilde], axis=-1))
         return padded[:, :self.event_size]
 
-    def _data_init(self, x, condition, force):
+    def _flow_data_init(self, v, features, force):
         # the padding as training sees it (noisy): zeros would give ActNorm a zero variance
-        x0 = self.padding_noise * _random.normal(tf.stack([tf.shape(x)[0], self.padding_dim]), [0, 0])
-        self.flow.data_init(self._pad(x, x0), force=force)
+        x0 = self.padding_noise * _random.normal(tf.stack([tf.shape(v)[0], self.padding_dim]), [0, 0])
+        self.flow.data_init(self._pad(v, x0), force=force)
 
     def distribution(self, condition) -> tfd.Distribution:
-        """p([x, x0] | condition) (eq. 6) as a ``TransformedDistribution`` over the PADDED vector:
-        batch ``[batch]``, event ``[D + padding_dim]``; samples are ``[x, x0]``."""
-        c = self._check_condition(condition)
-        batch = tf.shape(c)[0]
-        loc = tf.concat([tf.zeros([batch, self.latent_dim]), c], axis=-1)
+        """p([v, x0] | condition) (eq. 6) as a ``TransformedDistribution`` over the PADDED vector:
+        batch ``[batch]``, event ``[D + padding_dim]``; samples are ``[v, x0]``."""
+        f = self._features(self._check_condition(condition))
+        batch = tf.shape(f)[0]
+        loc = tf.concat([tf.zeros([batch, self.latent_dim]), f], axis=-1)
         scale = tf.concat([tf.ones([self.latent_dim]),
-                           tf.fill([self.condition_shape[0]], self.epsilon)], axis=0)
+                           tf.fill([self.feature_dim], self.epsilon)], axis=0)
         base = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
         return tfd.TransformedDistribution(base, self.flow.bijector())

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfcflow import _checks
-from tfcflow.bijectors import ActNormLayer, AffineCouplingLayer, RandomPermutationLayer
+from tfcflow.bijectors import ActNormLayer, AffineCouplingLayer, RandomPermutationLayer, SplineCouplingLayer
+from tfcflow.bijectors.conditional_spline_coupling import check_spline_args, params_per_feature
 from tfcflow.networks import MLPNetwork
 
 
@@ -17,13 +18,23 @@ def vector_size(shape, name: str) -> int:
     return _checks.check_positive_int(shape, name)
 
 
+COUPLINGS = ("affine", "spline")
+
+
 def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activation: str,
-                    scale: str, clamp: float, actnorm: bool, seed: int) -> list:
+                    scale: str, clamp: float, actnorm: bool, seed: int, *, coupling: str = "affine",
+                    bins: int = 8, bound: float = 3.0) -> list:
     """``depth`` x [ActNorm?, coupling (2nd half | 1st), coupling (1st half | 2nd), permutation].
 
     Each block transforms every feature once (the two couplings of Ardizzone et al.'s INN block)
-    and ends in a fixed random permutation (seeded ``seed + block``).
+    and ends in a fixed random permutation (seeded ``seed + block``). ``coupling``: ``"affine"``
+    (``scale``, ``clamp``) or ``"spline"`` (rational-quadratic splines with ``bins`` bins on
+    ``[-bound, bound]``; ``scale`` and ``clamp`` unused).
     """
+    if coupling not in COUPLINGS:
+        raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
+    if coupling == "spline":
+        bins, bound = check_spline_args(bins, bound)
     if dim < 2:
         raise ValueError(f"a coupling flow needs at least 2 dimensions, got {dim}")
     k = dim // 2
@@ -32,8 +43,13 @@ def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activatio
         if actnorm:
             steps.append(ActNormLayer(name=f"block{i}_actnorm"))
         for flip, transformed in ((False, dim - k), (True, k)):
-            net = MLPNetwork(2 * transformed, hidden_units, activation, name=f"block{i}_net{int(flip)}")
-            steps.append(AffineCouplingLayer(net, flip=flip, scale=scale, clamp=clamp,
-                                             name=f"block{i}_coupling{int(flip)}"))
+            name = f"block{i}_coupling{int(flip)}"
+            if coupling == "spline":
+                net = MLPNetwork(params_per_feature(bins) * transformed, hidden_units, activation,
+                                 name=f"block{i}_net{int(flip)}")
+                steps.append(SplineCouplingLayer(net, flip=flip, bins=bins, bound=bound, name=name))
+            else:
+                net = MLPNetwork(2 * transformed, hidden_units, activation, name=f"block{i}_net{int(flip)}")
+                steps.append(AffineCouplingLayer(net, flip=flip, scale=scale, clamp=clamp, name=name))
         steps.append(RandomPermutationLayer(seed=seed + i, name=f"block{i}_permute"))
     return steps

@@ -2,5 +2,6 @@
 from tfcflow.networks.condition_encoder import ConditionEncoder
 from tfcflow.networks.conv import ConvNetwork
 from tfcflow.networks.mlp import MLPNetwork
+from tfcflow.networks.summary import DeepSet, TimeSeriesNetwork
 
-__all__ = ["ConditionEncoder", "ConvNetwork", "MLPNetwork"]
+__all__ = ["ConditionEncoder", "ConvNetwork", "DeepSet", "MLPNetwork", "TimeSeriesNetwork"]
