@@ -22,7 +22,7 @@ DEFAULTS: dict = {
     "name": "run",
     "seed": 0,
     "data": {
-        "source": "tfds",            # "tfds" | "gaussian_mixture"
+        "source": "tfds",            # "tfds" | "gaussian_mixture" | "simulator"
         # tfds
         "dataset": "mnist",
         "data_dir": None,            # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
@@ -39,6 +39,12 @@ DEFAULTS: dict = {
         "train_size": 1600000,
         "test_size": 10000,
         "sigma": 0.2,
+        # simulator (tfcflow.data.simulator): prior(n, rng) -> x [n, D], simulator(x, rng) -> y [n, ...]
+        "prior": None,               # "package.module:function" or "file.py:function" (relative to the config)
+        "simulator": None,
+        "simulations": 10000,        # the simulation budget, simulated once; null = fresh simulations every batch
+        "test_simulations": 1000,    # held-out simulations (another seed): test NLL and the diagnostics
+        "on_nonfinite": "raise",     # a simulation with NaN/inf: "raise" (naming it) | "drop"
     },
     "model": {"class": "ConditionalGlow"},
     "train": {
@@ -73,11 +79,15 @@ DEFAULTS: dict = {
         "num_conditions": 8,         # rows of the final sample grid
         "samples_per_condition": 6,
         "temperature": 0.8,
+        # simulator runs: posterior diagnostics on the first test simulations (tfcflow.diagnostics)
+        "diagnostics_simulations": 200,
+        "posterior_samples": 500,    # posterior draws per test simulation
     },
 }
 
 CHOICES = {
-    ("data", "source"): ("tfds", "gaussian_mixture"),
+    ("data", "source"): ("tfds", "gaussian_mixture", "simulator"),
+    ("data", "on_nonfinite"): ("raise", "drop"),
     ("data", "task"): ("super_resolution", "inpainting", "colorization", "class_conditional"),
     ("data", "downsample"): ("area", "bicubic"),
     ("data", "mask"): ("central", "random"),
@@ -92,7 +102,8 @@ CHOICES = {
 RESUMABLE = {("train", "steps"), ("train", "sample_every"), ("train", "verbose"), ("train", "plateau_patience"),
              ("train", "sub_batches"), ("train", "fused_steps"),
              ("eval", "batch_size"), ("eval", "max_examples"), ("eval", "num_conditions"),
-             ("eval", "samples_per_condition"), ("eval", "temperature")}
+             ("eval", "samples_per_condition"), ("eval", "temperature"),
+             ("eval", "diagnostics_simulations"), ("eval", "posterior_samples")}
 
 MODEL_CLASSES = ("ConditionalRealNVP", "RelaxedConditionFlow", "ConditionalGlow", "CAFlow")
 
@@ -153,9 +164,15 @@ def validate(user: dict) -> dict:
         cfg[section] = _merge(section, value, DEFAULTS[section])
     cfg["model"] = validate_model(user.get("model", DEFAULTS["model"]))
     _check_ranges(cfg)
-    if cfg["data"]["source"] == "gaussian_mixture" and cfg["model"]["class"] not in MODEL_CLASSES[:2]:
-        raise ConfigError(f"data.source 'gaussian_mixture' needs a vector model {MODEL_CLASSES[:2]}, "
+    source = cfg["data"]["source"]
+    if source in ("gaussian_mixture", "simulator") and cfg["model"]["class"] not in MODEL_CLASSES[:2]:
+        raise ConfigError(f"data.source {source!r} needs a vector model {MODEL_CLASSES[:2]}, "
                           f"got model.class {cfg['model']['class']!r}")
+    if source == "simulator":
+        for key in ("prior", "simulator"):
+            if not isinstance(cfg["data"][key], str) or not cfg["data"][key]:
+                raise ConfigError(f"data.{key}: data.source 'simulator' needs the dotted path of a function "
+                                  f"(e.g. 'tfcflow.data.sbi_tasks:two_moons_{key}'), got {cfg['data'][key]!r}")
     if cfg["data"]["source"] == "tfds" and cfg["model"]["class"] in MODEL_CLASSES[:2]:
         raise ConfigError(f"image tasks need an image model {MODEL_CLASSES[2:]}, got model.class "
                           f"{cfg['model']['class']!r}")
@@ -179,6 +196,10 @@ _RANGES = {
     ("train", "plateau_patience"): (lambda v: v is None or v >= 1, ">= 1 or null"),
     ("train", "sample_every"): (lambda v: v is None or v >= 1, ">= 1 or null"),
     ("data", "test_size"): (lambda v: v >= 1, ">= 1"),
+    ("data", "simulations"): (lambda v: v is None or v >= 1, ">= 1 or null"),
+    ("data", "test_simulations"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "diagnostics_simulations"): (lambda v: v >= 1, ">= 1"),
+    ("eval", "posterior_samples"): (lambda v: v >= 1, ">= 1"),
     ("data", "sigma"): (lambda v: v > 0, "> 0"),
     ("data", "factor"): (lambda v: v >= 1, ">= 1"),
     ("data", "shuffle_buffer"): (lambda v: v >= 1, ">= 1"),

@@ -76,6 +76,8 @@ class Job:
             self.test_ds = tf.data.Dataset.from_tensor_slices((xt, ct)).batch(self.eval_cfg["batch_size"])
             self.shapes = dict(event_shape=[2], condition_shape=[8])
             return
+        if d["source"] == "simulator":
+            return self._setup_simulations()
         from tfcflow.data import tasks
         data_dir = self._data_dir()
         source = config_lib.resolve_path(d["prepare_mnist_from"], self.config_path)
@@ -102,6 +104,38 @@ class Job:
         except ValueError as e:
             raise config_lib.ConfigError(f"data: {e}") from None
         self.shapes = dict(event_shape=list(info["image_shape"]), condition_shape=list(condition_shape))
+
+    def simulator_functions(self):
+        """The run's ``(prior, simulator)`` functions (data.prior, data.simulator)."""
+        from tfcflow.data import simulator as sim
+
+        base = os.path.dirname(os.path.abspath(self.config_path)) if self.config_path else None
+        functions = []
+        for key in ("prior", "simulator"):
+            try:
+                functions.append(sim.load_callable(self.data_cfg[key], base_dir=base))
+            except ValueError as e:
+                raise config_lib.ConfigError(f"data.{key}: {e}") from None
+        return functions
+
+    def _setup_simulations(self):
+        """Training batches from the simulator (a fixed budget simulated once, or fresh every batch)
+        and held-out simulations of another seed; every simulation problem names its function."""
+        tf = _tf()
+        from tfcflow.data import simulator as sim
+
+        d, seed = self.data_cfg, self.cfg["seed"]
+        prior, simulator = self.simulator_functions()
+        try:
+            self.train_ds = sim.simulation_dataset(prior, simulator, batch_size=self.train_cfg["batch_size"],
+                                                   seed=seed, budget=d["simulations"], on_nonfinite=d["on_nonfinite"])
+            self.test_arrays = sim.simulated_arrays(prior, simulator, d["test_simulations"], seed=seed + 10_000,
+                                                    on_nonfinite=d["on_nonfinite"])
+        except ValueError as e:
+            raise config_lib.ConfigError(f"data: {e}") from None
+        xt, yt = self.test_arrays
+        self.test_ds = tf.data.Dataset.from_tensor_slices((xt, yt)).batch(self.eval_cfg["batch_size"])
+        self.shapes = dict(event_shape=[int(xt.shape[1])], condition_shape=[int(n) for n in yt.shape[1:]])
 
     @property
     def image_task(self) -> bool:
@@ -261,6 +295,8 @@ class Job:
         results = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
         if self.image_task and self.chief:
             results["sample_grid"] = save_png(self.sample_grid(self.model), os.path.join(self.out_dir, "samples.png"))
+        if self.data_cfg["source"] == "simulator" and self.chief:
+            results["diagnostics"] = self.posterior_diagnostics(self.model, os.path.join(self.out_dir, "diagnostics"))
         hook = (os.path.join(os.path.dirname(os.path.abspath(self.config_path)), "evaluate.py")
                 if self.config_path else None)
         if hook and os.path.exists(hook):
@@ -302,6 +338,34 @@ class Job:
         else:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
         return results
+
+    def posterior_diagnostics(self, model, folder: str) -> dict:
+        """Calibration of the posterior on the first ``eval.diagnostics_simulations`` test
+        simulations (SBC ranks and their ECDF band, coverage, z-scores; tfcflow.diagnostics), with
+        figures (rank ECDF, coverage, a pair plot of the first simulation's posterior) in ``folder``."""
+        from tfcflow import diagnostics
+
+        e = self.eval_cfg
+        x, y = self.test_arrays
+        n = min(e["diagnostics_simulations"], len(x))
+        prior_var = np.var(x, axis=0)
+        res = diagnostics.diagnose(model, y[:n], x[:n], num_samples=e["posterior_samples"], seed=self.cfg["seed"],
+                                   prior_variance=prior_var)
+        os.makedirs(folder, exist_ok=True)
+        ranks = np.asarray(res["ranks"])
+        draws = model.sample(y[:1], num_samples=max(e["posterior_samples"], 1000), seed=self.cfg["seed"]).numpy()[0]
+        res["figures"] = [
+            diagnostics.plot_rank_ecdf(ranks, e["posterior_samples"], os.path.join(folder, "rank_ecdf.png")),
+            diagnostics.plot_coverage(np.asarray(res["coverage"]), np.asarray(res["levels"]),
+                                      os.path.join(folder, "coverage.png"), n_sims=n),
+            diagnostics.plot_pair(draws, x[0], os.path.join(folder, "posterior_pairs.png")),
+        ]
+        res.pop("ranks")  # per-simulation values: in the figure, not in results.json
+        with open(os.path.join(folder, "diagnostics.json"), "w") as f:
+            json.dump(res, f, indent=1)
+        return {k: v for k, v in res.items() if k in ("calibration_error", "mean_z_score", "mean_contraction",
+                                                        "figures", "n_sims", "num_samples")} | {
+            "sbc_passed": res["sbc"].get("passed")}
 
     def checkpointing_diverged(self) -> bool:
         return getattr(self, "checkpointing", None) is not None and self.checkpointing.diverged_at is not None
@@ -387,6 +451,8 @@ def evaluate_run(run_dir: str, use_ema: bool = True, max_examples=None, hook: Op
     res = model.evaluate(job.test_ds, verbose=0, return_dict=True)
     out = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
     out.update(run=run_dir, checkpoint=model.restored_from, ema=use_ema and job.cfg["train"]["ema"] is not None)
+    if job.data_cfg["source"] == "simulator":  # vector posteriors: calibration figures in RUN/diagnostics
+        out["diagnostics"] = job.posterior_diagnostics(model, os.path.join(run_dir, "diagnostics"))
     if hook:
         out.update(_load_hook(hook).evaluate(model, job.cfg, job))
     return out

@@ -41,9 +41,19 @@ Shape = Union[int, Sequence[int]]
 
 
 def summary_layer(network) -> Optional[keras.layers.Layer]:
-    """A summary network given as a layer or as its Keras serialization (a config file)."""
+    """A summary network given as a Keras layer, as its Keras serialization (what ``get_config``
+    stores), or in a config file as ``{"class": "DeepSet", "summary_dim": 16, ...}`` (a class of
+    tfcflow.networks and its arguments)."""
     if network is None or isinstance(network, keras.layers.Layer):
         return network
+    if isinstance(network, dict) and "class" in network:
+        from tfcflow import networks
+        args = {k: v for k, v in network.items() if k != "class"}
+        cls = getattr(networks, str(network["class"]), None)
+        if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
+            raise ValueError(f"summary_network: unknown class {network['class']!r}; tfcflow.networks has "
+                             f"{sorted(networks.__all__)}")
+        return cls(**args)
     if isinstance(network, dict):
         return keras.saving.deserialize_keras_object(network)
     raise ValueError(f"summary_network must be a Keras layer (or its serialization), got {type(network).__name__}")

@@ -1,0 +1,80 @@
+"""The simulation-based-inference job (training/sbi_two_moons, fast variant): simulator data from
+dotted paths, posterior diagnostics and figures, export of the posterior sampler, bad simulators."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfcflow import cli, trainer
+from tfcflow.config import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FAST = os.path.join(ROOT, "training", "sbi_two_moons", "cinn_fast.json")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sbi") / "run"
+    return str(out), trainer.train(FAST, str(out))
+
+
+def test_fast_run_learns_a_calibrated_enough_posterior(run):
+    out, res = run
+    # the prior is uniform on [-1, 1]^2: log density -log 4 = -1.386 nats; a posterior must beat it
+    assert res["test_loss"] < -np.log(4.0) - 0.0, res["test_loss"]
+    diag = res["diagnostics"]
+    assert diag["n_sims"] == 50 and diag["num_samples"] == 100
+    assert all(0 <= e < 0.3 for e in diag["calibration_error"]), diag
+    assert all(c > 0.2 for c in diag["mean_contraction"]), diag  # the data informs the posterior
+    for path in diag["figures"]:
+        assert os.path.getsize(path) > 5_000
+    with open(os.path.join(out, "diagnostics", "diagnostics.json")) as f:
+        saved = json.load(f)
+    assert len(saved["coverage"]) == len(saved["levels"])
+    # the model's config describes the model: bounds, spline couplings, standardization
+    with open(os.path.join(out, "model.json")) as f:
+        spec = json.load(f)["config"]
+    assert spec["bounds"] == [[-1.0, 1.0], [-1.0, 1.0]] and spec["coupling"] == "spline" and spec["standardize"]
+
+
+def test_samples_of_the_restored_run_lie_inside_the_prior(run):
+    out, _ = run
+    model = trainer.load_run(out)
+    assert not model.needs_adapting()  # the standardization came back with the checkpoint
+    y = np.array([[0.1, -0.2], [0.0, 0.3]], np.float32)
+    s = model.sample(y, num_samples=2000, seed=3).numpy()
+    assert s.shape == (2, 2000, 2) and np.all(np.abs(s) <= 1.0)
+    # chunks of 333 rows: the same draws (up to float rounding of differently sized matmuls)
+    np.testing.assert_allclose(s, model.sample(y, num_samples=2000, seed=3, batch_size=333).numpy(), atol=1e-5)
+
+
+def test_evaluate_writes_the_diagnostics(run, capsys):
+    out, _ = run
+    os.remove(os.path.join(out, "diagnostics", "coverage.png"))
+    assert cli.main(["evaluate", out]) == 0
+    assert os.path.exists(os.path.join(out, "diagnostics", "coverage.png"))
+    assert "test_loss" in capsys.readouterr().out
+
+
+def _sim_file(tmp_path, body):
+    path = tmp_path / "my_sim.py"
+    path.write_text("import numpy as np\n\n"
+                    "def prior(n, rng):\n    return rng.uniform(-1, 1, size=(n, 2))\n\n" + body)
+    return str(path)
+
+
+def test_bad_simulators_are_named(tmp_path):
+    tiny = ["train.steps=2", "train.steps_per_epoch=1", "data.simulations=300", "data.test_simulations=50"]
+    nan = _sim_file(tmp_path, "def simulator(x, rng):\n    y = x + 0.1\n    y[7] = np.nan\n    return y\n")
+    with pytest.raises(ConfigError, match=r"simulator.*row 7"):
+        trainer.train(FAST, str(tmp_path / "a"), tiny + [f'data.simulator="{nan}:simulator"',
+                                                          f'data.prior="{nan}:prior"'])
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(ConfigError, match=r"^data.simulator: .*no_such"):
+        trainer.train(FAST, str(tmp_path / "b"), tiny + ['data.simulator="tfcflow.data.sbi_tasks:no_such"'])
+    with pytest.raises(ConfigError, match=r"^data.prior: data.source 'simulator' needs"):
+        trainer.train(FAST, str(tmp_path / "c"), tiny + ["data.prior=null"])
+    shape = _sim_file(tmp_path, "def simulator(x, rng):\n    return x[:-1]\n")
+    with pytest.raises(ConfigError, match=r"simulator"):
+        trainer.train(FAST, str(tmp_path / "d"), tiny + [f'data.simulator="{shape}:simulator"'])
