@@ -180,3 +180,23 @@ def test_mixed_precision_outputs_float32():
         assert out.dtype == series(x).dtype == tf.float32
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def test_deep_set_mask_channel_is_the_pair_form():
+    """The mask as x's last feature (one tensor: a model's condition) gives the (x, mask) result."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 6, 2)).astype(np.float32)
+    mask = (rng.uniform(size=(3, 6)) > 0.4).astype(np.float32)
+    mask[:, 0] = 1.0
+    pair = DeepSet(4, width=8, name="pair")
+    packed = DeepSet(4, width=8, mask_channel=True, name="packed")
+    pair.build(((None, None, 2), (None, None)))
+    packed.build((None, None, 3))
+    packed.set_weights(pair.get_weights())
+    x_padded = np.where(mask[..., None] > 0, x, 1e6).astype(np.float32)  # padding values change nothing
+    want = pair((tf.constant(x), tf.constant(mask))).numpy()
+    got = packed(tf.constant(np.concatenate([x_padded, mask[..., None]], -1))).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert DeepSet.from_config(packed.get_config()).mask_channel
+    with pytest.raises(ValueError, match="mask_channel"):
+        DeepSet(4, mask_channel=True).build((None, None, 1))

@@ -58,11 +58,15 @@ class DeepSet(keras.layers.Layer):
     (even inf/NaN), in the output and in the gradients: it is replaced before phi and after phi.
     An empty set (every element masked, or n_obs = 0) pools to zeros (n = 0; ``log1p(0) = 0``).
 
+    ``mask_channel=True``: the mask travels inside ``x`` as its last feature (``[batch, n_obs,
+    d + 1]``, 1 = present, 0 = padding) -- how a set of varying size is one condition tensor of a
+    model (``fit``, ``sample``, a SavedModel input).
+
     Output: ``[batch, summary_dim]`` float32.
     """
 
     def __init__(self, summary_dim: int, width: int = 64, depth: int = 2, pooling: str = "mean",
-                 activation: str = "relu", include_count: bool = True, **kwargs):
+                 activation: str = "relu", include_count: bool = True, mask_channel: bool = False, **kwargs):
         super().__init__(**kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"DeepSet: pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -72,6 +76,7 @@ class DeepSet(keras.layers.Layer):
         self.pooling = pooling
         self.activation = activation
         self.include_count = bool(include_count)
+        self.mask_channel = bool(mask_channel)
         self._d = None
 
         def dense(units, name, act=activation):
@@ -83,6 +88,11 @@ class DeepSet(keras.layers.Layer):
 
     def _split(self, inputs) -> Tuple[tf.Tensor, Optional[tf.Tensor]]:
         x, mask = inputs if _is_pair(inputs) else (inputs, None)
+        if self.mask_channel:
+            if mask is not None:
+                raise ValueError(f"{self.name} (DeepSet): mask_channel=True takes the mask as x's last feature, "
+                                 f"not as a second input")
+            x, mask = x[..., :-1], x[..., -1] > 0.5
         self._check(x.shape, None if mask is None else mask.shape)
         return x, mask
 
@@ -93,6 +103,11 @@ class DeepSet(keras.layers.Layer):
 
     def build(self, input_shape):
         x_shape, mask_shape = input_shape if _is_pair(input_shape) else (input_shape, None)
+        if self.mask_channel and x_shape[-1] is not None:
+            if x_shape[-1] < 2:
+                raise ValueError(f"{self.name} (DeepSet): with mask_channel=True x is [batch, n_obs, d + 1] with "
+                                 f"d >= 1, got shape {list(x_shape)}")
+            x_shape = tuple(x_shape[:-1]) + (x_shape[-1] - 1,)
         self._check(x_shape, mask_shape)
         if x_shape[-1] is None:
             raise ValueError(f"{self.name} (DeepSet): the feature size d of x [batch, n_obs, d] must be "
@@ -143,7 +158,7 @@ class DeepSet(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "summary_dim": self.summary_dim, "width": self.width,
                 "depth": self.depth, "pooling": self.pooling, "activation": self.activation,
-                "include_count": self.include_count}
+                "include_count": self.include_count, "mask_channel": self.mask_channel}
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
