@@ -5,6 +5,7 @@ Convention: ``forward`` is generative (latent -> data), ``inverse`` is normalizi
 """
 from tfcflow.bijectors.actnorm import ActNorm, ActNormLayer
 from tfcflow.bijectors.affine_injector import AffineInjector, AffineInjectorLayer
+from tfcflow.bijectors.box_support import BoxSupport
 from tfcflow.bijectors.conditional_affine_coupling import AffineCouplingLayer, ConditionalAffineCoupling
 from tfcflow.bijectors.conditional_spline_coupling import ConditionalSplineCoupling, SplineCouplingLayer
 from tfcflow.bijectors.dequantize import UniformDequantization
@@ -17,11 +18,12 @@ from tfcflow.bijectors.multiscale import MultiScale
 from tfcflow.bijectors.permute import Permute, RandomPermutationLayer
 from tfcflow.bijectors.split_prior import GaussianSplitPrior, SplitPriorLayer
 from tfcflow.bijectors.squeeze import Squeeze, SqueezeLayer
+from tfcflow.bijectors.standardize import StandardizeLayer
 
 __all__ = [
-    "ActNorm", "ActNormLayer", "AffineCouplingLayer", "AffineInjector", "AffineInjectorLayer",
+    "ActNorm", "ActNormLayer", "AffineCouplingLayer", "AffineInjector", "AffineInjectorLayer", "BoxSupport",
     "ConditionalAffineCoupling", "ConditionalSplineCoupling", "FlowBijector", "FlowChain", "FlowLayer",
     "FlowSequence", "FusedStep", "GaussianSplitPrior", "InvertibleConv1x1", "InvertibleConv1x1Layer", "LUFactors",
     "MultiScale", "Permute", "RandomPermutationLayer", "SplineCouplingLayer", "SplitPriorLayer", "Squeeze",
-    "SqueezeLayer", "UniformDequantization",
+    "SqueezeLayer", "StandardizeLayer", "UniformDequantization",
 ]

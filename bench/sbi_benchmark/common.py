@@ -1,0 +1,107 @@
+"""Names, paths and small helpers shared by the SBI benchmark scripts.
+
+Standard library only (numpy is imported inside the functions that need it), so that run.py can
+import this module from any Python, and the workers from either virtual environment.
+
+Layout of an output folder ``OUT``:
+
+    OUT/cache/<task>.npz                     simulations, observations, reference samples (simulate.py)
+    OUT/samples/<task>__<contestant>.npz     posterior samples [observations, samples, D] (peers.py, ours.py)
+    OUT/samples/<task>__<contestant>.json    training/sampling times, settings, versions, command
+    OUT/results/<task>__<contestant>.json    the above + C2ST per observation and its mean (score.py)
+    OUT/summary.md                           the table (run.py)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+TASKS = ("two_moons", "slcp", "gaussian_linear", "bernoulli_glm", "gaussian_mixture")
+OURS = ("tfcflow_cinn_affine", "tfcflow_cinn_spline", "tfcflow_rcf")
+PEERS = ("sbi_maf", "sbi_nsf", "bayesflow_coupling")
+CONTESTANTS = OURS + PEERS
+NUM_OBSERVATIONS = 5
+NUM_SIMULATIONS = 10_000
+NUM_POSTERIOR_SAMPLES = 10_000
+
+#: environment variable through which run.py hands its own command line to the workers
+RUN_COMMAND_ENV = "SBI_BENCH_RUN_COMMAND"
+
+
+def cache_file(out: str, task: str) -> str:
+    return os.path.join(out, "cache", f"{task}.npz")
+
+
+def samples_prefix(out: str, task: str, contestant: str) -> str:
+    """``OUT/samples/<task>__<contestant>``; the workers add ``.npz`` and ``.json``."""
+    return os.path.join(out, "samples", f"{task}__{contestant}")
+
+
+def result_file(out: str, task: str, contestant: str) -> str:
+    return os.path.join(out, "results", f"{task}__{contestant}.json")
+
+
+def write_json(path: str, obj) -> None:
+    """Writes ``obj`` as JSON atomically (a half-written file never looks like a finished result)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_npz(path: str, **arrays) -> None:
+    """``np.savez`` atomically."""
+    import numpy as np
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def versions(*packages: str) -> dict:
+    """Installed versions of ``packages`` (None where absent) and the Python version."""
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for p in packages:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def git_revision() -> str:
+    """The repository's HEAD commit, with ``+dirty`` when tfcflow/ has uncommitted changes."""
+    try:
+        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "tfcflow"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def this_command() -> str:
+    """The command line of the running script, as a shell would take it."""
+    return shlex.join([sys.executable, *sys.argv])
+
+
+def provenance() -> dict:
+    """What every worker records: its own command line and the run.py invocation that started it."""
+    return {"command": this_command(), "run_command": os.environ.get(RUN_COMMAND_ENV)}

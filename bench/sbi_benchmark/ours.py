@@ -1,0 +1,127 @@
+"""tfcflow's contestants (tfcflow environment): train on a task's cached simulations, sample posteriors.
+
+Contestants: ``tfcflow_cinn_affine`` / ``tfcflow_cinn_spline`` (``ConditionalRealNVP`` with
+``coupling="affine" | "spline"``) and ``tfcflow_rcf`` (``RelaxedConditionFlow``, coupling from
+``--rcf-coupling``). Each models p(theta | x): event = theta [D], condition = x [M], with
+``standardize=True`` (fit learns the statistics of theta and x from the arrays).
+
+Training: Adam (``--lr``), global gradient norm clipped at ``--clipnorm``, batch ``--batch-size``,
+up to ``--epochs`` epochs with early stopping on a held-out ``--validation-fraction`` of the
+simulations (``val_loss``, patience ``--patience``, best weights restored). The defaults are the
+settings of the published table; the smoke test shrinks them.
+
+Timing: ``train_seconds`` from building the model to the end of ``fit`` (wall clock, tracing
+included); ``samples_per_second`` = observations x samples / wall time of the sampling calls, after
+one untimed warm-up call on the first observation (the same rule as peers.py).
+
+Writes ``PREFIX.npz`` (``samples`` [K, N, D]) and ``PREFIX.json``; ``--dest`` gives ``PREFIX``
+(default: ``OUT/samples/<task>__<contestant>``).
+
+    .venv/bin/python bench/sbi_benchmark/ours.py --task two_moons --contestant tfcflow_cinn_affine
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+VERSIONS = ("tfcflow", "tensorflow", "keras", "tensorflow-probability", "numpy")
+
+
+def _model_classes():
+    """``{contestant: model class}``, or exit with what the installed tfcflow lacks."""
+    try:
+        from tfcflow.models import ConditionalRealNVP, RelaxedConditionFlow
+    except ImportError as e:
+        raise SystemExit(f"ours.py: tfcflow.models lacks the benchmark's models ({e})")
+    missing = []
+    for cls in (ConditionalRealNVP, RelaxedConditionFlow):
+        params = inspect.signature(cls.__init__).parameters
+        missing += [f"{cls.__name__}(..., {k}=...)" for k in ("coupling", "standardize") if k not in params]
+        if "num_samples" not in inspect.signature(cls.sample).parameters:
+            missing.append(f"{cls.__name__}.sample(condition, num_samples=...)")
+    if missing:
+        raise SystemExit("ours.py needs a tfcflow with " + ", ".join(missing) + "; the installed one has not")
+    return {"tfcflow_cinn_affine": ConditionalRealNVP, "tfcflow_cinn_spline": ConditionalRealNVP,
+            "tfcflow_rcf": RelaxedConditionFlow}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", required=True, help="a task of the cache (common.TASKS)")
+    p.add_argument("--contestant", required=True, choices=common.OURS)
+    p.add_argument("--out", default=os.path.join(common.REPO, "docs", "benchmarks", "sbi"))
+    p.add_argument("--dest", help="output prefix (default OUT/samples/<task>__<contestant>)")
+    p.add_argument("--num-samples", type=int, default=common.NUM_POSTERIOR_SAMPLES)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--depth", type=int, default=6, help="coupling blocks")
+    p.add_argument("--width", type=int, default=128, help="units per hidden layer of each coupling network")
+    p.add_argument("--rcf-coupling", default="affine", choices=("affine", "spline"))
+    p.add_argument("--epochs", type=int, default=200, help="upper bound; early stopping ends sooner")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--clipnorm", type=float, default=5.0)
+    p.add_argument("--validation-fraction", type=float, default=0.1)
+    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--verbose", type=int, default=2, help="keras fit verbosity")
+    a = p.parse_args(argv)
+    classes = _model_classes()
+
+    import keras
+    import numpy as np
+
+    data = np.load(common.cache_file(a.out, a.task))
+    theta, x, observations = data["theta"], data["x"], data["observations"]
+    dest = a.dest or common.samples_prefix(a.out, a.task, a.contestant)
+    coupling = a.rcf_coupling if a.contestant == "tfcflow_rcf" else a.contestant.rsplit("_", 1)[1]
+    settings = {k: getattr(a, k) for k in ("depth", "width", "epochs", "batch_size", "lr", "clipnorm",
+                                            "validation_fraction", "patience")}
+    settings.update(model=classes[a.contestant].__name__, coupling=coupling, standardize=True)
+
+    keras.utils.set_random_seed(a.seed)
+    order = np.random.default_rng(a.seed).permutation(len(theta))
+    n_val = int(round(a.validation_fraction * len(theta)))
+    val, train = order[:n_val], order[n_val:]
+
+    t0 = time.perf_counter()
+    model = classes[a.contestant](event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth,
+                                  width=a.width, coupling=coupling, standardize=True, seed=a.seed)
+    model.compile(optimizer=keras.optimizers.Adam(a.lr), clipnorm=a.clipnorm)
+    fit_kwargs = {}
+    if n_val:
+        fit_kwargs = dict(validation_data=(theta[val], x[val]), callbacks=[keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=a.patience, restore_best_weights=True)])
+    history = model.fit(theta[train], x[train], batch_size=a.batch_size, epochs=a.epochs, verbose=a.verbose,
+                        **fit_kwargs)
+    train_seconds = time.perf_counter() - t0
+
+    def sample(x_obs, seed):
+        return np.asarray(model.sample(x_obs[None], num_samples=a.num_samples, seed=seed))[0]
+
+    sample(observations[0], a.seed)  # warm-up (tracing), untimed
+    t0 = time.perf_counter()
+    samples = np.stack([sample(o, a.seed + 1 + i) for i, o in enumerate(observations)]).astype(np.float32)
+    sample_seconds = time.perf_counter() - t0
+    if not np.all(np.isfinite(samples)):
+        raise SystemExit(f"ours.py: {a.contestant} drew non-finite samples on {a.task}")
+
+    record = {"task": a.task, "contestant": a.contestant, "num_simulations": int(len(theta)),
+              "train_seconds": train_seconds, "sample_seconds": sample_seconds,
+              "samples_per_second": samples.shape[0] * samples.shape[1] / sample_seconds,
+              "epochs": len(history.history["loss"]), "seed": a.seed, "settings": settings,
+              "versions": common.versions(*VERSIONS), "git_revision": common.git_revision(),
+              **common.provenance()}
+    common.save_npz(dest + ".npz", samples=samples)
+    common.write_json(dest + ".json", record)
+    print(f"ours: {a.task} {a.contestant}: trained {train_seconds:.1f} s ({record['epochs']} epochs), "
+          f"{record['samples_per_second']:.0f} samples/s -> {dest}.npz", flush=True)
+    return record
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""The SBI benchmark's smoke mode (bench/sbi_benchmark/run.py --smoke) so its plumbing never rots:
+no torch environment, one tfcflow contestant on two_moons, a tiny model for 2 epochs. Accuracy is
+not asserted (the smoke 'reference' is a rejection-ABC sample), only that a result with a C2ST
+in [0, 1] and the summary appear, and that a rerun skips what is done."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUN = os.path.join(ROOT, "bench", "sbi_benchmark", "run.py")
+CONTESTANT = "tfcflow_cinn_affine"
+
+
+def _smoke(out):
+    cmd = [sys.executable, RUN, "--smoke", "--out", str(out), "--contestants", CONTESTANT]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sbi_smoke")
+    return out, _smoke(out)
+
+
+def test_smoke_writes_a_result_and_the_summary(smoke_run):
+    out, stdout = smoke_run
+    r = json.loads((out / "results" / f"two_moons__{CONTESTANT}.json").read_text())
+    assert r["smoke"] and r["task"] == "two_moons" and r["contestant"] == CONTESTANT
+    assert set(r["c2st"]) == {"1"} and all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in r["c2st"].values())
+    assert 0.0 <= r["c2st_mean"] <= 1.0 and r["train_seconds"] > 0 and r["samples_per_second"] > 0
+    assert r["command"] and r["versions"]["tfcflow"] and r["git_revision"]
+    summary = (out / "summary.md").read_text()
+    assert f"| {CONTESTANT} |" in summary and "SMOKE RUN" in summary
+    assert "SMOKE" in stdout
+
+
+def test_a_rerun_skips_the_done_task_and_contestant(smoke_run):
+    out, _ = smoke_run
+    result = out / "results" / f"two_moons__{CONTESTANT}.json"
+    mtime = result.stat().st_mtime_ns
+    again = _smoke(out)
+    started = [line for line in again.splitlines() if line.startswith("$ ")]
+    assert f"skip two_moons {CONTESTANT}" in again and not any("ours.py" in line for line in started)
+    assert result.stat().st_mtime_ns == mtime
