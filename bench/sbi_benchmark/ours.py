@@ -32,6 +32,10 @@ import common  # noqa: E402
 
 VERSIONS = ("tfcflow", "tensorflow", "keras", "tensorflow-probability", "numpy")
 
+#: the support of each task's prior where it is a box (sbibm's priors: uniform boxes; the others
+#: are Gaussian, hence unbounded): given to the models as ``bounds`` unless ``--no-bounds``
+PRIOR_BOXES = {"two_moons": (-1.0, 1.0, 2), "slcp": (-3.0, 3.0, 5), "gaussian_mixture": (-10.0, 10.0, 2)}
+
 
 def _model_classes():
     """``{contestant: model class}``, or exit with what the installed tfcflow lacks."""
@@ -69,6 +73,7 @@ def main(argv=None) -> dict:
     p.add_argument("--validation-fraction", type=float, default=0.1)
     p.add_argument("--patience", type=int, default=20)
     p.add_argument("--verbose", type=int, default=2, help="keras fit verbosity")
+    p.add_argument("--no-bounds", action="store_true", help="ignore the prior's box support")
     a = p.parse_args(argv)
     classes = _model_classes()
 
@@ -81,7 +86,9 @@ def main(argv=None) -> dict:
     coupling = a.rcf_coupling if a.contestant == "tfcflow_rcf" else a.contestant.rsplit("_", 1)[1]
     settings = {k: getattr(a, k) for k in ("depth", "width", "epochs", "batch_size", "lr", "clipnorm",
                                             "validation_fraction", "patience")}
-    settings.update(model=classes[a.contestant].__name__, coupling=coupling, standardize=True)
+    box = None if a.no_bounds else PRIOR_BOXES.get(a.task)
+    bounds = None if box is None else [[box[0], box[1]]] * box[2]
+    settings.update(model=classes[a.contestant].__name__, coupling=coupling, standardize=True, bounds=bounds)
 
     keras.utils.set_random_seed(a.seed)
     order = np.random.default_rng(a.seed).permutation(len(theta))
@@ -90,7 +97,7 @@ def main(argv=None) -> dict:
 
     t0 = time.perf_counter()
     model = classes[a.contestant](event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth,
-                                  width=a.width, coupling=coupling, standardize=True, seed=a.seed)
+                                  width=a.width, coupling=coupling, standardize=True, bounds=bounds, seed=a.seed)
     model.compile(optimizer=keras.optimizers.Adam(a.lr), clipnorm=a.clipnorm)
     fit_kwargs = {}
     if n_val:
@@ -110,7 +117,18 @@ def main(argv=None) -> dict:
     if not np.all(np.isfinite(samples)):
         raise SystemExit(f"ours.py: {a.contestant} drew non-finite samples on {a.task}")
 
-    record = {"task": a.task, "contestant": a.contestant, "num_simulations": int(len(theta)),
+    forward = {}
+    if hasattr(model, "infer_condition") and n_val:
+        # the relaxed-condition flow also predicts the observation from the parameters (its forward
+        # process): RMSE per dimension of x over the held-out simulations, relative to x's std (1 =
+        # no better than predicting the mean), and the share of variance explained
+        pred = np.asarray(model.infer_condition(theta[val]))
+        err = pred - x[val]
+        std = np.maximum(x[val].std(axis=0), 1e-12)
+        forward = {"forward_nrmse": float(np.mean(np.sqrt((err ** 2).mean(axis=0)) / std)),
+                   "forward_r2": float(np.mean(1.0 - (err ** 2).mean(axis=0) / std ** 2))}
+
+    record = {"task": a.task, **forward, "contestant": a.contestant, "num_simulations": int(len(theta)),
               "train_seconds": train_seconds, "sample_seconds": sample_seconds,
               "samples_per_second": samples.shape[0] * samples.shape[1] / sample_seconds,
               "epochs": len(history.history["loss"]), "seed": a.seed, "settings": settings,

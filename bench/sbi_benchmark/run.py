@@ -134,18 +134,22 @@ def summary(out: str) -> str:
                   "and tfcflow's own C2ST: these numbers say nothing about accuracy.", ""]
     lines += ["C2ST: accuracy of a classifier telling the contestant's posterior samples from the reference "
               "samples (0.5 = indistinguishable), mean over the observations; train: wall-clock seconds; "
-              "samples/s: posterior samples per second (after a warm-up call).", ""]
+              "samples/s: posterior samples per second (after a warm-up call); forward nRMSE: the "
+              "relaxed-condition flow's prediction of the observation x from theta (infer_condition) on the "
+              "held-out 10%, RMSE over x's std (1 = predicting the mean), with R^2.", ""]
     goals = []
     for task in tasks:
-        lines += [f"## {task}", "", "| contestant | C2ST mean | C2ST per observation | train s | epochs | samples/s |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"## {task}", "", "| contestant | C2ST mean | C2ST per observation | train s | epochs | samples/s "
+                  "| forward nRMSE (R^2) |", "|---|---|---|---|---|---|---|"]
         for c in common.CONTESTANTS:
             r = results.get((task, c))
             if r is None:
                 continue
             per = " ".join(f"{v:.3f}" for _, v in sorted(r["c2st"].items(), key=lambda kv: int(kv[0])))
             lines.append(f"| {c} | {r['c2st_mean']:.3f} | {per} | {r['train_seconds']:.0f} | {r.get('epochs', '-')} "
-                         f"| {r['samples_per_second']:.0f} |")
+                         f"| {r['samples_per_second']:.0f} | "
+                         + (f"{r['forward_nrmse']:.3f} ({r['forward_r2']:.3f})" if "forward_nrmse" in r else "-")
+                         + " |")
         lines.append("")
         best = lambda group: min((results[(task, c)]["c2st_mean"], c) for c in group  # noqa: E731
                                  if (task, c) in results) if any((task, c) in results for c in group) else None

@@ -31,7 +31,7 @@ def moments(batches: Iterable) -> tuple[np.ndarray, np.ndarray]:
     streaming pass (Chan et al.'s pairwise update, exact for any batching)."""
     count, mean, m2 = 0, None, None
     for batch in batches:
-        b = np.asarray(batch, np.float64).reshape(len(batch), -1)
+        b = (a := np.asarray(batch, np.float64)).reshape(len(a), int(np.prod(a.shape[1:])))  # empty: [0, D]
         if not len(b):
             continue
         if not np.isfinite(b).all():

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfcflow import _checks
 from tfcflow.bijectors.box_support import BoxSupport, check_bounds, outside_support
 from tfcflow.bijectors.flow_chain import FlowChain
 from tfcflow.bijectors.standardize import StandardizeLayer
@@ -143,7 +144,16 @@ class VectorFlowModel(ConditionalFlowModel):
 
     def _to_data_space(self, v):
         outer = self._outer_bijector()
-        return v if outer is None else outer.forward_and_log_det(v)[0]
+        if outer is None:
+            return v
+        x = outer.forward_and_log_det(v)[0]
+        if self.bounds is not None:
+            # far latents round onto a bound in float32 (sigmoid(20) == 1.0): keep samples strictly
+            # inside, where their density (and best_of_n's ranking) is defined
+            lo = np.array([-np.inf if a is None else a for a, _ in self.bounds], np.float32)
+            hi = np.array([np.inf if b is None else b for _, b in self.bounds], np.float32)
+            x = tf.clip_by_value(x, np.nextafter(lo, np.float32(np.inf)), np.nextafter(hi, np.float32(-np.inf)))
+        return x
 
     def _features(self, condition):
         """The vector the flow is conditioned on: ``[batch, feature_dim]``."""
@@ -170,7 +180,9 @@ class VectorFlowModel(ConditionalFlowModel):
         return lp if outside is None else tf.where(outside, tf.constant(-np.inf, lp.dtype), lp)
 
     def _training_losses(self, x, condition, seed):
-        v, ld, _ = self._to_flow_space(x)
+        v, ld, outside = self._to_flow_space(x)
+        if outside is not None:  # training data must lie inside the support (fit names the problem)
+            v = _checks.enforce(v, ~outside, "x lies outside the declared bounds")
         nll = -(self._flow_training_log_prob(v, self._features(condition), seed) + ld)
         return nll, nll
 

@@ -1,0 +1,535 @@
+"""The vector models' shared options (vector_flow.py): standardization, bounds, num_samples,
+summary networks. Every check is on the density's mathematics: change of variables, normalization,
+agreement of samples with log_prob, invariances."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcflow import _random
+from tfcflow.bijectors.box_support import BoxSupport
+from tfcflow.data import sbi_tasks
+from tfcflow.models import ConditionalRealNVP, RelaxedConditionFlow
+from tfcflow.networks import DeepSet, TimeSeriesNetwork
+from tests.helpers import copy_model, perturb
+
+MODELS = {"cinn": ConditionalRealNVP, "rcf": RelaxedConditionFlow}
+BOX = [[0.0, 1.0], [-1.0, 2.0]]
+LO, HI = np.array([b[0] for b in BOX]), np.array([b[1] for b in BOX])
+
+
+def make(kind="cinn", coupling="affine", condition_dim=3, init_seed=0, **overrides):
+    keras.utils.set_random_seed(init_seed)  # Keras' initializers: the same weights on every run
+    return MODELS[kind](2, condition_dim, **{"depth": 2, "width": 16, "coupling": coupling, "seed": 1, **overrides})
+
+
+def regression_data(n, seed=0, condition_dim=3):
+    """x [n, 2] depending nonlinearly on c [n, condition_dim] (float32)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((n, condition_dim))
+    x = np.stack([np.sin(c[:, 0]) + 0.3 * rng.standard_normal(n),
+                  c[:, 1] * c[:, 0] + 0.5 * rng.standard_normal(n)], 1)
+    return x.astype(np.float32), c.astype(np.float32)
+
+
+def box_data(n, seed=0):
+    """x inside BOX (Beta-distributed), c [n, 3]."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((n, 3)).astype(np.float32)
+    x = np.stack([rng.beta(2, 5, n), -1.0 + 3.0 * rng.beta(3, 2, n)], 1).astype(np.float32)
+    return x, c
+
+
+def grid(lo, hi, n=400):
+    """Midpoint grid over [lo0, hi0] x [lo1, hi1]: (points [n*n, 2], cell area, axes)."""
+    axes = [lo[d] + (hi[d] - lo[d]) * (np.arange(n) + 0.5) / n for d in range(2)]
+    g0, g1 = np.meshgrid(*axes, indexing="ij")
+    area = (hi[0] - lo[0]) * (hi[1] - lo[1]) / n ** 2
+    return np.stack([g0.ravel(), g1.ravel()], 1).astype(np.float32), area, axes
+
+
+def density_on_grid(model, condition_row, points):
+    c = np.repeat(condition_row[None], len(points), 0)
+    return np.exp(model.log_prob(points, c).numpy().astype(np.float64))
+
+
+@pytest.fixture(scope="module", params=["affine", "spline"])
+def boxed(request):
+    """A perturbed, standardized ConditionalRealNVP on BOX, adapted on data inside it."""
+    m = make(coupling=request.param, bounds=BOX)
+    x, c = box_data(1000, seed=1)
+    m.adapt(x, c)
+    # 0.1: generic, yet without spikes narrower than the integration grid (0.2 gave spline densities of
+    # 100+ that a 400 x 400 grid misses, and affine mass within 1e-6 of the boundary)
+    perturb(m, seed=4, scale=0.1)
+    return m
+
+
+# ---- standardization is part of the density ----------------------------------------------------------
+@pytest.mark.parametrize("kind", ["cinn", "rcf"])
+@pytest.mark.parametrize("coupling", ["affine", "spline"])
+def test_standardization_is_a_change_of_variables(kind, coupling):
+    x, c = regression_data(400, seed=2)
+    xr, cr = x * 1000.0 + 5.0, c * 100.0 - 7.0  # large offsets and scales
+    m = make(kind, coupling)
+    assert m.needs_adapting()
+    m.adapt(xr, cr)
+    assert not m.needs_adapting()
+    perturb(m, seed=5, scale=0.2)
+    twin = make(kind, coupling, standardize=False)
+    twin.flow.set_weights(m.flow.get_weights())
+
+    mx, sx = xr.astype(np.float64).mean(0), xr.astype(np.float64).std(0)
+    mc, sc = cr.astype(np.float64).mean(0), cr.astype(np.float64).std(0)
+    np.testing.assert_allclose(m.x_standardizer.loc.numpy(), mx, rtol=1e-6)
+    np.testing.assert_allclose(np.exp(m.x_standardizer.log_scale.numpy()), sx, rtol=1e-5)
+    np.testing.assert_allclose(m.condition_standardizer.loc.numpy(), mc, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.exp(m.condition_standardizer.log_scale.numpy()), sc, rtol=1e-5)
+
+    lp = m.log_prob(xr[:64], cr[:64]).numpy()
+    v = ((xr[:64] - mx) / sx).astype(np.float32)
+    f = ((cr[:64] - mc) / sc).astype(np.float32)
+    expected = twin.log_prob(v, f).numpy() - np.sum(np.log(sx))
+    np.testing.assert_allclose(lp, expected, rtol=1e-5, atol=1e-4)
+    # the twin's density is not a Gaussian in disguise: the flow matters
+    assert np.ptp(lp - (-0.5 * np.sum(v ** 2, 1))) > 0.1
+
+
+# ---- normalization ------------------------------------------------------------------------------------
+def test_bounded_density_integrates_to_one(boxed):
+    points, area, _ = grid(LO, HI)
+    _, c = box_data(3, seed=9)
+    for row in c[:2]:
+        p = density_on_grid(boxed, row, points)
+        assert np.all(np.isfinite(p))
+        assert abs(p.sum() * area - 1.0) < 5e-3, p.sum() * area
+
+
+@pytest.mark.parametrize("coupling", ["affine", "spline"])
+def test_unbounded_density_integrates_to_one(coupling):
+    x, c = regression_data(400, seed=3)
+    xr = x * np.array([3.0, 0.5], np.float32) + np.array([10.0, -4.0], np.float32)
+    m = make(coupling=coupling)
+    m.adapt(xr, c)
+    perturb(m, seed=6, scale=0.1)
+    mean, std = xr.mean(0), xr.std(0)
+    points, area, _ = grid(mean - 9 * std, mean + 9 * std)
+    p = density_on_grid(m, c[0], points)
+    assert abs(p.sum() * area - 1.0) < 5e-3, p.sum() * area
+
+
+# ---- bounds -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_samples_lie_inside_the_box(boxed, temperature):
+    _, c = box_data(2000, seed=10)
+    s = boxed.sample(c, temperature=temperature, seed=3).numpy()
+    assert np.all(np.isfinite(s))
+    assert np.all((LO <= s) & (s <= HI))
+    if temperature == 1.0:  # strictly inside, and a density there
+        assert np.all((LO < s) & (s < HI))
+        assert np.all(np.isfinite(boxed.log_prob(s, c).numpy()))
+
+
+def test_log_prob_outside_and_on_the_boundary_is_minus_inf(boxed):
+    x, c = box_data(8, seed=11)
+    bad = {1: [1.5, 0.0], 2: [0.0, 0.5], 3: [0.5, 2.0], 4: [-1e-3, 0.5], 6: [0.5, -1.0], 7: [1e6, -1e6]}
+    outside = np.zeros(8, bool)
+    for row, value in bad.items():
+        x[row] = value
+        outside[row] = True
+    lp = boxed.log_prob(x, c).numpy()
+    assert not np.any(np.isnan(lp))
+    np.testing.assert_array_equal(lp[outside], -np.inf)
+    assert np.all(np.isfinite(lp[~outside]))
+    # inside rows get the same density as without the outside rows in the batch
+    np.testing.assert_allclose(lp[~outside], boxed.log_prob(x[~outside], c[~outside]).numpy(), rtol=2e-5,
+                               atol=1e-4)
+
+    def loss_grads(xb, cb):
+        with tf.GradientTape() as tape:
+            lpb = boxed.log_prob(xb, cb)
+            loss = -tf.reduce_sum(tf.where(tf.math.is_finite(lpb), lpb, 0.0))
+        return tape.gradient(loss, boxed.trainable_variables)
+
+    mixed, inside_only = loss_grads(x, c), loss_grads(x[~outside], c[~outside])
+    for g_mixed, g_inside in zip(mixed, inside_only):
+        assert np.all(np.isfinite(g_mixed.numpy()))
+        np.testing.assert_allclose(g_mixed.numpy(), g_inside.numpy(), rtol=1e-4, atol=1e-5)
+    assert any(np.any(g.numpy() != 0) for g in inside_only)
+
+
+def test_training_loss_gradients_are_finite_near_the_boundary(boxed):
+    x, c = box_data(64, seed=12)
+    x[:4] = [[1e-6, 0.0], [1.0 - 1e-6, 0.0], [0.5, -1.0 + 1e-5], [0.5, 2.0 - 1e-5]]
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(boxed._training_losses(tf.constant(x), tf.constant(c), tf.constant([0, 0]))[0])
+    grads = tape.gradient(loss, boxed.trainable_variables)
+    assert np.isfinite(float(loss))
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads)
+
+
+@pytest.mark.parametrize("adapted", [False, True])
+def test_fit_on_x_outside_the_bounds_names_the_row(boxed, adapted):
+    x, c = box_data(64, seed=13)
+    x[5] = [0.5, 2.5]
+    m = copy_model(boxed)  # adapted
+    if not adapted:
+        m = make(coupling="affine", bounds=BOX)
+        assert m.needs_adapting()
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    with pytest.raises(ValueError, match=r"x row 5 lies outside the declared bounds"):
+        m.fit(x, c, batch_size=16, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"x row 5 lies outside the declared bounds"):
+        m.adapt(x, c)
+
+
+def test_fit_on_a_dataset_with_x_outside_the_bounds_is_an_error():
+    x, c = box_data(64, seed=13)
+    x[21] = [-0.5, 0.5]
+    ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(16)
+    m = make(bounds=BOX)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    with pytest.raises(ValueError, match=r"x row 5 lies outside"):  # row 5 of batch 1
+        m.fit(ds, epochs=1, verbose=0)
+
+
+def test_fit_of_an_adapted_model_on_a_dataset_with_x_outside_the_bounds_is_an_error():
+    x, c = box_data(64, seed=13)
+    m = make(bounds=BOX, depth=1)
+    m.adapt(x, c)
+    x[21] = [-0.5, 0.5]
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    # the training step refuses the batch in-graph; fit names the problem (and where) in one line
+    with pytest.raises(ValueError, match=r"^training data: x lies outside the declared bounds"):
+        m.fit(tf.data.Dataset.from_tensor_slices((x, c)).batch(16), epochs=1, verbose=0)
+
+
+# ---- samples follow log_prob -------------------------------------------------------------------------
+def test_samples_follow_the_density(boxed):
+    n = 20000
+    _, c = box_data(1, seed=14)
+    s = boxed.sample(np.repeat(c, n, 0), seed=5).numpy().astype(np.float64)
+    points, area, axes = grid(LO, HI)
+    p = density_on_grid(boxed, c[0], points) * area
+    p /= p.sum()
+    pts = points.astype(np.float64)
+    # moments: E[f] under the samples vs the grid integral, within 5 Monte-Carlo standard errors
+    for f in (lambda t: t[:, 0], lambda t: t[:, 1], lambda t: t[:, 0] ** 2, lambda t: t[:, 1] ** 2,
+              lambda t: t[:, 0] * t[:, 1]):
+        mc, exact = f(s).mean(), np.sum(p * f(pts))
+        assert abs(mc - exact) < 5 * f(s).std() / np.sqrt(n) + 2e-3, (mc, exact)
+    # 2-D histogram on 10 x 10 bins aligned with the grid cells: a chi-square test
+    bins = 10
+    cells = p.reshape(400, 400).reshape(bins, 40, bins, 40).sum(axis=(1, 3))
+    edges = [np.linspace(LO[d], HI[d], bins + 1) for d in range(2)]
+    counts, _, _ = np.histogram2d(s[:, 0], s[:, 1], bins=edges)
+    expected = n * cells
+    keep = expected >= 5
+    chi2 = np.sum((counts[keep] - expected[keep]) ** 2 / expected[keep])
+    dof = keep.sum() - 1
+    assert chi2 < dof + 5 * np.sqrt(2 * dof), (chi2, dof)
+    assert abs(counts[~keep].sum() - expected[~keep].sum()) < 5 * np.sqrt(expected[~keep].sum() + 1) + 1
+
+
+# ---- sample(num_samples=...) --------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=["cinn", "rcf"])
+def small(request):
+    m = make(request.param)
+    x, c = regression_data(200, seed=7)
+    m.adapt(x * 5 + 1, c * 2 - 1)
+    perturb(m, seed=8, scale=0.2)
+    return m
+
+
+def test_num_samples_is_the_repeated_condition(small):
+    _, c = regression_data(3, seed=15)
+    s = small.sample(c, num_samples=5, seed=7).numpy()
+    assert s.shape == (3, 5, 2)
+    one_per_row = small.sample(np.repeat(c, 5, 0), seed=7).numpy()
+    np.testing.assert_allclose(s, one_per_row.reshape(3, 5, 2), atol=1e-6)
+    # N different draws of each row, each a sample of its own row's condition
+    assert np.all(np.abs(np.diff(s, axis=1)).max(-1) > 0)
+    np.testing.assert_array_equal(small.sample(c, num_samples=5, seed=7).numpy(), s)
+    assert np.any(small.sample(c, num_samples=5, seed=8).numpy() != s)
+    assert small.sample(c, num_samples=1, seed=7).shape == (3, 1, 2)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7, None])
+def test_num_samples_does_not_depend_on_the_batch_size(small, batch_size):
+    _, c = regression_data(4, seed=16)
+    reference = small.sample(c, num_samples=6, seed=9, batch_size=24).numpy()
+    s = small.sample(c, num_samples=6, seed=9, batch_size=batch_size).numpy()
+    np.testing.assert_allclose(s, reference, atol=1e-5)
+
+
+def test_num_samples_as_a_tensor_in_a_graph(small):
+    _, c = regression_data(3, seed=17)
+    f = tf.function(lambda cond, n: small.sample(cond, num_samples=n, seed=11, batch_size=4))
+    eager = small.sample(c, num_samples=5, seed=11).numpy()
+    graph = f(tf.constant(c), tf.constant(5)).numpy()
+    assert graph.shape == (3, 5, 2)
+    np.testing.assert_allclose(graph, eager, atol=1e-5)
+    assert f(tf.constant(c), tf.constant(2)).shape == (3, 2, 2)  # the same trace, another N
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="num_samples must be >= 1"):
+        f(tf.constant(c), tf.constant(0))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, None])
+def test_bad_num_samples(small, bad):
+    _, c = regression_data(2, seed=18)
+    if bad is None:
+        assert small.sample(c, seed=1).shape == (2, 2)  # None = one per row
+        return
+    with pytest.raises(ValueError, match="num_samples must be"):
+        small.sample(c, num_samples=bad, seed=1)
+
+
+# ---- fit learns the standardization ------------------------------------------------------------------
+def _two_moons(n, seed):
+    rng = np.random.default_rng(seed)
+    theta = sbi_tasks.two_moons_prior(n, rng)
+    return theta, sbi_tasks.two_moons_simulator(theta, rng)
+
+
+def test_fit_adapts_and_learns_two_moons():
+    theta, y = _two_moons(2000, seed=0)
+    theta_test, y_test = _two_moons(1000, seed=1)
+    assert np.all(np.abs(theta) < 1) and np.all(np.abs(theta_test) < 1)
+    keras.utils.set_random_seed(0)
+    m = ConditionalRealNVP(2, 2, depth=2, width=32, bounds=[[-1, 1], [-1, 1]], seed=0)
+    before = copy_model(m)
+    assert m.needs_adapting()
+    m.compile(optimizer=keras.optimizers.Adam(5e-3))
+    hist = m.fit(theta, y, batch_size=100, epochs=6, verbose=0)
+    assert not m.needs_adapting()
+    # what fit learned is the statistics of the unbounded training x and of the condition
+    u = BoxSupport([[-1, 1], [-1, 1]]).inverse(theta).numpy().astype(np.float64)
+    np.testing.assert_allclose(m.x_standardizer.loc.numpy(), u.mean(0), atol=1e-5)
+    np.testing.assert_allclose(np.exp(m.x_standardizer.log_scale.numpy()), u.std(0), rtol=1e-5)
+    np.testing.assert_allclose(m.condition_standardizer.loc.numpy(), y.astype(np.float64).mean(0), atol=1e-6)
+    np.testing.assert_allclose(np.exp(m.condition_standardizer.log_scale.numpy()), y.astype(np.float64).std(0),
+                               rtol=1e-5)
+    assert np.all(np.isfinite(hist.history["loss"]))
+    before.adapt(theta, y)  # the same model with the same standardization, untrained
+    nll_before = -np.mean(before.log_prob(theta_test, y_test).numpy())
+    nll_after = -np.mean(m.log_prob(theta_test, y_test).numpy())
+    assert nll_after < nll_before - 0.5, (nll_before, nll_after)
+
+
+def test_fit_on_a_dataset_adapts_first():
+    x, c = regression_data(600, seed=4)
+    xr, cr = x * 50 + 3, c * 0.01
+    ds = tf.data.Dataset.from_tensor_slices((xr, cr)).batch(64)  # 10 batches, the last of 24
+    m = make("rcf")
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    hist = m.fit(ds, epochs=1, verbose=0)
+    assert not m.needs_adapting()
+    assert np.isfinite(hist.history["loss"][-1])
+    np.testing.assert_allclose(m.x_standardizer.loc.numpy(), xr.astype(np.float64).mean(0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.exp(m.x_standardizer.log_scale.numpy()), xr.astype(np.float64).std(0), rtol=1e-5)
+    np.testing.assert_allclose(np.exp(m.condition_standardizer.log_scale.numpy()), cr.astype(np.float64).std(0),
+                               rtol=1e-5)
+
+
+def test_adapt_on_a_dataset_reads_the_first_steps_batches():
+    x, c = regression_data(600, seed=5)
+    ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(50)
+    m = make()
+    m.adapt(ds, steps=3)
+    np.testing.assert_allclose(m.x_standardizer.loc.numpy(), x[:150].astype(np.float64).mean(0), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(np.exp(m.condition_standardizer.log_scale.numpy()), c[:150].std(0), rtol=1e-5)
+    m.adapt(ds, steps=None)
+    np.testing.assert_allclose(m.x_standardizer.loc.numpy(), x.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_constant_condition_dimension_trains():
+    x, c = regression_data(256, seed=6)
+    c[:, 1] = 5.0
+    m = make()
+    m.compile(optimizer=keras.optimizers.Adam(3e-3))
+    hist = m.fit(x, c, batch_size=64, epochs=2, verbose=0)
+    assert np.all(np.isfinite(hist.history["loss"]))
+    np.testing.assert_allclose(m.condition_standardizer.loc.numpy()[1], 5.0)
+    np.testing.assert_allclose(m.condition_standardizer.log_scale.numpy()[1], 0.0)
+    lp = m.log_prob(x, c).numpy()
+    assert np.all(np.isfinite(lp))
+    assert np.all(np.isfinite(m.sample(c[:8], seed=1).numpy()))
+
+
+# ---- summary networks ---------------------------------------------------------------------------------
+def _set_model():
+    keras.utils.set_random_seed(0)
+    m = ConditionalRealNVP(2, [None, 2], depth=2, width=16, summary_network=DeepSet(8, width=16), seed=0)
+    rng = np.random.default_rng(20)
+    theta = rng.standard_normal((64, 2)).astype(np.float32)
+    sets = (theta[:, None, :] + 0.5 * rng.standard_normal((64, 10, 2))).astype(np.float32)
+    return m, theta, sets
+
+
+def _series_model():
+    keras.utils.set_random_seed(0)
+    m = ConditionalRealNVP(2, [None, 1], depth=2, width=16,
+                           summary_network=TimeSeriesNetwork(8, filters=8, kernel_size=3, depth=2), seed=0)
+    rng = np.random.default_rng(21)
+    theta = rng.standard_normal((64, 2)).astype(np.float32)
+    t = np.arange(16)
+    series = (theta[:, :1, None] * np.sin(t)[None, :, None] + theta[:, 1:, None] * 0.1 * t[None, :, None]
+              + 0.1 * rng.standard_normal((64, 16, 1))).astype(np.float32)
+    return m, theta, series
+
+
+@pytest.fixture(scope="module", params=["deepset", "series"])
+def summarized(request):
+    m, theta, obs = {"deepset": _set_model, "series": _series_model}[request.param]()
+    m.adapt(theta * 3 + 1, obs)
+    perturb(m, seed=22, scale=0.2)
+    return m, theta * 3 + 1, obs
+
+
+def test_summary_log_prob_is_the_flow_on_the_summary(summarized):
+    m, x, obs = summarized
+    assert m.condition_standardizer is None and not m.needs_adapting()
+    lp = m.log_prob(x[:8], obs[:8]).numpy()
+    assert np.all(np.isfinite(lp))
+    # = the same flow conditioned on the summary network's output, with the standardization's log-det
+    v = m.x_standardizer.bijector().inverse(tf.constant(x[:8]))
+    features = m.summary_network(tf.constant(obs[:8]))
+    z, ld = m.flow.bijector(features).inverse_and_log_det(v)
+    expected = (-0.5 * np.sum(z.numpy() ** 2, 1) - np.log(2 * np.pi) + ld.numpy()
+                - np.sum(m.x_standardizer.log_scale.numpy()))
+    np.testing.assert_allclose(lp, expected, rtol=1e-5, atol=1e-4)
+    # the observation matters
+    assert np.all(lp != m.log_prob(x[:8], obs[8:16]).numpy())
+
+
+def test_deepset_log_prob_is_permutation_invariant():
+    m, theta, sets = _set_model()
+    perturb(m, seed=23, scale=0.2)
+    perm = np.random.default_rng(0).permutation(10)
+    lp = m.log_prob(theta[:16], sets[:16]).numpy()
+    np.testing.assert_allclose(m.log_prob(theta[:16], sets[:16, perm]).numpy(), lp, rtol=1e-5, atol=1e-5)
+    # a set of another size works (None dim) and changes the density
+    assert np.all(np.isfinite(m.log_prob(theta[:16], sets[:16, :4]).numpy()))
+
+
+def test_summary_sample_num_samples(summarized):
+    m, _, obs = summarized
+    s = m.sample(obs[:3], num_samples=4, seed=2, batch_size=5).numpy()
+    assert s.shape == (3, 4, 2)
+    np.testing.assert_allclose(s, m.sample(np.repeat(obs[:3], 4, 0), seed=2).numpy().reshape(3, 4, 2), atol=1e-5)
+
+
+def test_summary_every_variable_gets_a_gradient(summarized):
+    m, x, obs = summarized
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(m.log_prob(x[:32], obs[:32]))
+    grads = tape.gradient(loss, m.trainable_variables)
+    summary_ids = {id(v) for v in m.summary_network.trainable_variables}
+    flow_ids = {id(v) for v in m.flow.trainable_variables}
+    assert summary_ids and flow_ids and {id(v) for v in m.trainable_variables} == summary_ids | flow_ids
+    for v, g in zip(m.trainable_variables, grads):
+        assert g is not None and np.any(g.numpy() != 0), v.path
+
+
+def test_summary_save_load_round_trip(summarized, tmp_path):
+    m, x, obs = summarized
+    path = str(tmp_path / "summary.keras")
+    m.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded.summary_network) is type(m.summary_network)
+    np.testing.assert_array_equal(loaded.log_prob(x[:16], obs[:16]).numpy(), m.log_prob(x[:16], obs[:16]).numpy())
+    np.testing.assert_array_equal(loaded.sample(obs[:4], num_samples=3, seed=4).numpy(),
+                                  m.sample(obs[:4], num_samples=3, seed=4).numpy())
+
+
+def test_summary_config_round_trip(summarized):
+    m, x, obs = summarized
+    config = m.get_config()
+    net = config["summary_network"]
+    assert isinstance(net, dict) and net["class_name"] == type(m.summary_network).__name__
+    assert net["config"]["summary_dim"] == 8
+    clone = ConditionalRealNVP.from_config(config)
+    assert type(clone.summary_network) is type(m.summary_network)
+    assert clone.summary_network is not m.summary_network
+    assert clone.summary_network.get_config() == m.summary_network.get_config()
+    assert clone.get_config() == config
+    clone.set_weights(m.get_weights())
+    np.testing.assert_allclose(clone.log_prob(x[:8], obs[:8]).numpy(), m.log_prob(x[:8], obs[:8]).numpy(),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_summary_condition_of_the_wrong_shape(summarized):
+    m, x, obs = summarized
+    with pytest.raises(ValueError, match="condition must have shape"):
+        m.log_prob(x[:4], obs[:4, :, 0])  # rank 2
+    with pytest.raises(ValueError, match="condition must have shape"):
+        m.log_prob(x[:4], obs[:4, None])  # rank 4
+    with pytest.raises(ValueError, match="condition must have shape"):
+        m.sample(np.concatenate([obs[:4], obs[:4]], -1), seed=0)  # feature size
+
+
+def test_summary_network_from_a_config_file_dict():
+    m = ConditionalRealNVP(2, [None, 2], depth=1, width=8, summary_network={"class": "DeepSet", "summary_dim": 4,
+                                                                            "width": 8})
+    assert isinstance(m.summary_network, DeepSet) and m.feature_dim == 4
+    with pytest.raises(ValueError, match="unknown class"):
+        ConditionalRealNVP(2, [None, 2], summary_network={"class": "Nope"})
+
+
+# ---- RelaxedConditionFlow.infer_condition in the condition's units ------------------------------------
+def test_infer_condition_is_in_the_condition_units():
+    x, c = regression_data(300, seed=8)
+    xr, cr = x * 10 + 2, c * 100 + 7
+    m = make("rcf")
+    m.adapt(xr, cr)
+    perturb(m, seed=24, scale=0.2)
+    mx, sx = xr.astype(np.float64).mean(0), xr.astype(np.float64).std(0)
+    mc, sc = cr.astype(np.float64).mean(0), cr.astype(np.float64).std(0)
+    inferred = m.infer_condition(xr[:16]).numpy()
+    assert inferred.shape == (16, 3)
+    # by hand: v = (x - m) / s, [z, c~] = f^-1([v, 0]), c = c~ * s_c + m_c
+    v = ((xr[:16] - mx) / sx).astype(np.float32)
+    latent = m.flow.bijector().inverse(tf.constant(np.concatenate([v, np.zeros((16, 3), np.float32)], 1)))
+    c_tilde = latent.numpy()[:, m.latent_dim:].astype(np.float64)
+    np.testing.assert_allclose(inferred, c_tilde * sc + mc, rtol=1e-4, atol=1e-3)
+    # a twin without standardization, same flow: infers c~ in standardized units
+    twin = make("rcf", standardize=False)
+    twin.flow.set_weights(m.flow.get_weights())
+    np.testing.assert_allclose(inferred, twin.infer_condition(v).numpy() * sc + mc, rtol=1e-4, atol=1e-3)
+    # with padding noise: the same map of c~, the noise in the padding slots
+    x0 = m.padding_noise * _random.normal(tf.constant([16, 3]), _random.seed_tensor(5))
+    latent = m.flow.bijector().inverse(tf.concat([tf.constant(v), x0], 1))
+    np.testing.assert_allclose(m.infer_condition(xr[:16], padding_seed=5).numpy(),
+                               latent.numpy()[:, m.latent_dim:] * sc + mc, rtol=1e-4, atol=1e-3)
+    # sampling is the way back: at temperature 0, z = 0 and c~ = the standardized condition, and the
+    # sample is the first D entries of f([0, c~]) in x's units
+    f = ((cr[:16] - mc) / sc).astype(np.float32)
+    padded = m.flow.bijector().forward(tf.constant(np.concatenate([np.zeros((16, m.latent_dim), np.float32), f], 1)))
+    np.testing.assert_allclose(m.sample(cr[:16], temperature=0.0, seed=0).numpy(),
+                               padded.numpy()[:, :2] * sx + mx, rtol=1e-4, atol=1e-3)
+
+
+# ---- save / load keeps the standardization ------------------------------------------------------------
+def test_save_load_keeps_standardization_and_bounds(tmp_path):
+    m = make(coupling="spline", bounds=BOX)
+    x, c = box_data(500, seed=2)
+    m.adapt(x, c * 30 + 4)
+    perturb(m, seed=25, scale=0.2)
+    path = str(tmp_path / "std.keras")
+    m.save(path)
+    loaded = keras.models.load_model(path)
+    assert type(loaded) is ConditionalRealNVP and loaded.bounds == m.bounds
+    assert loaded.get_config() == m.get_config()
+    for name in ("x_standardizer", "condition_standardizer"):
+        a, b = getattr(m, name), getattr(loaded, name)
+        assert b.is_adapted
+        np.testing.assert_array_equal(b.loc.numpy(), a.loc.numpy())
+        np.testing.assert_array_equal(b.log_scale.numpy(), a.log_scale.numpy())
+    assert not loaded.needs_adapting()
+    xt = x[:32].copy()
+    xt[0] = [1.5, 0.0]  # outside: -inf in both
+    lp = loaded.log_prob(xt, c[:32] * 30 + 4).numpy()
+    np.testing.assert_array_equal(lp, m.log_prob(xt, c[:32] * 30 + 4).numpy())
+    assert lp[0] == -np.inf and np.all(np.isfinite(lp[1:]))
+    np.testing.assert_array_equal(loaded.sample(c[:8], seed=3).numpy(), m.sample(c[:8], seed=3).numpy())
