@@ -15,14 +15,13 @@ directions: one network evaluation gives the output and its log-det. Without a c
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import keras
 import tensorflow as tf
 
 from tfcflow.bijectors import affine_scale
 from tfcflow.bijectors.flow_bijector import FlowBijector
-from tfcflow.bijectors.flow_layer import FlowLayer
+from tfcflow.bijectors.coupling_layer import CouplingLayer
 
 
 class ConditionalAffineCoupling(FlowBijector):
@@ -91,8 +90,8 @@ class ConditionalAffineCoupling(FlowBijector):
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
-class AffineCouplingLayer(FlowLayer):
-    """Owns the coupling network. Conditional when built with a ``condition_shape``.
+class AffineCouplingLayer(CouplingLayer):
+    """Owns the coupling network (coupling_layer.py). Conditional when built with a ``condition_shape``.
 
     Args:
       network: a Keras layer taking ``[untouched, condition]`` (or ``[untouched]``) and returning
@@ -101,53 +100,20 @@ class AffineCouplingLayer(FlowLayer):
       flip, scale, clamp: see ``ConditionalAffineCoupling``.
     """
 
+    PARAMS = "shift and scale"
+
     def __init__(self, network: keras.layers.Layer, flip: bool = False, scale: str = "exp_tanh",
                  clamp: float = 2.0, **kwargs):
-        super().__init__(**kwargs)
-        self.network = network
-        self.flip = bool(flip)
+        super().__init__(network, flip=flip, **kwargs)
         self.scale = affine_scale.check_scale_kind(scale)
         self.clamp = float(clamp)
-        self._conditional = False
 
-    @property
-    def conditional(self) -> bool:
-        return self._conditional
+    def params_per_feature(self) -> int:
+        return 2
 
-    def build(self, input_shape, condition_shape=None):
-        super().build(input_shape)
-        channels = int(input_shape[-1])
-        if channels < 2:
-            raise ValueError(f"{self.name}: a coupling needs at least 2 features/channels to split, "
-                             f"got input shape {list(input_shape)}")
-        k = channels // 2
-        untouched = channels - k if self.flip else k
-        transformed = channels - untouched
-        self._conditional = condition_shape is not None
-        shapes = [tuple(input_shape[:-1]) + (untouched,)]
-        if self._conditional:
-            shapes.append(tuple(condition_shape))
-        if not self.network.built:  # deserialized layers arrive with their network already built
-            self.network.build(shapes)
-        out = getattr(self.network, "output_units", None) or getattr(self.network, "output_channels", None)
-        if out is not None and out != 2 * transformed:
-            raise ValueError(f"{self.name}: the network must output 2 * {transformed} = {2 * transformed} "
-                             f"features (shift and scale of the transformed part), it outputs {out}")
-
-    def bijector(self, condition: Optional[tf.Tensor] = None) -> ConditionalAffineCoupling:
-        if self._conditional and condition is None:
-            raise ValueError(f"{self.name}: this coupling was built with a condition; got condition=None")
-        if not self._conditional and condition is not None:
-            raise ValueError(f"{self.name}: this coupling was built without a condition; got one")
+    def _view(self, condition) -> ConditionalAffineCoupling:
         return ConditionalAffineCoupling(self.network, condition, flip=self.flip, scale=self.scale,
                                          clamp=self.clamp, event_ndims=self.event_ndims, name=self.name)
 
     def get_config(self):
-        return {**super().get_config(), "network": keras.saving.serialize_keras_object(self.network),
-                "flip": self.flip, "scale": self.scale, "clamp": self.clamp}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["network"] = keras.saving.deserialize_keras_object(config["network"])
-        return cls(**config)
+        return {**super().get_config(), "scale": self.scale, "clamp": self.clamp}

@@ -39,7 +39,7 @@ import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
 
 from tfcflow.bijectors.flow_bijector import FlowBijector
-from tfcflow.bijectors.flow_layer import FlowLayer
+from tfcflow.bijectors.coupling_layer import CouplingLayer
 
 MIN_BIN_SIZE = 1e-3
 MIN_SLOPE = 1e-3
@@ -152,7 +152,7 @@ class ConditionalSplineCoupling(FlowBijector):
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
-class SplineCouplingLayer(FlowLayer):
+class SplineCouplingLayer(CouplingLayer):
     """Owns the coupling network. Conditional when built with a ``condition_shape``. Vectors only.
 
     Args:
@@ -162,57 +162,25 @@ class SplineCouplingLayer(FlowLayer):
       flip, bins, bound: see ``ConditionalSplineCoupling``.
     """
 
+    PARAMS = "bin widths, heights and knot slopes"
+
     def __init__(self, network: keras.layers.Layer, flip: bool = False, bins: int = 8, bound: float = 3.0,
                  **kwargs):
-        super().__init__(**kwargs)
-        self.network = network
-        self.flip = bool(flip)
+        super().__init__(network, flip=flip, **kwargs)
         self.bins, self.bound = check_spline_args(bins, bound)
-        self._conditional = False
 
-    @property
-    def conditional(self) -> bool:
-        return self._conditional
+    def params_per_feature(self) -> int:
+        return params_per_feature(self.bins)
 
     def build(self, input_shape, condition_shape=None):
-        super().build(input_shape)
-        if self.event_ndims != 1:
+        if len(input_shape) != 2:
             raise ValueError(f"{self.name}: spline couplings take vectors [batch, D], "
                              f"got an input of shape {list(input_shape)}")
-        channels = int(input_shape[-1])
-        if channels < 2:
-            raise ValueError(f"{self.name}: a coupling needs at least 2 features to split, "
-                             f"got input shape {list(input_shape)}")
-        k = channels // 2
-        untouched = channels - k if self.flip else k
-        transformed = channels - untouched
-        self._conditional = condition_shape is not None
-        shapes = [tuple(input_shape[:-1]) + (untouched,)]
-        if self._conditional:
-            shapes.append(tuple(condition_shape))
-        if not self.network.built:  # deserialize_keras_object has already rebuilt a saved network
-            self.network.build(shapes)
-        out = getattr(self.network, "output_units", None)
-        want = params_per_feature(self.bins) * transformed
-        if out is not None and out != want:
-            raise ValueError(f"{self.name}: the network must output (3 * bins - 1) * {transformed} = {want} "
-                             f"features (bins={self.bins}: widths, heights, slopes of the transformed part), "
-                             f"it outputs {out}")
+        super().build(input_shape, condition_shape)
 
-    def bijector(self, condition: Optional[tf.Tensor] = None) -> ConditionalSplineCoupling:
-        if self._conditional and condition is None:
-            raise ValueError(f"{self.name}: this coupling was built with a condition; got condition=None")
-        if not self._conditional and condition is not None:
-            raise ValueError(f"{self.name}: this coupling was built without a condition; got one")
+    def _view(self, condition) -> ConditionalSplineCoupling:
         return ConditionalSplineCoupling(self.network, condition, flip=self.flip, bins=self.bins,
                                          bound=self.bound, event_ndims=self.event_ndims, name=self.name)
 
     def get_config(self):
-        return {**super().get_config(), "network": keras.saving.serialize_keras_object(self.network),
-                "flip": self.flip, "bins": self.bins, "bound": self.bound}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["network"] = keras.saving.deserialize_keras_object(config["network"])
-        return cls(**config)
+        return {**super().get_config(), "bins": self.bins, "bound": self.bound}
