@@ -93,8 +93,9 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         for layer in self._flatten_layers():
             if isinstance(layer, FlowSequence):
                 layer.fused_steps = value.fused_steps
-        # Keras keeps its traced step functions: drop them so the next fit/evaluate retraces
+        # Keras keeps its traced step functions: drop them (and ours) so the next call retraces
         self.train_function = self.test_function = self.predict_function = None
+        self.__dict__.pop("_sample_many_graph", None)
 
     def _in_sub_batches(self, fn, *batched):
         """``fn(*batched)`` in ``execution.sub_batches`` sub-batches; while one is traced,
@@ -172,7 +173,16 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
             return _checks.finite_samples(self._in_sub_batches(lambda ci: self._sample(ci, temperature, seed), c))
         n = _checks.check_count(num_samples, "num_samples")
         rows = DEFAULT_SAMPLE_ROWS if batch_size is None else _checks.check_positive_int(batch_size, "batch_size")
-        x = _checks.finite_samples(self._sample_many(c, n, temperature, seed, rows))
+        if tf.executing_eagerly():
+            # one traced graph for the chunk loop (op-by-op eager execution of a flow is several
+            # times slower), retraced only for a new condition shape or batch_size
+            fn = self.__dict__.get("_sample_many_graph")
+            if fn is None:
+                fn = tf.function(self._sample_many, reduce_retracing=True)
+                object.__setattr__(self, "_sample_many_graph", fn)  # not a Keras-tracked attribute
+            x = _checks.finite_samples(fn(c, tf.constant(n, tf.int32), temperature, seed, rows))
+        else:
+            x = _checks.finite_samples(self._sample_many(c, n, temperature, seed, rows))
         return tf.reshape(x, tf.concat([[tf.shape(c)[0], n], tf.shape(x)[1:]], 0))
 
     def _sample_many(self, c, n, temperature, seed, rows: int) -> tf.Tensor:
