@@ -6,6 +6,8 @@
     tfcflow data skimage-patches --name NAME --data-dir DIR [--patch-size N] [--test-images K]
     tfcflow export RUN_DIR --base DIR [--name NAME] [--version V] [--max-n N] [--no-ema]
     tfcflow evaluate RUN_DIR [--no-ema] [--max-examples N] [--hook training/TASK/evaluate.py]
+    tfcflow sample RUN_DIR INPUT... --out DIR [--temperature T] [--best-of N] [--seed S] [--mask FILE]
+                   [--pad] [--overwrite] [--no-ema]
 """
 from __future__ import annotations
 
@@ -90,6 +92,125 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _sample(args) -> int:
+    """Image files (or folders of them) as conditions -> one result PNG each in --out, plus a sheet
+    (input | result) in --out/sheets. A bad file gets one line and the others are still done."""
+    import numpy as np
+
+    from tfcflow import images, trainer
+
+    def say(message):
+        print(f"tfcflow sample: {message}", file=sys.stderr)
+
+    try:
+        if args.best_of < 1:
+            raise ValueError(f"--best-of must be >= 1, got {args.best_of}")
+        if args.temperature is not None and not (args.temperature >= 0 and args.temperature != float("inf")):
+            raise ValueError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+        if os.path.isfile(args.out):
+            raise ValueError(f"--out {args.out} is a file, not a folder")
+        cfg = trainer.run_config(args.run)
+        data = cfg.get("data", {})
+        task = data.get("task") if data.get("source", "tfds") == "tfds" else data.get("source")
+        if task not in images.IMAGE_TASKS:
+            raise ValueError(f"{args.run} is a {task} run; sample takes image-conditioned runs "
+                             f"({', '.join(images.IMAGE_TASKS)})")
+        factor = int(data.get("factor", 4)) if task == "super_resolution" else 1
+        if args.mask is not None and task != "inpainting":
+            raise ValueError(f"--mask is for inpainting runs; {args.run} is a {task} run")
+        mask = mask_folder = None
+        if args.mask is not None:
+            if os.path.isdir(args.mask):
+                mask_folder = args.mask
+            elif os.path.exists(args.mask):
+                mask = images.read_mask(args.mask)
+            else:
+                raise ValueError(f"--mask {args.mask} does not exist")
+        temperature = args.temperature
+        if temperature is None:
+            temperature = float(cfg.get("eval", {}).get("temperature", 1.0))
+        files, problems = images.list_images(args.inputs)
+        model = trainer.load_run(args.run, use_ema=not args.no_ema)
+    except (FileNotFoundError, ValueError) as e:
+        say(e)
+        return 2
+    except Exception as e:  # a checkpoint that cannot be restored, ...
+        say(f"{args.run}: cannot load the model ({type(e).__name__}: {_first_line(e)})")
+        return 2
+
+    levels = int(getattr(model, "num_levels", 0) or 0)
+    condition_channels = int(model.condition_shape[-1])
+    trained = "x".join("?" if d is None else str(d) for d in model.condition_shape)
+    sheets = os.path.join(args.out, "sheets")
+    failed = len(problems)
+    for line in problems:
+        say(line)
+    written, claimed = [], {}
+    try:
+        from tqdm import tqdm
+        progress = tqdm(files, desc="tfcflow sample", unit="image", file=sys.stderr, disable=not sys.stderr.isatty())
+        report = lambda line: tqdm.write(f"tfcflow sample: {line}", file=sys.stderr)  # noqa: E731
+    except ImportError:
+        progress, report = files, say
+    for path in progress:
+        name = os.path.splitext(os.path.basename(path))[0] + ".png"
+        target, sheet = os.path.join(args.out, name), os.path.join(sheets, name)
+        try:
+            if name in claimed:
+                raise images.ImageError(f"{path}: {claimed[name]} writes {target} too; rename one of them")
+            claimed[name] = path
+            for out in (target, sheet):
+                if os.path.exists(out) and not args.overwrite:
+                    raise images.ImageError(f"{path}: {out} exists; pass --overwrite to replace it")
+            image = images.read_image(path)
+            this_mask = mask
+            if mask_folder is not None:
+                this_mask = _mask_for(images, mask_folder, path)
+            prepared = images.prepare_condition(task, image, condition_channels=condition_channels, levels=levels,
+                                                factor=factor, mask=this_mask, pad=args.pad, path=path)
+            condition = prepared.condition[None]
+            try:
+                if args.best_of > 1:
+                    x, _ = model.best_of_n(condition, args.best_of, temperature=temperature, seed=args.seed)
+                else:
+                    x = model.sample(condition, temperature=temperature, seed=args.seed)
+            except Exception as e:  # the model refused this input (e.g. a size it was not built for)
+                shape = prepared.condition.shape
+                if any(d is not None and d != g for d, g in zip(model.condition_shape, shape)):
+                    raise images.ImageError(
+                        f"{path}: the model cannot take this {'x'.join(map(str, shape))} condition (it was trained "
+                        f"on {trained} conditions): {_first_line(e)}") from None
+                raise images.ImageError(f"{path}: sampling failed ({type(e).__name__}: {_first_line(e)})") from None
+            result = prepared.finish(np.asarray(x)[0])
+            images.save_png(result, target, overwrite=args.overwrite)
+            images.save_png(images.side_by_side([prepared.preview, result]), sheet, overwrite=args.overwrite)
+            written.append(target)
+        except images.ImageError as e:
+            failed += 1
+            report(e)
+        except Exception as e:  # OSError writing, ...: this file failed, the others go on
+            failed += 1
+            report(f"{path}: failed ({type(e).__name__}: {_first_line(e)})")
+    print(json.dumps({"out": args.out, "written": written, "sheets": sheets if written else None,
+                      "failed": failed, "temperature": temperature, "best_of": args.best_of, "seed": args.seed},
+                     indent=1))
+    return 2 if failed else 0
+
+
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:limit]
+
+
+def _mask_for(images, folder, path):
+    """The mask of ``path`` in a --mask folder: the file of the same base name (any image type)."""
+    base = os.path.splitext(os.path.basename(path))[0]
+    for name in sorted(os.listdir(folder)):
+        if os.path.splitext(name)[0] == base and images.is_image_name(name):
+            return images.read_mask(os.path.join(folder, name))
+    raise images.ImageError(f"{path}: no mask {base}.png (or .jpg) in --mask folder {folder}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tfcflow", description="Conditional normalizing flows for TensorFlow.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -140,6 +261,28 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-examples", type=int, default=None)
     v.add_argument("--hook", default=None, help="a task's evaluate.py to run as well (e.g. PSNR of best-of-10)")
     v.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("sample", help="run a trained image model on image files (super-resolution, inpainting, "
+                                      "colorization)")
+    s.add_argument("run", metavar="RUN", help="a run folder written by `tfcflow train`")
+    s.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files (PNG / JPEG) or folders of them: low-resolution images for super-resolution, "
+                        "grayscale images for colorization, images (with --mask) for inpainting")
+    s.add_argument("--out", required=True, metavar="DIR",
+                   help="folder of the results: DIR/NAME.png and DIR/sheets/NAME.png")
+    s.add_argument("--temperature", type=float, default=None, metavar="T",
+                   help="latent temperature (default: the run's eval.temperature)")
+    s.add_argument("--best-of", type=int, default=1, metavar="N",
+                   help="draw N samples per input and keep the most likely one")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="sampling seed (the same for every input)")
+    s.add_argument("--mask", default=None, metavar="FILE",
+                   help="inpainting: a mask image (white = missing) for every input, or a folder of masks named like "
+                        "the inputs (default: the central square)")
+    s.add_argument("--pad", action="store_true", help="reflection-pad inputs of an invalid size to the next valid "
+                                                      "one and crop the results back")
+    s.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
+    s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their EMA")
+    s.set_defaults(func=_sample)
     return p
 
 
