@@ -175,8 +175,51 @@ def test_bad_requests_get_readable_errors(exported):
     bad[0, 0] = np.nan
     with pytest.raises(tf.errors.InvalidArgumentError, match="x contains NaN or inf"):
         rcf["log_prob"](x=tf.constant(bad), condition=tf.constant(models["rcf"][2]["condition"]))
-    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):  # wrong size: the input spec
+    # any size is accepted, but x must be the condition's size x factor (2 here)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="x height and width must be the condition height and width x factor 2"):
         s["log_prob"](x=tf.constant(np.zeros((5, 16, 16, 1), np.uint8)), condition=tf.constant(c))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"divisible by 2\^levels = 4"):
+        s["log_prob"](x=tf.constant(np.zeros((5, 12, 10, 1), np.uint8)), condition=tf.constant(np.zeros((5, 6, 5, 1),
+                                                                                                          np.uint8)))
+    with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):  # wrong channels: the input spec
+        s["log_prob"](x=tf.constant(np.zeros((5, 8, 8, 3), np.uint8)), condition=tf.constant(c))
+
+
+def test_image_signatures_take_any_size_in_a_fresh_process(exported, tmp_path):
+    """Trained at 8x8, served at 16x24 (condition 8x12) by a process that imports only TensorFlow."""
+    base, models = exported
+    model, path, inputs = models["glow"]
+    spec = tf.saved_model.load(path).signatures["log_prob"].structured_input_signature[1]
+    assert spec["x"].shape.as_list() == [None, None, None, 1]
+    assert spec["condition"].shape.as_list() == [None, None, None, 1]
+    rng = np.random.default_rng(3)
+    big = dict(inputs, x=rng.integers(0, 256, (5, 16, 24, 1)).astype(np.uint8),
+               condition=rng.integers(0, 256, (5, 8, 12, 1)).astype(np.uint8))
+    npz = str(tmp_path / "big_inputs.npz")
+    np.savez(npz, **big)
+    _, a = _probe(path, npz, str(tmp_path / "big.npz"))
+    lp = model.log_prob(big["x"], big["condition"]).numpy()
+    np.testing.assert_allclose(a["log_prob/log_prob"], lp, rtol=1e-5)
+    np.testing.assert_allclose(a["log_prob/bits_per_dim"], -lp / (16 * 24 * np.log(2)), rtol=1e-5)
+    in_memory = np.round(model.sample(big["condition"], temperature=0.7, seed=11).numpy() * 255).astype(np.uint8)
+    assert a["sample/samples"].shape == (5, 16, 24, 1) and a["sample/samples"].dtype == np.uint8
+    np.testing.assert_allclose(a["sample/samples"], in_memory, atol=1)
+    assert a["best_of_n/samples"].shape == (5, 16, 24, 1)
+    assert a["sample_many/samples"].shape == (5, 3, 16, 24, 1)
+
+
+def test_max_pixels_is_enforced_in_the_graph(exported):
+    base, models = exported
+    s = tf.saved_model.load(models["glow"][1]).signatures
+    assert export.MAX_PIXELS == 1024 * 1024
+    x = tf.zeros((1, 1024, 1028, 1), tf.uint8)  # divisible by 4, one row of 1028 too many
+    c = tf.zeros((1, 512, 514, 1), tf.uint8)
+    pattern = r"at most max_pixels = 1048576 pixels \(height x width\) per image"
+    with pytest.raises(tf.errors.InvalidArgumentError, match="x may have " + pattern):
+        s["log_prob"](x=x, condition=c)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
+        s["sample"](condition=c, temperature=tf.constant(0.5), seed=tf.constant(1, tf.int64))
 
 
 def test_client_requests_match_the_signatures(exported):

@@ -20,6 +20,17 @@ models only)
 Dtypes: image models take and return raw 8-bit images (``uint8 [batch, H, W, C]``; image
 conditions ``uint8`` too) -- dequantization and scaling run inside the graph; vector models take
 ``float32 [batch, D]``. ``condition`` of a class-conditional image model is ``float32 [batch, K]``.
+
+Image sizes: image models are fully convolutional, so their signatures take any size: ``x`` is
+``[batch, None, None, C]`` (H, W divisible by ``2^levels``) and an image ``condition``
+``[batch, None, None, c]`` (x's size / the model's ``factor``); samples of a condition have its
+size x factor; a class-conditional model samples at its default size (``event_shape``'s H, W;
+exporting one without a default size is refused). ``bits_per_dim`` divides by each request's
+H * W * C. One image may have at most ``max_pixels`` pixels (H * W of x, or of the samples a
+condition asks for; default ``MAX_PIXELS`` = 1024 * 1024, a few GB of activations per image for a
+mid-sized Glow), checked in the graph before any flow op: a larger request fails with
+InvalidArgumentError "... at most max_pixels = ... pixels ...". The batch is not bounded here (the
+server's batching limits it).
 ``temperature`` is a ``float32`` scalar (>= 0), ``seed`` an ``int64`` scalar, ``n`` an ``int32``
 scalar (1 <= n <= ``max_n``, default 64), ``num_samples`` an ``int32`` scalar (1 <= num_samples <=
 ``max_samples``, default 100,000; drawn ``sample_rows`` rows at a time, so memory stays bounded).
@@ -28,8 +39,9 @@ Same seed, same samples, in any process: the random draws
 are stateless Philox (tfcflow._random), and no signature is XLA-compiled (XLA would change them).
 
 Bad requests fail inside the graph with ``InvalidArgumentError`` naming the problem (batch
-mismatch between x and condition, temperature < 0, n out of range, NaN inputs); wrong shapes or
-dtypes are rejected by the signature's input spec.
+mismatch between x and condition, temperature < 0, n out of range, NaN inputs, image sizes not
+divisible by 2^levels, x not the condition's size x factor, more than max_pixels); wrong ranks,
+channel counts or dtypes are rejected by the signature's input spec.
 """
 from __future__ import annotations
 
@@ -45,26 +57,61 @@ from tfcflow.callbacks import ema_swapped
 
 MAX_N = 64
 MAX_SAMPLES = 100_000
+MAX_PIXELS = 1024 * 1024
 
 
 def _specs(model):
     from tfcflow.models.image_flow import ImageFlowModel
 
     image = isinstance(model, ImageFlowModel)
-    x = tf.TensorSpec((None,) + tuple(model.event_shape), tf.uint8 if image else tf.float32, name="x")
     cond_image = image and len(model.condition_shape) == 3
-    c = tf.TensorSpec((None,) + tuple(model.condition_shape), tf.uint8 if cond_image else tf.float32,
-                      name="condition")
+    if not image:
+        x_shape, c_shape = tuple(model.event_shape), tuple(model.condition_shape)
+    else:  # any size: only the channels are fixed
+        x_shape = (None, None, model.event_shape[-1])
+        c_shape = (None, None, model.condition_shape[-1]) if cond_image else tuple(model.condition_shape)
+        if not cond_image and model.default_size is None:
+            raise ValueError(f"a class-conditional image model samples at its default size, and this one has none "
+                             f"(event_shape {tuple(model.event_shape)}): build it with event_shape (H, W, C) to "
+                             f"export it")
+    x = tf.TensorSpec((None,) + x_shape, tf.uint8 if image else tf.float32, name="x")
+    c = tf.TensorSpec((None,) + c_shape, tf.uint8 if cond_image else tf.float32, name="condition")
     return image, x, c
 
 
-def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES) -> tuple[tf.Module, dict]:
+def _at_most_pixels(t, pixels, max_pixels: int, what: str):
+    """``t`` once ``pixels`` (int64: H * W of one image) <= max_pixels (an in-graph check)."""
+    from tfcflow.models.image_blocks import assert_in_graph
+
+    return assert_in_graph(t, pixels <= max_pixels, f"{what} may have at most max_pixels = {max_pixels} pixels "
+                                                    f"(height x width) per image; got", pixels)
+
+
+def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES,
+                   max_pixels: int = MAX_PIXELS) -> tuple[tf.Module, dict]:
     """A ``tf.Module`` holding the model's variables and its signature functions."""
     image, x_spec, c_spec = _specs(model)
     temperature = tf.TensorSpec([], tf.float32, name="temperature")
     seed = tf.TensorSpec([], tf.int64, name="seed")
     n_spec = tf.TensorSpec([], tf.int32, name="n")
-    per_dim = float(np.prod(model.event_shape)) * math.log(2.0)
+
+    def per_dim(x):
+        if not image:
+            return float(np.prod(model.event_shape)) * math.log(2.0)
+        return tf.cast(tf.reduce_prod(tf.shape(x)[1:]), tf.float32) * math.log(2.0)  # this request's H*W*C
+
+    def check_x(x):
+        if not image:
+            return x
+        hw = tf.cast(tf.shape(x)[1:3], tf.int64)
+        return _at_most_pixels(x, hw[0] * hw[1], max_pixels, "x")
+
+    def check_condition(c):
+        """Image conditions: the samples' size (condition size x factor) within max_pixels."""
+        if not (image and len(model.condition_shape) == 3):
+            return c
+        hw = tf.cast(tf.shape(c)[1:3], tf.int64) * model.factor
+        return _at_most_pixels(c, hw[0] * hw[1], max_pixels, "samples (condition size x factor)")
 
     def to_output(samples):
         return tf.cast(tf.round(samples * 255.0), tf.uint8) if image else samples
@@ -76,15 +123,18 @@ def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES) ->
 
     @tf.function(input_signature=[x_spec, c_spec])
     def log_prob(x, condition):
+        x = check_x(x)
         lp = model.log_prob(x, condition)
-        return {"log_prob": lp, "bits_per_dim": -lp / per_dim}
+        return {"log_prob": lp, "bits_per_dim": -lp / per_dim(x)}
 
     @tf.function(input_signature=[c_spec, temperature, seed])
     def sample(condition, temperature, seed):
+        condition = check_condition(condition)
         return {"samples": to_output(model.sample(condition, temperature=temperature, seed=seed))}
 
     @tf.function(input_signature=[c_spec, n_spec, temperature, seed])
     def best_of_n(condition, n, temperature, seed):
+        condition = check_condition(condition)
         best, lp = model.best_of_n(condition, n, temperature=temperature, seed=seed, max_n=max_n)
         return {"samples": to_output(best), "log_prob": lp}
 
@@ -93,6 +143,7 @@ def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES) ->
         from tfcflow import _checks
         num_samples = _checks.enforce(num_samples, (num_samples >= 1) & (num_samples <= max_samples),
                                       f"num_samples must be in [1, {max_samples}]")
+        condition = check_condition(condition)
         return {"samples": to_output(model.sample(condition, temperature=temperature, seed=seed,
                                                   num_samples=num_samples))}
 
@@ -117,11 +168,12 @@ def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES) ->
 
 
 def save(model, export_dir: str, version: Optional[int] = None, model_name: Optional[str] = None,
-         max_n: int = MAX_N, use_ema: bool = True, max_samples: int = MAX_SAMPLES) -> str:
+         max_n: int = MAX_N, use_ema: bool = True, max_samples: int = MAX_SAMPLES, max_pixels: int = MAX_PIXELS) -> str:
     """Exports ``model`` to ``export_dir/<model_name>/<version>/`` (TF Serving's layout) and returns
     that path. ``model_name`` defaults to the model's name; ``version`` to one more than the highest
     version already there. With ``use_ema`` (default) the optimizer's EMA weights are exported when
-    the model has them. Existing versions are never overwritten."""
+    the model has them. Existing versions are never overwritten. ``max_pixels``: the largest image
+    (H * W) an image model's signatures accept (module docstring)."""
     name = model_name or model.name
     base = os.path.join(export_dir, name)
     if version is None:
@@ -134,7 +186,7 @@ def save(model, export_dir: str, version: Optional[int] = None, model_name: Opti
         raise ValueError(f"{path} already exists; TF Serving versions are immutable: pick another version")
     context = ema_swapped(model) if (use_ema and getattr(model, "optimizer", None) is not None) else nullcontext()
     with context:
-        module, signatures = serving_module(model, max_n, max_samples)
+        module, signatures = serving_module(model, max_n, max_samples, max_pixels)
         tmp = path + ".tmp"
         tf.saved_model.save(module, tmp, signatures=signatures)
     os.replace(tmp, path)  # a half-written export never appears under a version number

@@ -80,7 +80,8 @@ class SqueezeLayer(FlowLayer):
     def output_shape_for(self, input_shape):
         b, h, w, c = input_shape
         f = self.factor
-        return (b, h // f, w // f, c * f * f)
+        # None: an image size known only at run time (fully convolutional flows)
+        return (b, None if h is None else h // f, None if w is None else w // f, c * f * f)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}

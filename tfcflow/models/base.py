@@ -209,7 +209,7 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         # in a graph (a SavedModel signature): one chunk traced, run in a loop
         starts = tf.range(0, total, rows)
         out = tf.TensorArray(tf.float32, size=tf.size(starts), infer_shape=False,
-                             element_shape=tf.TensorShape([None]).concatenate(self.event_shape))
+                             element_shape=tf.TensorShape([None] * (1 + len(self.event_shape))))
         i = tf.constant(0)
         _, out = tf.while_loop(lambda i, out: i < tf.size(starts),
                                lambda i, out: (i + 1, out.write(i, chunk(starts[i]))), [i, out])

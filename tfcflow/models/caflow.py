@@ -36,24 +36,25 @@ Options:
 - ``dual_glow``: DUAL-GLOW's assumption, P(L | D) = prod_i P(L_i | D_i): G_i is one level of
   M conditional steps on L_i conditioned on D_i only, no cross-scale terms.
 
-The condition image is resized (bicubic) to the target's spatial size before R, so D_i and L_i share
-resolutions (x4 super-resolution feeds the upsampled low-resolution image, as in the paper's setup);
-R models that continuous image (values in [-0.5, 0.5], plus 1/256-wide uniform noise in training).
+The condition image is resized (bicubic) by ``factor`` to the target's spatial size before R, so D_i
+and L_i share resolutions (x4 super-resolution feeds the upsampled low-resolution image, as in the
+paper's setup); R models that continuous image (values in [-0.5, 0.5], plus 1/256-wide uniform
+noise in training). All three flows are fully convolutional: one set of weights serves every
+target size divisible by 2^n (latent shapes are computed from the condition's size x factor).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfcflow import _random
 from tfcflow.bijectors import FlowBijector, FlowSequence, SqueezeLayer
 from tfcflow.bijectors.dequantize import BINS, UniformDequantization, add_uniform_noise
-from tfcflow.bijectors.multiscale import MultiScale
+from tfcflow.bijectors.multiscale import MultiScale, flatten_pieces, spatial_size, unflatten_pieces
 from tfcflow.models.gaussian import standard_normal_log_prob
-from tfcflow.models.image_blocks import check_image_shape, flow_step, transition_step
+from tfcflow.models.image_blocks import flow_step, transition_step
 from tfcflow.models.image_flow import ImageFlowModel
 from tfcflow.models.multiscale_flow import MultiScaleFlow, initialize_levels
 
@@ -76,41 +77,44 @@ class AutoregressiveLatents(FlowBijector):
       target: the MultiScale view of T.
       g_view: ``g_view(i, latents) -> MultiScale`` view of G_i, its conditions bound (latents
         ``[L_0, ..]`` coarsest first; only ``L_<i`` are read).
-      g_piece_shapes: per G_i, the shapes of its pieces.
-      image_shape: ``(H, W, C)``.
+      g_piece_layout: per G_i, ``(f, c)`` per piece: ``[H / f, W / f, c]`` for targets ``[H, W, C]``.
+      size: ``(H, W)`` of the targets (ints or scalar tensors).
     """
 
-    def __init__(self, target: MultiScale, g_view, g_piece_shapes, image_shape,
+    def __init__(self, target: MultiScale, g_view, g_piece_layout, size,
                  validate_args: bool = False, name: str = "caflow_latents"):
         self._target = target
         self._g_view = g_view
-        self._g_piece_shapes = [list(p) for p in g_piece_shapes]
-        self._image_shape = tuple(image_shape)
-        self._sizes = [int(np.prod(s)) for shapes in self._g_piece_shapes for s in shapes]
+        self._g_layout = [list(p) for p in g_piece_layout]
+        self._size = list(size)
+        self._channels = target.channels
         super().__init__(event_ndims=3, latent_event_ndims=1, name=name, validate_args=validate_args)
 
     @property
     def piece_shapes(self) -> list:
-        return [s for shapes in self._g_piece_shapes for s in shapes]
+        h, w = self._size
+        return [(h // f, w // f, c) for layout in self._g_layout for f, c in layout]
+
+    @property
+    def piece_sizes(self) -> list:
+        return [h * w * c for h, w, c in self.piece_shapes]
 
     def _inverse_and_log_det(self, y):
         pieces, total = self._target.encode(y)
         latents = pieces[::-1]
         zs = []
-        for i in range(len(self._g_piece_shapes)):
+        for i in range(len(self._g_layout)):
             z, ld = self._g_view(i, latents).encode(latents[i])
             zs += z
             total += ld
-        batch = tf.shape(y)[0]
-        return tf.concat([tf.reshape(p, tf.stack([batch, -1])) for p in zs], axis=-1), total
+        return flatten_pieces(zs), total
 
     def _forward_and_log_det(self, z):
-        batch = tf.shape(z)[0]
-        flat = tf.split(z, self._sizes, axis=-1)
+        flat = unflatten_pieces(z, self.piece_shapes)
         latents, total, k = [], tf.zeros(tf.shape(z)[:1], z.dtype), 0
-        for i, shapes in enumerate(self._g_piece_shapes):
-            pieces = [tf.reshape(flat[k + m], tf.concat([[batch], s], 0)) for m, s in enumerate(shapes)]
-            k += len(shapes)
+        for i, layout in enumerate(self._g_layout):
+            pieces = flat[k:k + len(layout)]
+            k += len(layout)
             l_i, ld = self._g_view(i, latents).decode(pieces)
             latents.append(l_i)
             total += ld
@@ -118,16 +122,18 @@ class AutoregressiveLatents(FlowBijector):
         return y, total + ld
 
     def _forward_event_shape(self, input_shape):
-        return tf.TensorShape(self._image_shape)
+        h, w = (d if isinstance(d, int) else None for d in self._size)
+        return tf.TensorShape([h, w, self._channels])
 
     def _inverse_event_shape(self, output_shape):
-        return tf.TensorShape([sum(self._sizes)])
+        h, w = output_shape[0], output_shape[1]
+        return tf.TensorShape([h * w * self._channels if h is not None and w is not None else None])
 
     def _forward_event_shape_tensor(self, input_shape):
-        return tf.constant(self._image_shape, tf.int32)
+        return tf.stack([*self._size, self._channels])
 
     def _inverse_event_shape_tensor(self, output_shape):
-        return tf.constant([sum(self._sizes)], tf.int32)
+        return tf.reshape(tf.reduce_prod(output_shape), [1])
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
@@ -136,8 +142,11 @@ class CAFlow(ImageFlowModel):
 
     Args (the shared vocabulary: docs/architecture.md; the paper's three flows force three depths
     and two widths):
-      event_shape: ``(H, W, C)`` of the target w; H, W divisible by ``2^levels``.
-      condition_shape: ``(h, w, c)`` of the condition image y (resized to H x W).
+      event_shape: ``(H, W, C)`` of the target w -- H, W a default size (None, None: none); targets
+        may have any H, W divisible by ``2^levels`` (see ``ImageFlowModel``).
+      condition_shape: ``(h, w, c)`` of the condition image y (h, w may be None), resized by
+        ``factor`` to the target's size.
+      factor: target size = condition size x factor (default: from the two shapes, else 1).
       levels: number of scales n.
       condition_depth: flow steps per level of R.
       target_depth: flow steps per level of T.
@@ -150,37 +159,34 @@ class CAFlow(ImageFlowModel):
       transition_steps, scale, clamp, lu, seed: as in ``MultiScaleFlow``.
     """
 
-    def __init__(self, event_shape: Sequence[int], condition_shape: Sequence[int], levels: int = 3,
-                 condition_depth: int = 16, target_depth: int = 32, depth: int = 12, width: int = 64,
+    def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]],
+                 levels: int = 3, condition_depth: int = 16, target_depth: int = 32, depth: int = 12, width: int = 64,
                  conditional_width: int = 32, regularization: float = 0.01, weight_sharing: bool = False,
                  dual_glow: bool = False, transition_steps: int = 2, scale: str = "exp_tanh", clamp: float = 2.0,
-                 lu: bool = True, seed: int = 0, **kwargs):
-        event_shape = tuple(int(d) for d in event_shape)
-        condition_shape = tuple(int(d) for d in condition_shape)
-        check_image_shape(event_shape, levels, name="image")
+                 lu: bool = True, seed: int = 0, factor: Optional[int] = None, **kwargs):
         if len(condition_shape) != 3:
-            raise ValueError(f"CAFlow conditions are images (h, w, c); got condition_shape {condition_shape}")
+            raise ValueError(f"CAFlow conditions are images (h, w, c); got condition_shape {tuple(condition_shape)}")
         if regularization < 0:
             raise ValueError(f"regularization must be >= 0, got {regularization}")
         if weight_sharing and dual_glow:
             raise ValueError("weight_sharing applies to CAFLOW's cross-scale functions; dual_glow has none")
-        super().__init__(event_shape, condition_shape, levels, **kwargs)
+        super().__init__(event_shape, condition_shape, levels, factor=factor, **kwargs)
         self._record_config(locals())
         self.regularization = float(regularization)
         self.dual_glow = bool(dual_glow)
         self.weight_sharing = bool(weight_sharing)
         self.n = int(levels)
-        h, w, _ = event_shape
-        self._resized_condition_shape = (h, w, condition_shape[-1])
+        h, w, _ = self.event_shape
         common = dict(width=width, transition_steps=transition_steps, learned_prior=False, scale=scale, clamp=clamp,
                       lu=lu)
         self.condition_flow = MultiScaleFlow(levels, condition_depth, seed=seed, name="R", **common)
-        self.condition_flow.build((None,) + self._resized_condition_shape)
+        self.condition_flow.build((None, h, w, self.condition_shape[-1]))  # the condition resized to the target's size
         self.target_flow = MultiScaleFlow(levels, target_depth, seed=seed + 1, name="T", **common)
-        self.target_flow.build((None,) + event_shape)
-        # paper index i: 0 = coarsest; the multi-scale pieces come finest first
-        self._l_shapes = self.target_flow.piece_shapes[::-1]
-        self._d_shapes = self.condition_flow.piece_shapes[::-1]
+        self.target_flow.build((None,) + self.event_shape)
+        # paper index i: 0 = coarsest; the multi-scale pieces come finest first. Layouts (f, c):
+        # [H / f, W / f, c] for targets [H, W, C]
+        self._l_layout = self.target_flow.piece_layout[::-1]
+        self._d_layout = self.condition_flow.piece_layout[::-1]
         self._g_args = dict(hidden=conditional_width, steps=depth,
                             transitions=transition_steps, scale=scale, clamp=clamp, lu=lu, seed=seed + 2)
         self._shared = {}
@@ -188,10 +194,15 @@ class CAFlow(ImageFlowModel):
         self.built = True
 
     # ---- structure -------------------------------------------------------------------------------
-    def _level_layer(self, name, in_shape, cond_channels, squeeze):
-        """M conditional steps at ``in_shape``, then (squeeze) squeeze + transitions."""
+    def _shape(self, layout):
+        """``(h, w, c)`` of an activation of ``layout`` ``(f, c)`` at the default size (None: any)."""
+        f, c = layout
+        return tuple(None if d is None else d // f for d in self.event_shape[:2]) + (c,)
+
+    def _level_layer(self, name, in_layout, cond_channels, squeeze):
+        """M conditional steps at ``in_layout``, then (squeeze) squeeze + transitions."""
         a = self._g_args
-        h, w, c = in_shape
+        h, w, c = self._shape(in_layout)
         steps = []
         for k in range(a["steps"]):
             steps += flow_step(f"{name}_k{k}", c, a["hidden"], True, True, a["scale"], a["clamp"], a["lu"],
@@ -205,33 +216,32 @@ class CAFlow(ImageFlowModel):
         return layer
 
     def _build_g(self, i):
-        """The level layers of G_i (normalizing order) and the shapes of its pieces."""
-        l_shape, d_shape = self._l_shapes[i], self._d_shapes[i]
+        """The level layers of G_i (normalizing order) and the layouts ``(f, c)`` of its pieces,
+        relative to the targets (``pieces``) and to L_i (``layout``)."""
+        l_layout, d_layout = self._l_layout[i], self._d_layout[i]
         if self.dual_glow:
-            layer = self._level_layer(f"G{i}_f{i}", l_shape, d_shape[-1], squeeze=False)
-            return dict(levels=[layer], pieces=[l_shape], conds=[("D", i)])
+            layer = self._level_layer(f"G{i}_f{i}", l_layout, d_layout[-1], squeeze=False)
+            return dict(levels=[layer], pieces=[l_layout], layout=[(1, l_layout[1])], conds=[("D", i)])
         levels, pieces, conds = [], [], []
-        shape = l_shape
+        layout = l_layout
         for j in range(i, -1, -1):
-            cond_channels = self._d_shapes[j][-1] + (0 if j == i else self._l_shapes[j][-1])
+            cond_channels = self._d_layout[j][-1] + (0 if j == i else self._l_layout[j][-1])
             squeeze = j > 0
             share_key = j if (self.weight_sharing and j < i) else None
             if share_key is not None and share_key in self._shared:
                 layer = self._shared[share_key]
             else:
                 name = f"G{i}_f{j}" if share_key is None else f"Gshared_f{j}"
-                layer = self._level_layer(name, shape, cond_channels, squeeze)
+                layer = self._level_layer(name, layout, cond_channels, squeeze)
                 if share_key is not None:
                     self._shared[share_key] = layer
             levels.append(layer)
             conds.append(("D", j) if j == i else ("DL", j))
-            h, w, c = shape
             if squeeze:
-                pieces.append((h // 2, w // 2, 2 * c))
-                shape = (h // 2, w // 2, 2 * c)
-            else:
-                pieces.append(shape)
-        return dict(levels=levels, pieces=pieces, conds=conds)
+                layout = (2 * layout[0], 2 * layout[1])
+            pieces.append(layout)
+        relative = [(f // l_layout[0], c) for f, c in pieces]
+        return dict(levels=levels, pieces=pieces, layout=relative, conds=conds)
 
     @property
     def num_level_functions(self) -> int:
@@ -242,13 +252,15 @@ class CAFlow(ImageFlowModel):
         g = self.autoregressive[i]
         cond = [d[j] if kind == "D" else tf.concat([d[j], l[j]], axis=-1) for kind, j in g["conds"]]
         views = [layer.bijector(c) for layer, c in zip(g["levels"], cond)]
-        return MultiScale(views, [None] * (len(views) - 1), self._l_shapes[i], g["pieces"], name=f"G{i}")
+        # used through encode/decode only, which need no size
+        return MultiScale(views, [None] * (len(views) - 1), g["layout"], name=f"G{i}")
 
     # ---- densities ---------------------------------------------------------------------------------
     def _condition_image(self, condition):
-        h, w, _ = self._resized_condition_shape
-        if tuple(condition.shape[1:3]) != (h, w):
-            condition = tf.image.resize(condition, (h, w), method="bicubic")
+        """The condition at the target's size (its size x factor)."""
+        if self.factor != 1:
+            condition = tf.image.resize(condition, [d * self.factor for d in spatial_size(condition)],
+                                        method="bicubic")
         return condition
 
     def _encode_condition(self, condition, noise=None):
@@ -261,8 +273,10 @@ class CAFlow(ImageFlowModel):
 
     def _bijector(self, d) -> AutoregressiveLatents:
         """The latent bijection for condition latents ``d`` (coarsest first)."""
-        return AutoregressiveLatents(self.target_flow.bijector(), lambda i, latents: self._g_bijector(i, d, latents),
-                                     [g["pieces"] for g in self.autoregressive], self.event_shape)
+        size = [2 * s for s in spatial_size(d[-1])]  # the finest D is at H/2 x W/2
+        return AutoregressiveLatents(self.target_flow.bijector(size=size),
+                                     lambda i, latents: self._g_bijector(i, d, latents),
+                                     [g["pieces"] for g in self.autoregressive], size)
 
     def _features(self, condition):
         return self._encode_condition(condition)[0]
@@ -276,7 +290,7 @@ class CAFlow(ImageFlowModel):
 
     def _training_losses(self, bins, condition, seed):
         v = bins + self._training_noise("uniform", tf.shape(bins), seed)
-        y_shape = tf.concat([tf.shape(bins)[:1], self._resized_condition_shape], 0)
+        y_shape = tf.concat([tf.shape(bins)[:3], [self.condition_shape[-1]]], 0)  # the resized condition's
         y_noise = self._training_noise("uniform", y_shape, _random.fold_in(seed, 1))
         d, log_p_y = self._encode_condition(condition, noise=y_noise)
         nll = -self._log_prob_given(v, d)

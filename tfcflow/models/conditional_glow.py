@@ -7,12 +7,12 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 
 from tfcflow.bijectors.dequantize import UniformDequantization
-from tfcflow.models.image_blocks import check_image_shape
+from tfcflow.bijectors.multiscale import spatial_size
 from tfcflow.models.image_flow import ImageFlowModel
 from tfcflow.models.multiscale_flow import MultiScaleFlow
 from tfcflow.networks import ConditionEncoder
@@ -20,40 +20,46 @@ from tfcflow.networks import ConditionEncoder
 
 @keras.saving.register_keras_serializable(package="tfcflow")
 class ConditionalGlow(ImageFlowModel):
-    """Conditional multi-scale Glow (SRFlow design).
+    """Conditional multi-scale Glow (SRFlow design), fully convolutional: one set of weights for
+    every image size divisible by ``2^levels``.
 
     Args (the shared vocabulary: docs/architecture.md):
-      event_shape: ``(H, W, C)`` of x; H and W divisible by ``2^levels``.
-      condition_shape: an image ``(h, w, c)`` (any size: resized to H x W by the encoder; e.g. a
-        low-resolution image, a masked image + mask, a grayscale image) or a vector ``(d,)``
-        (e.g. a one-hot class).
+      event_shape: ``(H, W, C)`` of x -- H, W a default size (None, None: none); x may have any
+        H, W divisible by ``2^levels`` (see ``ImageFlowModel``).
+      condition_shape: an image ``(h, w, c)`` (h, w may be None; resized by ``factor`` to the
+        target's size by the encoder; e.g. a low-resolution image, a masked image + mask, a
+        grayscale image) or a vector ``(d,)`` (e.g. a one-hot class, broadcast over any size).
+      factor: target size = image condition size x factor (default: from the two shapes, else 1).
       levels, depth, width, transition_steps, injector, learned_prior, prior_width, scale, clamp,
         lu, seed: see ``MultiScaleFlow`` (depth = flow steps per level).
       encoder_width: channels of the condition encoder's features.
     """
 
-    def __init__(self, event_shape: Sequence[int], condition_shape: Sequence[int], levels: int = 3,
-                 depth: int = 8, width: int = 64, transition_steps: int = 2, encoder_width: int = 32,
+    def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]],
+                 levels: int = 3, depth: int = 8, width: int = 64, transition_steps: int = 2, encoder_width: int = 32,
                  injector: bool = True, learned_prior: bool = True, prior_width: int = 32,
-                 scale: str = "exp_tanh", clamp: float = 2.0, lu: bool = True, seed: int = 0, **kwargs):
-        event_shape = tuple(int(d) for d in event_shape)
-        check_image_shape(event_shape, levels, name="image")
+                 scale: str = "exp_tanh", clamp: float = 2.0, lu: bool = True, seed: int = 0,
+                 factor: Optional[int] = None, **kwargs):
         if len(condition_shape) not in (1, 3):
             raise ValueError(f"condition_shape must be an image (h, w, c) or a vector (d,), got "
                              f"{tuple(condition_shape)}")
-        super().__init__(event_shape, condition_shape, levels, **kwargs)
+        super().__init__(event_shape, condition_shape, levels, factor=factor, **kwargs)
         self._record_config(locals())
-        self.encoder = ConditionEncoder(event_shape[:2], levels, encoder_width, name="encoder")
-        self.encoder.build((None,) + tuple(condition_shape))
+        self.encoder = ConditionEncoder(levels, encoder_width, factor=self.factor, name="encoder")
+        self.encoder.build((None,) + tuple(self.condition_shape))
         self.flow = MultiScaleFlow(levels, depth, width, transition_steps, injector, learned_prior, prior_width,
                                    scale, clamp, lu=lu, seed=seed, name="flow")
-        self.flow.build((None,) + event_shape, self.encoder.feature_shapes())
+        self.flow.build((None,) + self.event_shape, self.encoder.feature_shapes(self.default_size))
         self.built = True
 
     def _features(self, condition):
-        return self.encoder(condition)
+        return self._features_at(condition, self._target_size(condition))
+
+    def _features_at(self, condition, size):
+        return self.encoder(condition, size=size)
 
     def _latent_bijector(self, features):
+        # the size of the images comes with the features (level 0's are at H/2 x W/2)
         return self.flow.bijector(features)
 
     def _piece_levels(self):
@@ -61,4 +67,4 @@ class ConditionalGlow(ImageFlowModel):
 
     def _data_init_dequantized(self, v, condition, force):
         y, _ = UniformDequantization().inverse_and_log_det(v)
-        self.flow.data_init(y, self.encoder(condition), force=force)
+        self.flow.data_init(y, self._features_at(condition, spatial_size(y)), force=force)

@@ -1,6 +1,8 @@
 """Builders of the image flow steps (Glow / SRFlow / CAFLOW Appendix A)."""
 from __future__ import annotations
 
+import tensorflow as tf
+
 from tfcflow.bijectors import (ActNormLayer, AffineCouplingLayer, AffineInjectorLayer,
                                InvertibleConv1x1Layer)
 from tfcflow.networks import ConvNetwork
@@ -32,13 +34,43 @@ def flow_step(prefix: str, channels: int, hidden_channels: int, conditional: boo
 
 
 def check_image_shape(shape, levels: int, name: str = "image") -> None:
-    """H and W must be divisible by 2**levels (one squeeze per level)."""
-    if len(shape) != 3:
-        raise ValueError(f"{name} shape must be (height, width, channels), got {tuple(shape)}")
+    """A shape ``(H, W, C)``: H and W (None = any size) divisible by 2**levels (one squeeze per level)."""
+    if len(shape) != 3 or shape[-1] is None:
+        raise ValueError(f"{name} shape must be (height, width, channels) with a known channel count "
+                         f"(height and width may be None: any size), got {tuple(shape)}")
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
         raise ValueError(f"levels must be an integer >= 1, got {levels!r}")
+    if (shape[0] is None) != (shape[1] is None):
+        raise ValueError(f"{name} shape: give both height and width, or neither (None, None: any size); "
+                         f"got {tuple(shape)}")
     f = 2 ** levels
     h, w, _ = shape
-    if h % f or w % f:
+    if h is not None and (h % f or w % f):
         raise ValueError(f"{name} size {h}x{w} is not divisible by 2^levels = {f} (levels={levels}); "
                          f"use fewer levels or resize/pad the images")
+
+
+def assert_in_graph(value, ok, message: str, *data):
+    """``value`` (a tensor or a nest) behind an assertion that raises InvalidArgumentError(``message``,
+    then ``data``: e.g. the offending size) when ``ok`` fails -- for a size known only when the graph
+    runs. Everything computed from the returned tensors waits for the assertion, so a bad size is
+    reported by it, not by some squeeze deep inside the flow."""
+    with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(ok), [message, *data])]):
+        return tf.nest.map_structure(tf.identity, value)
+
+
+def check_divisible_size(t: tf.Tensor, levels: int, name: str) -> tf.Tensor:
+    """``t`` (NHWC), once its H and W are divisible by 2**levels: ValueError when the size is static
+    (always so eagerly), else an in-graph InvalidArgumentError naming the size."""
+    f = 2 ** levels
+    h, w = t.shape[1], t.shape[2]
+    if h is not None and w is not None:
+        if h % f or w % f:
+            raise ValueError(f"{name} size {h}x{w} is not divisible by 2^levels = {f} (levels={levels}): "
+                             f"a multi-scale flow squeezes H and W by 2 at each level; resize, crop or pad "
+                             f"to a multiple of {f}")
+        return t
+    size = tf.shape(t)[1:3]
+    return assert_in_graph(t, tf.equal(size % f, 0),
+                           f"{name} height and width must be divisible by 2^levels = {f} (levels={levels}); "
+                           f"got height, width =", size)

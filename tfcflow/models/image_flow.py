@@ -11,7 +11,7 @@ are rejected). The flow models dequantized values (dequantize.py):
   what the SavedModel serves. It is not a bound and can sit well above it on images with many
   saturated pixels (MNIST);
 - ``log_prob_bound(x, c, seed)``: the bound for given inputs;
-- ``bits_per_dim(x, c) = -log_prob / (D log 2)``;
+- ``bits_per_dim(x, c) = -log_prob / (D log 2)``, D = H * W * C of each image;
 - ``sample`` returns float images in [0, 1] on the 8-bit grid (samples are quantized).
 
 Image-shaped conditions are given like images (uint8 or [0, 1] floats) and reach the networks in
@@ -19,11 +19,19 @@ Image-shaped conditions are given like images (uint8 or [0, 1] floats) and reach
 
 Temperatures: a float, or one float per level (per-scale temperatures, finest level first); a
 level's temperature scales the latents that generate the target's latent at that level.
+
+Any size: the flows are fully convolutional, so what a model fixes is the channel count C, the
+number of levels and the condition's resize ``factor`` -- not H x W. ``event_shape=(H, W, C)``
+gives a default size (what sampling from a vector condition uses; the size checked by nothing
+else), ``(None, None, C)`` none. x may be any ``H x W`` divisible by ``2^levels`` (else a ValueError
+eagerly, an InvalidArgumentError in a graph, naming the size); an image condition is
+``H / factor x W / factor`` (super-resolution: factor > 1; inpainting, colorization: 1), and
+samples of a condition take its size x factor.
 """
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,8 +39,10 @@ from tensorflow_probability import bijectors as tfb, distributions as tfd
 
 from tfcflow import _checks, _random
 from tfcflow.bijectors.dequantize import BINS, UniformDequantization, add_uniform_noise, quantize
+from tfcflow.bijectors.multiscale import spatial_size
 from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.gaussian import standard_normal_log_prob
+from tfcflow.models.image_blocks import assert_in_graph, check_divisible_size, check_image_shape
 
 
 def to_bins(x, name: str) -> tf.Tensor:
@@ -80,23 +90,66 @@ class ImageFlowModel(ConditionalFlowModel):
 
         _features(condition)        -> what the latent bijector is conditioned on (any nest)
         _latent_bijector(features)  -> FlowBijector y [b, H, W, C] -> z [b, D], with ``piece_shapes``
+                                       and ``piece_sizes`` at the size the features imply
         _piece_levels()             -> the level (0 = finest) whose temperature scales each piece
         _data_init_dequantized(v, condition, force)
+
+    and, when the features depend on the target size beyond what the condition says (a vector
+    condition broadcast over the image), ``_features_at(condition, size)``.
+
+    Args:
+      event_shape: ``(H, W, C)``: H, W a default size, or None (see module docstring).
+      condition_shape: ``(h, w, c)`` image (h, w may be None) or ``(d,)`` vector.
+      levels: scales of the flow (x's H and W divisible by 2^levels).
+      factor: target size = image condition size x factor; None: ``H / h`` when both sizes are
+        given (an integer, the same for H and W), else 1.
 
     ``distribution(c)`` is over the dequantized values ``v`` in [0, 256) (a continuous density
     needs a continuous space); ``log_prob`` is the discrete one of 8-bit x (see module docstring)."""
 
     PER_DIM_METRIC = "bits_per_dim"
 
-    def __init__(self, event_shape: Sequence[int], condition_shape: Sequence[int], levels: int, **kwargs):
-        super().__init__(event_shape, condition_shape, **kwargs)
+    def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]], levels: int,
+                 factor: Optional[int] = None, **kwargs):
+        event_shape = tuple(None if d is None else int(d) for d in event_shape)
+        condition_shape = tuple(None if d is None else int(d) for d in condition_shape)
+        check_image_shape(event_shape, levels, name="image")
+        # the base class knows static shapes only; here H and W are a default, C is what is fixed
+        super().__init__(event_shape[-1:], condition_shape, **kwargs)
+        self._image_shape = event_shape
         self.num_levels = int(levels)
         self._image_condition = len(self.condition_shape) == 3
+        self.factor = condition_factor(event_shape, self.condition_shape, factor)
+        self._x_dims = None  # H*W*C of the images last checked: the denominator of bits/dim (per_dim)
+        self._sample_size = None  # sample(size=...) while it runs
+
+    # ---- shapes -------------------------------------------------------------------------------------
+    @property
+    def event_shape(self) -> tuple:
+        """``(H, W, C)`` as constructed (H, W: the default size, or None); any size divisible by
+        2^levels is accepted."""
+        return self._image_shape
+
+    @property
+    def default_size(self) -> Optional[tuple]:
+        """``(H, W)`` given to the constructor, or None."""
+        return None if self._image_shape[0] is None else self._image_shape[:2]
+
+    @property
+    def event_size(self) -> int:
+        """H * W * C at the default size (each image's own H * W * C is what bits/dim divides by)."""
+        if self.default_size is None:
+            raise ValueError(f"{type(self).__name__} built with event_shape {self._image_shape} has no fixed "
+                             f"number of dimensions: it is H * W * C of each image")
+        return int(np.prod(self._image_shape))
 
     # ---- conversions ------------------------------------------------------------------------------
     def _check_x(self, x, name: str = "x") -> tf.Tensor:
         bins = to_bins(x, name)
-        _checks.check_shape(bins, name, (None,) + self.event_shape)
+        _checks.check_shape(bins, name, (None, None, None, self._image_shape[-1]))
+        bins = check_divisible_size(bins, self.num_levels, name)
+        h, w = spatial_size(bins)
+        self._x_dims = h * w * self._image_shape[-1]
         return bins
 
     def _check_condition(self, condition) -> tf.Tensor:
@@ -104,13 +157,71 @@ class ImageFlowModel(ConditionalFlowModel):
             raise self._missing_condition()
         if self._image_condition:
             c = to_unit_interval(condition, "condition")
+            _checks.check_shape(c, "condition", (None, None, None, self.condition_shape[-1]))
         else:
             c = _checks.check_finite(_checks.as_tensor(condition, "condition"), "condition")
-        _checks.check_shape(c, "condition", (None,) + self.condition_shape)
+            _checks.check_shape(c, "condition", (None,) + self.condition_shape)
         return c
 
+    def _check_pair(self, x, condition):
+        x, c = super()._check_pair(x, condition)
+        return self._check_sizes(x, c) if self._image_condition else (x, c)
+
+    def _check_sizes(self, x, c):
+        """(x, c), once x's size is the image condition's x factor."""
+        f, xs, cs = self.factor, x.shape[1:3].as_list(), c.shape[1:3].as_list()
+        if None in xs + cs:
+            # c waits too: the condition's own flows (CAFlow's R) would otherwise fail first on a bad size.
+            # (no apostrophes in assertion messages: they print escaped)
+            return assert_in_graph((x, c), tf.equal(tf.shape(x)[1:3], tf.shape(c)[1:3] * f),
+                                   f"x height and width must be the condition height and width x factor {f}; "
+                                   f"got x and condition sizes", tf.shape(x)[1:3], tf.shape(c)[1:3])
+        if xs == [d * f for d in cs]:
+            return x, c
+        reason = f"x's size is the condition's size x factor {f}; x shape {x.shape.as_list()}, condition shape " \
+                 f"{c.shape.as_list()}"
+        if tuple(cs) == self.condition_shape[:2]:  # the condition has its usual size: x is the odd one
+            want = _checks.describe_shape((None, cs[0] * f, cs[1] * f, self._image_shape[-1]))
+            raise ValueError(f"x must have shape {want}, got shape {x.shape.as_list()} ({reason})")
+        want = (_checks.describe_shape((None, xs[0] // f, xs[1] // f, self.condition_shape[-1]))
+                if xs[0] % f == 0 and xs[1] % f == 0 else f"[batch, H / {f}, W / {f}, {self.condition_shape[-1]}]")
+        raise ValueError(f"condition must have shape {want}, got shape {c.shape.as_list()} ({reason})")
+
+    def _target_size(self, condition) -> list:
+        """``[H, W]`` of the samples of ``condition`` (ints where static): an image condition's size
+        x factor, else ``sample(size=...)``, else the default size."""
+        if self._image_condition:
+            return [d * self.factor for d in spatial_size(condition)]
+        size = self._sample_size or self.default_size
+        if size is None:
+            raise ValueError(f"{type(self).__name__} has no default size (event_shape {self._image_shape}): "
+                             f"pass sample(..., size=(H, W)) to sample from a vector condition")
+        return list(size)
+
+    def _check_target(self, condition, size):
+        """``condition``, once its samples' ``size`` is divisible by 2^levels."""
+        f = 2 ** self.num_levels
+        if all(isinstance(d, int) for d in size):
+            if size[0] % f or size[1] % f:
+                what = (f"the condition's size {condition.shape[1]}x{condition.shape[2]} x factor {self.factor} = "
+                        if self._image_condition else "the sample size ")
+                raise ValueError(f"{what}{size[0]}x{size[1]} is not divisible by 2^levels = {f} "
+                                 f"(levels={self.num_levels})")
+            return condition
+        size = tf.stack(size)
+        return assert_in_graph(condition, tf.equal(size % f, 0),
+                               f"sample height and width (the condition size x factor {self.factor}) must be "
+                               f"divisible by 2^levels = {f} (levels={self.num_levels}); got", size)
+
     def per_dim(self, nll):
-        return nll / (float(self.event_size) * math.log(2.0))
+        """nll / (D log 2), D = H * W * C of the images being evaluated (the last checked x in this
+        graph), else of the default size."""
+        d = self._x_dims
+        if d is None or not (isinstance(d, int) or getattr(d, "graph", None) is tf.compat.v1.get_default_graph()):
+            d = self.event_size
+        if isinstance(d, int):
+            return nll / (float(d) * math.log(2.0))
+        return nll / (tf.cast(d, nll.dtype) * math.log(2.0))
 
     def _temperatures(self, temperature) -> tf.Tensor:
         t = tf.reshape(temperature, [-1])
@@ -137,7 +248,9 @@ class ImageFlowModel(ConditionalFlowModel):
         return self._log_prob_dequantized(bins + noise, condition)
 
     def _sample(self, condition, temperature, seed):
-        v = self._sample_dequantized(condition, self._temperatures(temperature), seed)
+        condition = self._check_target(condition, self._target_size(condition))
+        # the size again, from the checked condition: what depends on it waits for the check
+        v = self._sample_dequantized(condition, self._target_size(condition), self._temperatures(temperature), seed)
         # quantize() clips overflowing values into range; its floor and clip propagate NaN, so a
         # diverged sample stays visible to the finiteness check (tested)
         return quantize(v) / (BINS - 1)
@@ -152,26 +265,44 @@ class ImageFlowModel(ConditionalFlowModel):
         return self._in_sub_batches(lambda bi, ci: self._log_prob_bound(bi, ci, seed), *self._check_pair(x, condition))
 
     def bits_per_dim(self, x, condition) -> tf.Tensor:
-        """``-log_prob(x, condition) / (D log 2)``, ``[batch]``."""
+        """``-log_prob(x, condition) / (D log 2)``, D = H * W * C of these images, ``[batch]``."""
         return self.per_dim(-self.log_prob(x, condition))
 
-    def sample(self, condition, temperature=1.0, seed=None, num_samples=None, batch_size=None) -> tf.Tensor:
+    def sample(self, condition, temperature=1.0, seed=None, num_samples=None, batch_size=None,
+               size=None) -> tf.Tensor:
         """8-bit samples as float in [0, 1]: one per condition row, or ``num_samples`` per row
         (``[batch, N, H, W, C]``; see ``ConditionalFlowModel.sample``). ``temperature``: a float or
-        one per level (finest first); 0 gives the mode path."""
-        return super().sample(condition, temperature, seed, num_samples=num_samples, batch_size=batch_size)
+        one per level (finest first); 0 gives the mode path. The samples' ``H x W`` is an image
+        condition's size x factor; for a vector condition ``size=(H, W)``, default the default size."""
+        if size is not None:
+            if self._image_condition:
+                raise ValueError("size: samples of an image condition have its size x factor; resize the condition")
+            if len(size) != 2:
+                raise ValueError(f"size must be (height, width), got {size!r}")
+            size = tuple(_checks.check_positive_int(d, "size") for d in size)
+        if size != self.__dict__.get("_traced_sample_size"):
+            # the base class may keep a traced graph of _sample_many, and the size is read while tracing
+            self.__dict__.pop("_sample_many_graph", None)
+            object.__setattr__(self, "_traced_sample_size", size)
+        self._sample_size = size
+        try:
+            return super().sample(condition, temperature, seed, num_samples=num_samples, batch_size=batch_size)
+        finally:
+            self._sample_size = None
 
     def distribution(self, condition) -> tfd.Distribution:
         """p(v | condition) over dequantized pixel values ``v = x_uint8 + u`` in [0, 256), as a
-        ``TransformedDistribution`` of N(0, I): batch ``[batch]``, event ``event_shape``."""
+        ``TransformedDistribution`` of N(0, I): batch ``[batch]``, event ``[H, W, C]`` at the
+        condition's target size (``_target_size``)."""
         c = self._check_condition(condition)
-        base = tfd.MultivariateNormalDiag(loc=tf.zeros([tf.shape(c)[0], self.event_size]))
-        return tfd.TransformedDistribution(base, tfb.Chain([UniformDequantization(),
-                                                            self._latent_bijector(self._features(c))]))
+        c = self._check_target(c, self._target_size(c))
+        bijector = self._latent_bijector(self._features_at(c, self._target_size(c)))
+        base = tfd.MultivariateNormalDiag(loc=tf.zeros([tf.shape(c)[0], sum(bijector.piece_sizes)]))
+        return tfd.TransformedDistribution(base, tfb.Chain([UniformDequantization(), bijector]))
 
     # ---- the dequantized density, shared by every image model --------------------------------------------
     def _log_prob_dequantized(self, v, condition):
-        return self._log_prob_given(v, self._features(condition))
+        return self._log_prob_given(v, self._features_at(condition, spatial_size(v)))
 
     def _log_prob_given(self, v, features):
         """log p(v | features): dequantization, the latent bijector, the N(0, I) prior."""
@@ -179,10 +310,10 @@ class ImageFlowModel(ConditionalFlowModel):
         z, ld = self._latent_bijector(features).inverse_and_log_det(y)
         return standard_normal_log_prob(z) + ld + ld_dequant
 
-    def _sample_dequantized(self, condition, temperatures, seed):
-        bijector = self._latent_bijector(self._features(condition))
+    def _sample_dequantized(self, condition, size, temperatures, seed):
+        bijector = self._latent_bijector(self._features_at(condition, size))
         scale = piece_temperatures(temperatures, bijector.piece_shapes, self._piece_levels())
-        z = scale * self._batch_noise("normal", tf.stack([tf.shape(condition)[0], self.event_size]), seed)
+        z = scale * self._batch_noise("normal", tf.stack([tf.shape(condition)[0], sum(bijector.piece_sizes)]), seed)
         y, _ = bijector.forward_and_log_det(z)
         v, _ = UniformDequantization().forward_and_log_det(y)
         return v
@@ -190,6 +321,10 @@ class ImageFlowModel(ConditionalFlowModel):
     # ---- subclass hooks ---------------------------------------------------------------------------------
     def _features(self, condition):
         raise NotImplementedError
+
+    def _features_at(self, condition, size):
+        """The features for targets of ``size`` ``[H, W]``; by default they do not depend on it."""
+        return self._features(condition)
 
     def _latent_bijector(self, features):
         raise NotImplementedError
@@ -201,9 +336,32 @@ class ImageFlowModel(ConditionalFlowModel):
         raise NotImplementedError
 
 
-def piece_temperatures(temperatures: tf.Tensor, piece_shapes: Sequence[Sequence[int]],
+def piece_temperatures(temperatures: tf.Tensor, piece_shapes: Sequence[Sequence],
                        piece_levels: Sequence[int]) -> tf.Tensor:
-    """Per-level temperatures -> a ``[D]`` vector scaling a flat latent made of pieces ``(h, w, c)``,
-    piece k being scaled by the temperature of level ``piece_levels[k]`` (0 = finest)."""
-    return tf.concat([tf.fill([int(np.prod(shape))], temperatures[level])
-                      for shape, level in zip(piece_shapes, piece_levels)], axis=0)
+    """Per-level temperatures -> a ``[D]`` vector scaling a flat latent made of pieces ``(h, w, c)``
+    (ints, or scalar tensors at a size known at run time), piece k being scaled by the temperature
+    of level ``piece_levels[k]`` (0 = finest)."""
+    return tf.concat([tf.fill([h * w * c], temperatures[level])
+                      for (h, w, c), level in zip(piece_shapes, piece_levels)], axis=0)
+
+
+def condition_factor(event_shape, condition_shape, factor: Optional[int]) -> int:
+    """The resize factor from an image condition to the target (see ``ImageFlowModel``)."""
+    if len(condition_shape) != 3:
+        if factor not in (None, 1):
+            raise ValueError(f"factor relates an image condition's size to the target's; a vector condition "
+                             f"{tuple(condition_shape)} has none, got factor={factor!r}")
+        return 1
+    (H, W), (h, w) = event_shape[:2], condition_shape[:2]
+    known = None not in (H, W, h, w)
+    if factor is not None:
+        f = _checks.check_positive_int(factor, "factor")
+        if known and (H, W) != (h * f, w * f):
+            raise ValueError(f"the image size {H}x{W} is not the condition size {h}x{w} x factor {f}")
+        return f
+    if not known:
+        return 1
+    if H % h or W % w or H // h != W // w:
+        raise ValueError(f"the image size {H}x{W} is not the condition size {h}x{w} times one integer factor "
+                         f"(the same for height and width): resize the conditions, or give sizes that are")
+    return H // h

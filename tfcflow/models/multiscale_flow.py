@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from tfcflow.bijectors import FlowLayer, FlowSequence, SqueezeLayer
-from tfcflow.bijectors.multiscale import MultiScale
+from tfcflow.bijectors.multiscale import MultiScale, spatial_size
 from tfcflow.bijectors.split_prior import SplitPriorLayer
 from tfcflow.models.image_blocks import check_image_shape, flow_step, transition_step
 from tfcflow.networks import ConvNetwork
@@ -39,10 +39,12 @@ class MultiScaleFlow(FlowLayer):
       lu: LU-parametrized 1x1 convolutions.
       seed: seed of the 1x1 convolutions' initial rotations.
 
-    Build with ``condition_shape=None`` (unconditional) or a list of L shapes, one per level, each
-    ``(batch, H / 2^(l+1), W / 2^(l+1), channels)``: the condition features that level's steps see.
-    Calling the layer / its bijector maps images ``[batch, H, W, C]`` to flat latents
-    ``[batch, H*W*C]`` (see ``MultiScale`` for the piece layout).
+    Build with ``input_shape`` ``(batch, H, W, C)`` -- H, W may be None: the weights depend only on
+    C, and the flow runs at any size divisible by 2^L -- and ``condition_shape=None``
+    (unconditional) or a list of L shapes, one per level, each ``(batch, H / 2^(l+1), W / 2^(l+1),
+    channels)``: the condition features that level's steps see. Calling the layer / its bijector
+    maps images ``[batch, H, W, C]`` to flat latents ``[batch, H*W*C]`` (see ``MultiScale`` for the
+    piece layout).
     """
 
     def __init__(self, levels: int = 3, depth: int = 8, width: int = 64,
@@ -66,30 +68,36 @@ class MultiScaleFlow(FlowLayer):
             raise ValueError(f"levels must be >= 1 and depth >= 0, got {levels}, {depth}")
         self._conditional = False
         self._image_shape = None
-        self._piece_shapes = []
+        self._piece_layout = []
 
     @property
     def conditional(self) -> bool:
         return self._conditional
 
     @property
-    def piece_shapes(self) -> list:
-        """Shapes ``(h, w, c)`` of the latent pieces, one per level (split-off halves, then the rest)."""
-        return list(self._piece_shapes)
+    def piece_layout(self) -> list:
+        """``(f, c)`` per latent piece (split-off halves, then the rest): ``[H / f, W / f, c]``."""
+        return list(self._piece_layout)
 
-    def level_shapes(self, image_shape: Sequence[int]) -> list:
-        """``(h, w, c)`` of the activations inside each level (after its squeeze)."""
+    @property
+    def piece_shapes(self) -> list:
+        """Shapes ``(h, w, c)`` of the latent pieces at the built size (None where it is unknown)."""
+        return [tuple(None if d is None else d // f for d in self._image_shape[:2]) + (c,)
+                for f, c in self._piece_layout]
+
+    def level_shapes(self, image_shape: Sequence[Optional[int]]) -> list:
+        """``(h, w, c)`` of the activations inside each level (after its squeeze; None: any size)."""
         h, w, c = image_shape
         shapes = []
         for l in range(self.levels):
-            h, w, c = h // 2, w // 2, 4 * c
+            h, w, c = (None if h is None else h // 2), (None if w is None else w // 2), 4 * c
             shapes.append((h, w, c))
             c = c // 2
         return shapes
 
     def build(self, input_shape, condition_shape: Optional[Sequence] = None):
         super().build(input_shape)
-        image_shape = tuple(int(d) for d in input_shape[1:])
+        image_shape = tuple(None if d is None else int(d) for d in input_shape[1:])
         check_image_shape(image_shape, self.levels, name=f"{self.name}: image")
         self._image_shape = image_shape
         self._conditional = condition_shape is not None
@@ -99,10 +107,10 @@ class MultiScaleFlow(FlowLayer):
                 raise ValueError(f"{self.name}: need one condition feature shape per level "
                                  f"({self.levels}), got {len(condition_shape)}")
             for l, (cs, ls) in enumerate(zip(condition_shape, level_shapes)):
-                if tuple(cs[1:3]) != ls[:2]:
+                if any(a is not None and b is not None and a != b for a, b in zip(cs[1:3], ls[:2])):
                     raise ValueError(f"{self.name}: level {l} condition features must be {ls[0]}x{ls[1]}, "
                                      f"got shape {list(cs)}")
-        self.level_flows, self.priors, self._piece_shapes = [], [], []
+        self.level_flows, self.priors, self._piece_layout = [], [], []
         shape = (None,) + image_shape
         for l, (h, w, c) in enumerate(level_shapes):
             prefix = f"{self.name}_l{l}"
@@ -124,10 +132,10 @@ class MultiScaleFlow(FlowLayer):
                                             clamp=self.prior_clamp, name=f"{prefix}_prior")
                     prior.build((None, h, w, c), cond)
                     self.priors.append(prior)
-                self._piece_shapes.append((h, w, c - c // 2))
+                self._piece_layout.append((2 ** (l + 1), c - c // 2))
                 shape = (None, h, w, c // 2)
             else:
-                self._piece_shapes.append((h, w, c))
+                self._piece_layout.append((2 ** (l + 1), c))
 
     def _level_conditions(self, condition):
         if not self._conditional:
@@ -139,20 +147,27 @@ class MultiScaleFlow(FlowLayer):
                              f"got {None if condition is None else len(condition)}")
         return list(condition)
 
-    def bijector(self, condition=None) -> MultiScale:
+    def bijector(self, condition=None, size=None) -> MultiScale:
+        """The view for images of ``size`` ``(H, W)``: by default the size the level-0 condition
+        features imply (they are at ``H/2 x W/2``), else the built size (None if built without
+        one: then only the normalizing direction works)."""
         conds = self._level_conditions(condition)
         levels = [f.bijector(c) for f, c in zip(self.level_flows, conds)]
         priors = [None] * (self.levels - 1)
         if self.learned_prior:
             priors = [p.bijector(c) for p, c in zip(self.priors, conds)]
-        return MultiScale(levels, priors, self._image_shape, self._piece_shapes, name=self.name)
+        if size is None:
+            size = ([2 * d for d in spatial_size(conds[0])] if self._conditional
+                    else None if None in self._image_shape[:2] else self._image_shape[:2])
+        return MultiScale(levels, priors, self._piece_layout, size, name=self.name)
 
     def data_init(self, x, condition=None, force: bool = False):
         priors = self.priors if self.learned_prior else [None] * (self.levels - 1)
         initialize_levels(self.level_flows, priors, self._level_conditions(condition), x, force)
 
     def output_shape_for(self, input_shape):
-        return (input_shape[0], sum(h * w * c for h, w, c in self._piece_shapes))
+        h, w = input_shape[1:3]
+        return (input_shape[0], None if h is None or w is None else h * w * int(input_shape[-1]))
 
     def get_config(self):
         return {**super().get_config(), "levels": self.levels, "depth": self.depth,

@@ -1,32 +1,36 @@
 """Condition encoder of the conditional Glow (SRFlow design, small): one feature map per level."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import keras
 import tensorflow as tf
 
+from tfcflow.bijectors.multiscale import spatial_size
+
 
 @keras.saving.register_keras_serializable(package="tfcflow")
 class ConditionEncoder(keras.layers.Layer):
-    """Maps a condition to the feature maps that each flow level's injectors / couplings / prior see.
+    """Maps a condition to the feature maps that each flow level's injectors / couplings / prior see,
+    for targets of any size (every part is convolutional or broadcast).
 
-    - Image condition ``[batch, h, w, c]`` (any size, values in [-0.5, 0.5]): resized to the target
-      size ``H x W`` (``resize_method``), then conv3x3(channels)-act and, per level l, a stride-2
-      conv3x3(channels)-act, giving features at ``H / 2^(l+1)``; each level also gets the resized
-      condition itself, squeezed to that resolution (a lossless skip path).
+    - Image condition ``[batch, h, w, c]`` (values in [-0.5, 0.5]): resized by ``factor`` to the
+      target size ``H x W = h*factor x w*factor`` (``resize_method``; factor 1: used as it is), then
+      conv3x3(channels)-act and, per level l, a stride-2 conv3x3(channels)-act, giving features at
+      ``H / 2^(l+1)``; each level also gets the resized condition itself, squeezed to that
+      resolution (a lossless skip path).
     - Vector condition ``[batch, d]`` (e.g. a one-hot label): Dense(channels)-act-Dense(channels)-act,
-      broadcast over every level's spatial grid.
+      broadcast over every level's spatial grid; the target ``size`` must be given (a label has none).
 
     Output: a list of ``levels`` tensors ``[batch, H / 2^(l+1), W / 2^(l+1), feature_channels(l)]``.
     """
 
-    def __init__(self, target_size: Sequence[int], levels: int, channels: int = 32,
-                 activation: str = "relu", resize_method: str = "bicubic", **kwargs):
+    def __init__(self, levels: int, channels: int = 32, factor: int = 1, activation: str = "relu",
+                 resize_method: str = "bicubic", **kwargs):
         super().__init__(**kwargs)
-        self.target_size = tuple(int(d) for d in target_size)
         self.levels = int(levels)
         self.channels = int(channels)
+        self.factor = int(factor)
         self.activation = activation
         self.resize_method = resize_method
         self._image_condition = None
@@ -38,15 +42,15 @@ class ConditionEncoder(keras.layers.Layer):
         if rank == 4:
             self._image_condition = True
             self._condition_channels = int(condition_shape[-1])
-            h, w = self.target_size
+            # the weights do not depend on the image size: build for any
             self.stem = keras.layers.Conv2D(self.channels, 3, padding="same", activation=self.activation,
                                             dtype=policy, name="stem")
-            self.stem.build((None, h, w, self._condition_channels))
+            self.stem.build((None, None, None, self._condition_channels))
             self.down = []
             for l in range(self.levels):
                 conv = keras.layers.Conv2D(self.channels, 3, strides=2, padding="same",
                                            activation=self.activation, dtype=policy, name=f"down{l}")
-                conv.build((None, h >> l, w >> l, self.channels))
+                conv.build((None, None, None, self.channels))
                 self.down.append(conv)
         elif rank == 2:
             self._image_condition = False
@@ -60,25 +64,31 @@ class ConditionEncoder(keras.layers.Layer):
                              f"got shape {list(condition_shape)}")
         self.built = True
 
-    def feature_shapes(self, batch=None) -> list:
-        """Shapes of the outputs, one per level."""
-        h, w = self.target_size
+    def feature_shapes(self, size: Optional[Sequence[Optional[int]]] = None, batch=None) -> list:
+        """Shapes of the outputs, one per level, for targets of ``size`` ``(H, W)`` (None: any)."""
+        h, w = size if size is not None else (None, None)
         shapes = []
         for l in range(self.levels):
             f = 2 ** (l + 1)
             extra = self._condition_channels * f * f if self._image_condition else 0
-            shapes.append((batch, h // f, w // f, self.channels + extra))
+            shapes.append((batch, None if h is None else h // f, None if w is None else w // f,
+                           self.channels + extra))
         return shapes
 
-    def call(self, condition):
-        h, w = self.target_size
+    def call(self, condition, size=None):
+        """``size``: ``(H, W)`` of the targets (ints or scalar tensors); needed for vector conditions,
+        implied (condition size x factor) for image conditions."""
         if not self._image_condition:
+            if size is None:
+                raise ValueError(f"{self.name}: a vector condition needs the target size to broadcast to")
+            h, w = size
             feat = self.dense[1](self.dense[0](condition))
-            return [tf.cast(tf.tile(feat[:, None, None, :], [1, h // 2 ** (l + 1), w // 2 ** (l + 1), 1]),
-                            tf.float32) for l in range(self.levels)]
+            return [tf.cast(tf.tile(feat[:, None, None, :], [1, h // 2 ** (l + 1), w // 2 ** (l + 1), 1]), tf.float32)
+                    for l in range(self.levels)]
         image = condition
-        if tuple(condition.shape[1:3]) != (h, w):
-            image = tf.image.resize(condition, (h, w), method=self.resize_method)
+        if self.factor != 1:
+            image = tf.image.resize(condition, [d * self.factor for d in spatial_size(condition)],
+                                    method=self.resize_method)
         feat = self.stem(image)
         out = []
         for l, conv in enumerate(self.down):
@@ -88,6 +98,5 @@ class ConditionEncoder(keras.layers.Layer):
         return out
 
     def get_config(self):
-        return {**super().get_config(), "target_size": list(self.target_size), "levels": self.levels,
-                "channels": self.channels, "activation": self.activation,
-                "resize_method": self.resize_method}
+        return {**super().get_config(), "levels": self.levels, "channels": self.channels, "factor": self.factor,
+                "activation": self.activation, "resize_method": self.resize_method}
