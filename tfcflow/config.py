@@ -249,6 +249,9 @@ def _annotation_check(annotation):
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (list, tuple, collections.abc.Sequence) and args and args[0] is int:
         return (lambda v: isinstance(v, list) and all(_is_int(d) for d in v)), "a list of int"
+    if origin in (list, tuple, collections.abc.Sequence) and args and args[0] == typing.Optional[int]:
+        # a shape whose sizes may be null (any size)
+        return (lambda v: isinstance(v, list) and all(d is None or _is_int(d) for d in v)), "a list of int"
     if origin is typing.Union:
         options = [a for a in args if a is not type(None)]
         checks = [_annotation_check(a) for a in options]
