@@ -191,10 +191,10 @@ def test_sub_batches_compute_parameter_only_tensors_once():
 def test_fused_steps_are_asked_for_explicitly():
     from tfcflow.bijectors import ActNorm, FusedStep, InvertibleConv1x1
     m = _model("glow", 1)
-    chain = m.flow.level_flows[0].bijector(m.encoder(np.eye(3, dtype=np.float32)[:2])[0])
+    chain = m.flow.level_flows[0].bijector(m._features(tf.constant(np.eye(3, dtype=np.float32)[:2]))[0])
     assert not any(isinstance(p, FusedStep) for p in chain.parts)  # the chain of the layers' views
     kinds = {type(p) for p in chain.parts}
     assert ActNorm in kinds and InvertibleConv1x1 in kinds
     m.execution = Execution(fused_steps=True)
-    chain = m.flow.level_flows[0].bijector(m.encoder(np.eye(3, dtype=np.float32)[:2])[0])
+    chain = m.flow.level_flows[0].bijector(m._features(tf.constant(np.eye(3, dtype=np.float32)[:2]))[0])
     assert any(isinstance(p, FusedStep) for p in chain.parts)
