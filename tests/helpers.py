@@ -5,6 +5,20 @@ import numpy as np
 import tensorflow as tf
 
 
+def checksums(folder) -> dict:
+    """``{relative path: sha256}`` of every file under ``folder``: equal dicts = nothing written."""
+    import hashlib
+    import os
+
+    out = {}
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
 def perturb(layer, seed: int, scale: float = 0.1) -> None:
     """Adds Gaussian noise to every trainable float weight, so zero-initialized networks and
     identity-initialized parameters become generic (a test on an identity map proves nothing)."""

@@ -1,7 +1,6 @@
 """A catalogue of bad inputs to `tfcflow train / export / evaluate`: each exits 2 with one line on
 stderr naming the problem, no traceback, and leaves existing runs, checkpoints and exports as they
 were."""
-import hashlib
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ import sys
 import pytest
 
 from tfcflow import cli, trainer
+from tests.helpers import checksums
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CINN_FAST = os.path.join(ROOT, "training", "gaussian_mixture", "cinn_fast.json")
@@ -28,16 +28,6 @@ def _fails(capsys, argv, *needles):
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
-
-
-def _checksums(folder):
-    out = {}
-    for dirpath, _, files in os.walk(folder):
-        for f in files:
-            p = os.path.join(dirpath, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +164,7 @@ def test_export_of_a_run_without_checkpoints(tmp_path, capsys, trained_run):
 
 
 def test_export_with_bad_arguments_changes_nothing(tmp_path, capsys, trained_run):
-    before = _checksums(trained_run)
+    before = checksums(trained_run)
     (tmp_path / "file").write_text("x")
     _fails(capsys, ["export", str(trained_run), "--base", str(tmp_path / "file")],
            "tfcflow export:", "is a file, not a folder")
@@ -191,11 +181,11 @@ def test_export_with_bad_arguments_changes_nothing(tmp_path, capsys, trained_run
     existing = base / "run" / "1"
     existing.mkdir(parents=True)
     (existing / "saved_model.pb").write_bytes(b"an existing export")
-    exports = _checksums(base)
+    exports = checksums(base)
     _fails(capsys, ["export", str(trained_run), "--base", str(base), "--version", "1"],
            "already exists", "immutable")
-    assert _checksums(base) == exports
-    assert _checksums(trained_run) == before
+    assert checksums(base) == exports
+    assert checksums(trained_run) == before
 
 
 # ---- tfcflow evaluate -------------------------------------------------------------------------------
@@ -209,11 +199,11 @@ def test_evaluate_with_a_corrupt_run_config(tmp_path, capsys):
 
 
 def test_evaluate_with_bad_arguments(tmp_path, capsys, trained_run):
-    before = _checksums(trained_run)
+    before = checksums(trained_run)
     _fails(capsys, ["evaluate", str(trained_run), "--hook", str(tmp_path / "nope.py")],
            "tfcflow evaluate:", "nope.py", "does not exist")
     _fails(capsys, ["evaluate", str(trained_run), "--max-examples", "0"], "max-examples must be >= 1, got 0")
-    assert _checksums(trained_run) == before
+    assert checksums(trained_run) == before
 
 
 def test_evaluate_of_a_run_without_checkpoints(tmp_path, capsys, trained_run):

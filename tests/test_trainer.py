@@ -12,6 +12,7 @@ import pytest
 from tfcflow import trainer
 from tfcflow.callbacks import TrainingDiverged
 from tfcflow.config import ConfigError
+from tests.helpers import checksums
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RCF_FAST = os.path.join(ROOT, "training", "gaussian_mixture", "rcf_fast.json")
@@ -54,28 +55,16 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_weights(tmp_path)
     assert resumed["test_loss"] == reference["test_loss"]
 
 
-def _checksums(folder):
-    import hashlib
-
-    out = {}
-    for dirpath, _, files in os.walk(folder):
-        for f in files:
-            p = os.path.join(dirpath, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, folder)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
-
-
 def test_resume_with_a_conflicting_config_is_refused(tmp_path):
     trainer.train(RCF_FAST, str(tmp_path), ["train.steps=20", "train.steps_per_epoch=10"])
-    before = _checksums(tmp_path)
+    before = checksums(tmp_path)
     assert any(k.startswith("checkpoints") for k in before)
     with pytest.raises(ConfigError, match=r"refusing to resume it with: model.depth: 4 -> 3"):
         trainer.train(RCF_FAST, str(tmp_path), ["train.steps=20", "train.steps_per_epoch=10", "model.depth=3"])
     # a bad value of a key that also conflicts: refused the same way, before anything is built
     with pytest.raises(ConfigError, match=r"refusing to resume it with: model.depth: 4 -> 0"):
         trainer.train(RCF_FAST, str(tmp_path), ["train.steps=20", "train.steps_per_epoch=10", "model.depth=0"])
-    assert _checksums(tmp_path) == before  # checkpoints, config.json, model.json: untouched
+    assert checksums(tmp_path) == before  # checkpoints, config.json, model.json: untouched
     # more steps is a legitimate continuation
     res = trainer.train(RCF_FAST, str(tmp_path), ["train.steps=30", "train.steps_per_epoch=10"])
     assert res["steps"] == 30 and res["resumed_from"].endswith("ckpt-20")
@@ -112,10 +101,10 @@ def test_a_never_trained_folder_is_reused_with_another_config(tmp_path):
 def test_a_run_folder_whose_config_cannot_be_read(tmp_path):
     trainer.train(RCF_FAST, str(tmp_path), ["train.steps=2", "train.steps_per_epoch=1"])
     (tmp_path / "config.json").write_text("{")
-    before = _checksums(tmp_path)
+    before = checksums(tmp_path)
     with pytest.raises(ConfigError, match=r"config.json is not valid JSON.*refusing"):
         trainer.train(RCF_FAST, str(tmp_path), ["train.steps=2", "train.steps_per_epoch=1"])
-    assert _checksums(tmp_path) == before
+    assert checksums(tmp_path) == before
 
 
 def test_divergence_stops_with_the_step_and_keeps_no_bad_checkpoint(tmp_path):

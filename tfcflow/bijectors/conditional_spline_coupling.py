@@ -39,7 +39,7 @@ import tensorflow as tf
 from tensorflow_probability import bijectors as tfb
 
 from tfcflow.bijectors.flow_bijector import FlowBijector
-from tfcflow.bijectors.coupling_layer import CouplingLayer
+from tfcflow.bijectors.coupling_layer import CouplingLayer, merge_halves, split_halves
 
 MIN_BIN_SIZE = 1e-3
 MIN_SLOPE = 1e-3
@@ -102,20 +102,11 @@ class ConditionalSplineCoupling(FlowBijector):
         self._bins, self._bound = check_spline_args(bins, bound)
         super().__init__(event_ndims=event_ndims, name=name, validate_args=validate_args)
 
-    def channel_ranges(self, channels: int) -> tuple[tuple[int, int], tuple[int, int]]:
-        """``((start, stop) untouched, (start, stop) transformed)`` on the last axis."""
-        k = channels // 2
-        first, second = (0, k), (k, channels)
-        return (second, first) if self._flip else (first, second)
-
     def _split(self, t):
-        k = t.shape[-1] // 2
-        a, b = tf.split(t, [k, t.shape[-1] - k], axis=-1)  # one Split op (see the affine coupling)
-        return (b, a) if self._flip else (a, b)
+        return split_halves(t, self._flip)
 
     def _merge(self, untouched, transformed, like):
-        parts = [transformed, untouched] if self._flip else [untouched, transformed]
-        out = tf.concat(parts, axis=-1)
+        out = merge_halves(untouched, transformed, self._flip)
         out.set_shape(like.shape)  # TFP's spline loses the static shape; the next coupling splits on it
         return out
 

@@ -23,6 +23,20 @@ def split_sizes(channels: int, flip: bool) -> tuple[int, int]:
     return untouched, channels - untouched
 
 
+def split_halves(t: tf.Tensor, flip: bool) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(untouched, transformed)`` parts of ``t``'s last axis (sizes: ``split_sizes``). One Split
+    op: its gradient is one concat (slicing twice costs two zero-filled StridedSliceGrads and their
+    sum, ~10% of a Glow training step on CPU)."""
+    k = t.shape[-1] // 2
+    a, b = tf.split(t, [k, t.shape[-1] - k], axis=-1)
+    return (b, a) if flip else (a, b)
+
+
+def merge_halves(untouched: tf.Tensor, transformed: tf.Tensor, flip: bool) -> tf.Tensor:
+    """The inverse of ``split_halves``."""
+    return tf.concat([transformed, untouched] if flip else [untouched, transformed], axis=-1)
+
+
 class CouplingLayer(FlowLayer):
     """Owns the coupling network. Conditional when built with a ``condition_shape``.
 
