@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Callable, Optional
 
 import keras
@@ -19,10 +20,37 @@ class TrainingDiverged(RuntimeError):
 def training_checkpoint(model, schedule=None) -> tf.train.Checkpoint:
     """Everything a resume needs: weights, optimizer state (moments, EMA, iteration counter = the
     data position) and the learning-rate schedule's plateau state."""
-    items = dict(model=model, optimizer=model.optimizer)
+    # Keras 3 layers kept in lists are invisible to tf.train.Checkpoint's object graph, and the
+    # optimizer tracks only trainable variables: without this explicit list a restore would miss the
+    # non-trainable state (ActNorm's `initialized`, standardization statistics) and fit would
+    # re-initialize ActNorm over the restored weights.
+    items = dict(model=model, optimizer=model.optimizer, model_variables=[v.value for v in model.variables])
     if schedule is not None and hasattr(schedule, "plateau_step"):
         items["plateau_step"] = schedule.plateau_step
     return tf.train.Checkpoint(**items)
+
+
+def restore_training_checkpoint(ckpt: tf.train.Checkpoint, model, path: str, partial: bool = False) -> None:
+    """Restores ``path`` into ``ckpt`` (a ``training_checkpoint(model, ...)``); every saved object
+    must match unless ``partial``.
+
+    Checkpoints written before ``model_variables`` was listed hold the trainable weights only
+    (through the optimizer): they are restored and every ActNorm is marked initialized (a trained
+    model's are), so a resumed fit does not re-initialize them over the restored weights."""
+    status = ckpt.restore(path)
+    if not any(name.startswith("model_variables/") for name, _ in tf.train.list_variables(path)):
+        from tfcflow.bijectors.actnorm import ActNormLayer
+
+        status.expect_partial()
+        for layer in model._flatten_layers():
+            if isinstance(layer, ActNormLayer):
+                layer.initialized.assign(1)
+        warnings.warn(f"{path} predates the full model-variable list: restored its trainable weights and "
+                      f"optimizer state; non-trainable state is rebuilt from the config")
+    elif partial:
+        status.expect_partial()
+    else:
+        status.assert_existing_objects_matched()
 
 
 class Checkpointing(keras.callbacks.Callback):

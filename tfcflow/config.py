@@ -22,7 +22,7 @@ DEFAULTS: dict = {
     "name": "run",
     "seed": 0,
     "data": {
-        "source": "tfds",            # "tfds" | "gaussian_mixture" | "simulator"
+        "source": "tfds",            # "tfds" | "image_folder" | "gaussian_mixture" | "simulator"
         # tfds
         "dataset": "mnist",
         "data_dir": None,            # default: $TFDS_DATA_DIR or ~/tensorflow_datasets
@@ -35,6 +35,14 @@ DEFAULTS: dict = {
         "downsample": "area",
         "mask": "central",
         "shuffle_buffer": 10000,
+        # image_folder (tfcflow.data.image_folder): random patches of a folder of PNG/JPEG files for
+        # training, the held-out files evaluated whole (folder/train + folder/test, or test_fraction)
+        "folder": None,              # path (relative to the config file)
+        "prepare_skimage_photos": False,  # write scikit-image's colour photos into `folder` if it is missing
+        "patch_size": 32,
+        "flips": "horizontal",       # "none" | "horizontal" | "both"
+        "test_fraction": 0.1,
+        "split_seed": 0,
         # gaussian_mixture
         "train_size": 1600000,
         "test_size": 10000,
@@ -86,7 +94,8 @@ DEFAULTS: dict = {
 }
 
 CHOICES = {
-    ("data", "source"): ("tfds", "gaussian_mixture", "simulator"),
+    ("data", "source"): ("tfds", "image_folder", "gaussian_mixture", "simulator"),
+    ("data", "flips"): ("none", "horizontal", "both"),
     ("data", "on_nonfinite"): ("raise", "drop"),
     ("data", "task"): ("super_resolution", "inpainting", "colorization", "class_conditional"),
     ("data", "downsample"): ("area", "bicubic"),
@@ -173,7 +182,17 @@ def validate(user: dict) -> dict:
             if not isinstance(cfg["data"][key], str) or not cfg["data"][key]:
                 raise ConfigError(f"data.{key}: data.source 'simulator' needs the dotted path of a function "
                                   f"(e.g. 'tfcflow.data.sbi_tasks:two_moons_{key}'), got {cfg['data'][key]!r}")
-    if cfg["data"]["source"] == "tfds" and cfg["model"]["class"] in MODEL_CLASSES[:2]:
+    if source == "image_folder":
+        if not isinstance(cfg["data"]["folder"], str) or not cfg["data"]["folder"]:
+            raise ConfigError(f"data.folder: data.source 'image_folder' needs the path of a folder of images, "
+                              f"got {cfg['data']['folder']!r}")
+        if cfg["data"]["task"] == "class_conditional":
+            raise ConfigError("data.task: an image folder serves 'super_resolution', 'inpainting' or "
+                              "'colorization', not 'class_conditional'")
+        if cfg["data"]["task"] == "super_resolution" and cfg["data"]["patch_size"] % cfg["data"]["factor"]:
+            raise ConfigError(f"data.patch_size ({cfg['data']['patch_size']}) must be a multiple of data.factor "
+                              f"({cfg['data']['factor']})")
+    if source in ("tfds", "image_folder") and cfg["model"]["class"] in MODEL_CLASSES[:2]:
         raise ConfigError(f"image tasks need an image model {MODEL_CLASSES[2:]}, got model.class "
                           f"{cfg['model']['class']!r}")
     return cfg
@@ -203,6 +222,8 @@ _RANGES = {
     ("data", "sigma"): (lambda v: v > 0, "> 0"),
     ("data", "factor"): (lambda v: v >= 1, ">= 1"),
     ("data", "shuffle_buffer"): (lambda v: v >= 1, ">= 1"),
+    ("data", "patch_size"): (lambda v: v >= 1, ">= 1"),
+    ("data", "test_fraction"): (lambda v: 0 <= v < 1, "in [0, 1)"),
     ("eval", "batch_size"): (lambda v: v >= 1, ">= 1"),
     ("eval", "num_conditions"): (lambda v: v >= 1, ">= 1"),
     ("eval", "samples_per_condition"): (lambda v: v >= 1, ">= 1"),

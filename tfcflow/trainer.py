@@ -78,6 +78,8 @@ class Job:
             return
         if d["source"] == "simulator":
             return self._setup_simulations()
+        if d["source"] == "image_folder":
+            return self._setup_image_folder()
         from tfcflow.data import tasks
         data_dir = self._data_dir()
         source = config_lib.resolve_path(d["prepare_mnist_from"], self.config_path)
@@ -104,6 +106,38 @@ class Job:
         except ValueError as e:
             raise config_lib.ConfigError(f"data: {e}") from None
         self.shapes = dict(event_shape=list(info["image_shape"]), condition_shape=list(condition_shape))
+
+    def _size_multiple(self) -> int:
+        """Whole test images are cropped to a multiple of ``2**levels`` of the configured model."""
+        import inspect
+
+        m = self.cfg["model"]
+        levels = m.get("levels", inspect.signature(config_lib.model_class(m["class"])).parameters["levels"].default)
+        return 2 ** int(levels)
+
+    def _setup_image_folder(self):
+        """Random patches of the training images (flips, the task applied per patch; a resumed run
+        continues the same stream) and the held-out images whole, one per batch."""
+        from tfcflow.data import image_folder, tasks
+
+        d, seed = self.data_cfg, self.cfg["seed"]
+        folder = config_lib.resolve_path(d["folder"], self.config_path)
+        if d["prepare_skimage_photos"] and not os.path.exists(folder):
+            from tfcflow.data.prepare import store_skimage_photos
+            store_skimage_photos(folder)
+        common = dict(downsample_method=d["downsample"], mask=d["mask"], test_fraction=d["test_fraction"],
+                      split_seed=d["split_seed"])
+        try:
+            self.train_ds = image_folder.patch_dataset(folder, d["task"], d["patch_size"], self.train_cfg["batch_size"],
+                                                       seed, d["factor"], flips=d["flips"], **common)
+            self.test_ds = image_folder.whole_images(folder, d["task"], d["factor"], split="test",
+                                                     multiple=self._size_multiple(), seed=seed, **common)
+        except ValueError as e:
+            raise config_lib.ConfigError(f"data: {e}") from None
+        channels = int(self.train_ds.element_spec[0].shape[-1])
+        p = d["patch_size"]
+        self.shapes = dict(event_shape=[p, p, channels],
+                           condition_shape=list(tasks.condition_shape(d["task"], (p, p, channels), d["factor"])))
 
     def simulator_functions(self):
         """The run's ``(prior, simulator)`` functions (data.prior, data.simulator)."""
@@ -139,7 +173,7 @@ class Job:
 
     @property
     def image_task(self) -> bool:
-        return self.data_cfg["source"] == "tfds"
+        return self.data_cfg["source"] in ("tfds", "image_folder")
 
     def execution(self):
         """The job's CPU execution choices (train.sub_batches, train.fused_steps)."""
@@ -161,8 +195,10 @@ class Job:
                 self.model = cls(**m)
             except (ValueError, TypeError) as e:
                 error = config_lib.model_error(e, m)
-                if self.image_task:
+                if self.data_cfg["source"] == "tfds":
                     error = config_lib.ConfigError(f"{error} (dataset {self.data_cfg['dataset']!r})")
+                elif self.data_cfg["source"] == "image_folder":
+                    error = config_lib.ConfigError(f"{error} (data.patch_size {self.data_cfg['patch_size']})")
                 raise error from None
             self.model.execution = self.execution()
             self.schedule = optim.WarmupStepDecay(t["learning_rate"], t["warmup_steps"], t["decay_gamma"],
@@ -210,7 +246,7 @@ class Job:
             os.replace(path + ".tmp", path)
 
     def _restore(self):
-        from tfcflow.callbacks import training_checkpoint
+        from tfcflow.callbacks import restore_training_checkpoint, training_checkpoint
 
         tf = _tf()
         ckpt = training_checkpoint(self.model, self.schedule)
@@ -221,7 +257,7 @@ class Job:
         latest = tf.train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints"))
         self.resumed_from = latest
         if latest:
-            ckpt.restore(latest).assert_existing_objects_matched()
+            restore_training_checkpoint(ckpt, self.model, latest)
         return int(self.model.optimizer.iterations.numpy())
 
     # ---- training ---------------------------------------------------------------------------------
@@ -267,7 +303,26 @@ class Job:
         if self.data_cfg["task"] == "class_conditional":
             k = self.shapes["condition_shape"][0]
             return None, np.eye(k, dtype=np.float32)[np.arange(n) % k]
+        if self.data_cfg["source"] == "image_folder":
+            return self.central_patches(n)
         return self.first_test_examples(n)
+
+    def central_patches(self, n: int):
+        """Up to ``n`` ``(targets, conditions)`` of patch size: the central patch of each held-out
+        image (whole test images differ in size, the grid needs one)."""
+        from tfcflow.data import tasks
+
+        d, p = self.data_cfg, self.data_cfg["patch_size"]
+        xs, cs = [], []
+        for index, (x, _) in enumerate(self.test_ds.take(n)):
+            x = x[0]
+            top, left = (x.shape[0] - p) // 2, (x.shape[1] - p) // 2
+            patch = x[top:top + p, left:left + p]
+            c = tasks.make_condition(d["task"], patch, factor=d["factor"], downsample_method=d["downsample"],
+                                     mask=d["mask"], mask_seed=np.array([self.cfg["seed"], index], np.int32))
+            xs.append(patch.numpy())
+            cs.append(c.numpy())
+        return np.stack(xs), np.stack(cs)
 
     def sample_grid(self, model) -> np.ndarray:
         """Rows: [condition, ground truth, samples...] for fixed test conditions (images in [0, 1])."""
@@ -409,7 +464,7 @@ def load_run(run_dir: str, use_ema: bool = True):
     """Rebuilds the model of a training run folder and restores its latest checkpoint (weights and,
     with ``use_ema``, the EMA weights swapped in). Returns the model."""
     from tfcflow import optim
-    from tfcflow.callbacks import ema_swapped, training_checkpoint
+    from tfcflow.callbacks import ema_swapped, restore_training_checkpoint, training_checkpoint
 
     tf = _tf()
     cfg = run_config(run_dir)
@@ -433,7 +488,7 @@ def load_run(run_dir: str, use_ema: bool = True):
     opt = optim.make_optimizer(optim.WarmupStepDecay(t["learning_rate"]), ema=t["ema"], precision="float32")
     model.compile(optimizer=opt)
     opt.build(model.trainable_variables)
-    training_checkpoint(model).restore(latest).expect_partial()
+    restore_training_checkpoint(training_checkpoint(model), model, latest, partial=True)
     if use_ema and t["ema"] is not None:
         with ema_swapped(model):
             ema_values = [v.numpy() for v in model.trainable_variables]

@@ -199,4 +199,5 @@ def whole_images(folder: str, task: str, factor: int = 4, *, split: str = "test"
     c = images[0].shape[-1]
     cond_c = pairs[0][1].shape[-1]
     signature = (tf.TensorSpec([1, None, None, c], tf.uint8), tf.TensorSpec([1, None, None, cond_c], tf.uint8))
-    return tf.data.Dataset.from_generator(lambda: iter(pairs), output_signature=signature)
+    ds = tf.data.Dataset.from_generator(lambda: iter(pairs), output_signature=signature)
+    return ds.apply(tf.data.experimental.assert_cardinality(len(pairs)))  # a known length: Keras evaluates it whole

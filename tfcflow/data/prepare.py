@@ -163,3 +163,35 @@ def store_skimage_patches(name: str, data_dir: str, patch_size: int = 32, stride
               "test": skimage_photo_patches(test, patch_size, patch_size, downscale)}
     return import_arrays(splits, name, data_dir,
                          description=f"scikit-image photo patches; train: {train}, test: {test}")
+
+
+# scikit-image's bundled colour photographs for whole-image work: (name, loader); the held-out ones
+# (coffee, a cat) are photos of subjects none of the training photos show
+SKIMAGE_TRAIN_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "motorcycle")
+SKIMAGE_TEST_PHOTOS = ("coffee", "chelsea")
+
+
+def _skimage_photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    if name == "motorcycle":  # the left view of the stereo pair (the right one is the same scene)
+        return skimage.data.stereo_motorcycle()[0]
+    return getattr(skimage.data, name)()[..., :3]
+
+
+def store_skimage_photos(folder: str, train: Sequence[str] = SKIMAGE_TRAIN_PHOTOS,
+                         test: Sequence[str] = SKIMAGE_TEST_PHOTOS) -> str:
+    """Writes scikit-image's colour photos as PNG files into ``folder/train`` and ``folder/test``
+    (an image folder for ``tfcflow.data.image_folder``; full resolution, no download). Refuses a
+    folder that already holds files."""
+    import tensorflow as tf
+
+    if os.path.isdir(folder) and os.listdir(folder):
+        raise ValueError(f"{folder} already exists and is not empty; choose a new folder")
+    for split, names in (("train", train), ("test", test)):
+        os.makedirs(os.path.join(folder, split), exist_ok=True)
+        for name in names:
+            png = tf.io.encode_png(_skimage_photo(name)).numpy()
+            with open(os.path.join(folder, split, f"{name}.png"), "wb") as f:
+                f.write(png)
+    return folder

@@ -1,0 +1,90 @@
+"""The image-folder source in training jobs (data.source = "image_folder"): random patches of a
+folder of image files for training, the held-out files evaluated whole, resume, and the errors of
+a bad folder; on small generated PNG files (the photo experiment's fast config, pointed at them)."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcflow import config as config_lib, trainer
+from tfcflow.data import prepare
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FAST = os.path.join(ROOT, "training", "photo_super_resolution", "caflow_fast.json")
+
+
+def _smooth_image(rng, h, w):
+    """A smooth colour image (low-frequency content, as photos have), uint8 [h, w, 3]."""
+    coarse = rng.uniform(0, 255, (h // 8 + 1, w // 8 + 1, 3)).astype(np.float32)
+    return tf.cast(tf.image.resize(coarse[None], (h, w), method="bicubic")[0], tf.uint8).numpy().clip(0, 255)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for split, sizes in (("train", [(40, 56), (48, 40), (64, 64)]), ("test", [(36, 52)])):
+        os.makedirs(folder / split)
+        for i, (h, w) in enumerate(sizes):
+            (folder / split / f"im{i}.png").write_bytes(tf.io.encode_png(_smooth_image(rng, h, w)).numpy())
+    return folder
+
+
+def _train(out, folder, *extra):
+    sets = [f'data.folder="{folder}"', "data.prepare_skimage_photos=false", "train.steps_per_epoch=4",
+            "train.deterministic=true",
+            *extra]
+    return trainer.train(FAST, str(out), sets)
+
+
+def test_patch_training_resumes_and_evaluates_whole_held_out_images(tmp_path, photos):
+    straight = _train(tmp_path / "straight", photos, "train.steps=8")
+    assert straight["steps"] == 8 and np.isfinite(straight["test_bits_per_dim"])
+    first = _train(tmp_path / "resumed", photos, "train.steps=4")
+    resumed = _train(tmp_path / "resumed", photos, "train.steps=8")
+    assert first["steps"] == 4 and resumed["resumed_from"].endswith("ckpt-4")
+    # the patch stream continues where it stopped: bit-identical to the uninterrupted run
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    # the held-out 36x52 image is evaluated whole (its size is a multiple of 2^levels = 4 and of the
+    # factor 4: no crop), per photo, with the bicubic baseline and both temperatures
+    (photo,) = straight["photos"]
+    assert (photo["height"], photo["width"]) == (36, 52)
+    assert 0 < photo["bits_per_dim"] < 9 and 5 < photo["psnr_bicubic"] < 60
+    for t in ("0.5", "0.8"):
+        assert photo[f"psnr_oracle_best_of_10_T{t}"] >= photo[f"psnr_best_of_10_T{t}"]
+        assert photo[f"psnr_oracle_best_of_10_T{t}"] >= photo[f"psnr_single_T{t}"]
+    assert os.path.getsize(straight["photo_figure"]) > 500 and os.path.getsize(straight["sample_grid"]) > 500
+    saved = config_lib.load(os.path.join(tmp_path, "straight", "config.json"))
+    assert saved["data"]["source"] == "image_folder" and saved["data"]["patch_size"] == 16
+
+
+def test_config_errors_of_the_image_folder_source(tmp_path, photos):
+    with pytest.raises(config_lib.ConfigError, match="data.folder"):
+        trainer.train(FAST, str(tmp_path / "a"), ["data.folder=null"])
+    with pytest.raises(config_lib.ConfigError, match="data.patch_size .18. must be a multiple of data.factor"):
+        _train(tmp_path / "b", photos, "data.patch_size=18")
+    with pytest.raises(config_lib.ConfigError, match="class_conditional"):
+        _train(tmp_path / "c", photos, 'data.task="class_conditional"')
+    with pytest.raises(config_lib.ConfigError, match="data: image folder .* does not exist"):
+        _train(tmp_path / "d", tmp_path / "nowhere")
+    broken = tmp_path / "broken"
+    os.makedirs(broken / "train")
+    os.makedirs(broken / "test")
+    (broken / "train" / "bad.png").write_bytes(b"not a png")
+    (broken / "test" / "ok.png").write_bytes((photos / "test" / "im0.png").read_bytes())
+    with pytest.raises(config_lib.ConfigError, match="bad.png"):
+        _train(tmp_path / "e", broken)
+    too_small = _train  # a patch larger than a training image is named with its size
+    with pytest.raises(config_lib.ConfigError, match="smaller than patch_size 48"):
+        too_small(tmp_path / "f", photos, "data.patch_size=48")
+    assert not os.path.exists(tmp_path / "b" / "config.json")  # nothing claimed by a failed start
+
+
+def test_skimage_photos_are_written_once(tmp_path):
+    folder = prepare.store_skimage_photos(str(tmp_path / "p"), train=("astronaut",), test=("chelsea",))
+    assert sorted(os.listdir(os.path.join(folder, "test"))) == ["chelsea.png"]
+    image = tf.io.decode_png(open(os.path.join(folder, "train", "astronaut.png"), "rb").read()).numpy()
+    assert image.shape == (512, 512, 3)
+    with pytest.raises(ValueError, match="not empty"):
+        prepare.store_skimage_photos(folder)
