@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TF=${TFCFLOW:-.venv/bin/tfcflow}
 PY=${PYTHON:-.venv/bin/python}
-all="gaussian_mixture mnist_sr_caflow mnist_sr_dual_glow mnist_sr_conditional_glow mnist_inpainting colorization mnist_class_conditional"
+all="gaussian_mixture mnist_sr_caflow mnist_sr_dual_glow mnist_sr_conditional_glow mnist_inpainting colorization photo_super_resolution mnist_class_conditional"
 for name in ${@:-$all}; do
   echo "=== $name $(date +%T)"
   case $name in
@@ -18,6 +18,7 @@ for name in ${@:-$all}; do
     mnist_sr_conditional_glow) $TF train training/mnist_super_resolution/conditional_glow.json --out runs/mnist_sr_conditional_glow ;;
     mnist_inpainting) $TF train training/mnist_inpainting/caflow.json --out runs/mnist_inpainting_caflow ;;
     colorization) $TF train training/colorization/caflow.json --out runs/colorization_caflow ;;
+    photo_super_resolution) $TF train training/photo_super_resolution/caflow.json --out runs/photo_sr_caflow ;;
     mnist_class_conditional) $PY training/mnist_class_conditional/train.py --out runs/mnist_class_conditional ;;
     *) echo "unknown experiment $name"; exit 2 ;;
   esac

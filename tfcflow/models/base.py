@@ -95,7 +95,7 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
                 layer.fused_steps = value.fused_steps
         # Keras keeps its traced step functions: drop them (and ours) so the next call retraces
         self.train_function = self.test_function = self.predict_function = None
-        self.__dict__.pop("_sample_many_graph", None)
+        self.__dict__.pop("_sample_many_graphs", None)
 
     def _in_sub_batches(self, fn, *batched):
         """``fn(*batched)`` in ``execution.sub_batches`` sub-batches; while one is traced,
@@ -175,11 +175,15 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         rows = DEFAULT_SAMPLE_ROWS if batch_size is None else _checks.check_positive_int(batch_size, "batch_size")
         if tf.executing_eagerly():
             # one traced graph for the chunk loop (op-by-op eager execution of a flow is several
-            # times slower), retraced only for a new condition shape or batch_size
-            fn = self.__dict__.get("_sample_many_graph")
+            # times slower), retraced only for a new condition shape or batch_size; one graph per
+            # `_sample_graph_key` (Python state a subclass reads while tracing)
+            graphs = self.__dict__.get("_sample_many_graphs")
+            if graphs is None:
+                graphs = {}
+                object.__setattr__(self, "_sample_many_graphs", graphs)  # not a Keras-tracked attribute
+            fn = graphs.get(self._sample_graph_key())
             if fn is None:
-                fn = tf.function(self._sample_many, reduce_retracing=True)
-                object.__setattr__(self, "_sample_many_graph", fn)  # not a Keras-tracked attribute
+                fn = graphs[self._sample_graph_key()] = tf.function(self._sample_many, reduce_retracing=True)
             x = _checks.finite_samples(fn(c, tf.constant(n, tf.int32), temperature, seed, rows))
         else:
             x = _checks.finite_samples(self._sample_many(c, n, temperature, seed, rows))
@@ -214,6 +218,10 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         _, out = tf.while_loop(lambda i, out: i < tf.size(starts),
                                lambda i, out: (i + 1, out.write(i, chunk(starts[i]))), [i, out])
         return out.concat()
+
+    def _sample_graph_key(self):
+        """Python state that changes what ``_sample_many`` traces (hashable; None: none)."""
+        return None
 
     def _sampling_features(self, condition):
         """What ``_sample_from_features`` is conditioned on, computed once per condition row."""

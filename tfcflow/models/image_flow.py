@@ -280,15 +280,14 @@ class ImageFlowModel(ConditionalFlowModel):
             if len(size) != 2:
                 raise ValueError(f"size must be (height, width), got {size!r}")
             size = tuple(_checks.check_positive_int(d, "size") for d in size)
-        if size != self.__dict__.get("_traced_sample_size"):
-            # the base class may keep a traced graph of _sample_many, and the size is read while tracing
-            self.__dict__.pop("_sample_many_graph", None)
-            object.__setattr__(self, "_traced_sample_size", size)
         self._sample_size = size
         try:
             return super().sample(condition, temperature, seed, num_samples=num_samples, batch_size=batch_size)
         finally:
             self._sample_size = None
+
+    def _sample_graph_key(self):
+        return self._sample_size  # read while tracing: one sampling graph per requested size
 
     def distribution(self, condition) -> tfd.Distribution:
         """p(v | condition) over dequantized pixel values ``v = x_uint8 + u`` in [0, 256), as a
