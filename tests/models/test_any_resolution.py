@@ -92,6 +92,13 @@ def test_sampling_at_another_size(model):
         assert model.sample(c, seed=3).shape == (2, 8, 8, 1)
         assert model.sample(c, seed=3, num_samples=2).shape == (2, 2, 8, 8, 1)
         assert model.sample(c, seed=3, num_samples=2, size=(8, 12)).shape == (2, 2, 8, 12, 1)
+        # best of n at that size: the kept sample's score is its log p(x | c), the best of its n
+        best, lp = model.best_of_n(c, 3, temperature=0.8, seed=3, size=(8, 12))
+        assert best.shape == (2, 8, 12, 1)
+        np.testing.assert_allclose(lp.numpy(), model.log_prob(best, c).numpy(), rtol=1e-4)
+        drawn = model.sample(np.repeat(c, 3, axis=0), temperature=0.8, seed=3, size=(8, 12))
+        per_row = model.log_prob(drawn, np.repeat(c, 3, axis=0)).numpy().reshape(2, 3)
+        np.testing.assert_allclose(lp.numpy(), per_row.max(axis=1), rtol=1e-4)
         return
     # in a graph whose condition has unknown H, W (a SavedModel signature), num_samples included
     spec = tf.TensorSpec([None, None, None, 1], tf.uint8)

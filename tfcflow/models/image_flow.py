@@ -274,17 +274,28 @@ class ImageFlowModel(ConditionalFlowModel):
         (``[batch, N, H, W, C]``; see ``ConditionalFlowModel.sample``). ``temperature``: a float or
         one per level (finest first); 0 gives the mode path. The samples' ``H x W`` is an image
         condition's size x factor; for a vector condition ``size=(H, W)``, default the default size."""
-        if size is not None:
-            if self._image_condition:
-                raise ValueError("size: samples of an image condition have its size x factor; resize the condition")
-            if len(size) != 2:
-                raise ValueError(f"size must be (height, width), got {size!r}")
-            size = tuple(_checks.check_positive_int(d, "size") for d in size)
-        self._sample_size = size
+        self._sample_size = self._requested_size(size)
         try:
             return super().sample(condition, temperature, seed, num_samples=num_samples, batch_size=batch_size)
         finally:
             self._sample_size = None
+
+    def best_of_n(self, condition, n, temperature=1.0, seed=None, max_n: Optional[int] = None, size=None):
+        """``ConditionalFlowModel.best_of_n``; for a vector condition ``size=(H, W)`` as in ``sample``."""
+        self._sample_size = self._requested_size(size)
+        try:
+            return super().best_of_n(condition, n, temperature, seed, max_n)
+        finally:
+            self._sample_size = None
+
+    def _requested_size(self, size) -> Optional[tuple]:
+        if size is None:
+            return None
+        if self._image_condition:
+            raise ValueError("size: samples of an image condition have its size x factor; resize the condition")
+        if len(size) != 2:
+            raise ValueError(f"size must be (height, width), got {size!r}")
+        return tuple(_checks.check_positive_int(d, "size") for d in size)
 
     def _sample_graph_key(self):
         return self._sample_size  # read while tracing: one sampling graph per requested size
