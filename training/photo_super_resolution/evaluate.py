@@ -66,7 +66,8 @@ def evaluate(model, config, job):
         top, left = (h - s) // 2, (w - s) // 2
         crop = lambda im: im[top:top + s, left:left + s]  # noqa: E731
         lr = metrics.upsample(c, (h, w), method="nearest")[0]
-        rows += [crop(lr), crop(bicubic), crop(x[0] / 255.0), crop(draws[0.5][0]), crop(draws[0.8][1])]  # samples: [0, 1]
+        # the samples are on [0, 1] already; the ground truth is uint8
+        rows += [crop(lr), crop(bicubic), crop(x[0] / 255.0), crop(draws[0.5][0]), crop(draws[0.8][1])]
     keys = [k for k in photos[0] if k not in ("index", "height", "width")]
     out = {f"photo_{k}": float(np.mean([p[k] for p in photos])) for k in keys}
     for t in TEMPERATURES:
