@@ -50,23 +50,22 @@ def macs_per_image(cond_channels: int = 0, injector: bool = False) -> int:
     return macs
 
 
-def build(variant: str, smoke: bool, chains: int = 1, fused_steps: bool = True):
+def unconditional_glow(shape, levels: int, depth: int, width: int):
+    """The peers' unconditional multi-scale Glow in a small ``ImageFlowModel`` subclass (tfcflow's
+    image-model training step; shared with bench/equal_time)."""
     from tfcflow.bijectors.dequantize import UniformDequantization
-    from tfcflow.execution import Execution
-    from tfcflow.models import ConditionalGlow, ImageFlowModel, MultiScaleFlow
+    from tfcflow.models import ImageFlowModel, MultiScaleFlow
 
-    levels, steps, hid = (2, 1, 8) if smoke else (L, K, HID)
-    size = 8 if smoke else H
+    shape = tuple(shape)
 
     class Glow(ImageFlowModel):
-        """The unconditional multi-scale flow with tfcflow's image-model training step. The base
-        class wants a condition; this one takes a 1-dim dummy that no layer reads."""
+        """The base class wants a condition; this one takes a 1-dim dummy that no layer reads."""
 
         def __init__(self):
-            super().__init__((size, size, C), (1,), levels)
-            self.flow = MultiScaleFlow(levels, steps, hid, transition_steps=0, injector=False,
+            super().__init__(shape, (1,), levels)
+            self.flow = MultiScaleFlow(levels, depth, width, transition_steps=0, injector=False,
                                        learned_prior=True, prior_width=0, scale="sigmoid", name="flow")
-            self.flow.build((None, size, size, C))
+            self.flow.build((None,) + shape)
             self.built = True
 
         def _features(self, condition):
@@ -81,10 +80,20 @@ def build(variant: str, smoke: bool, chains: int = 1, fused_steps: bool = True):
         def _data_init_dequantized(self, v, condition, force):
             self.flow.data_init(UniformDequantization().inverse_and_log_det(v)[0], force=force)
 
+    return Glow()
+
+
+def build(variant: str, smoke: bool, chains: int = 1, fused_steps: bool = True):
+    from tfcflow.execution import Execution
+    from tfcflow.models import ConditionalGlow
+
+    levels, steps, hid = (2, 1, 8) if smoke else (L, K, HID)
+    size = 8 if smoke else H
+
     common = dict(levels=levels, depth=steps, width=hid, transition_steps=0,
                   prior_width=0, scale="sigmoid")
     if variant in ("uncond", "mirrored"):
-        model, kind = Glow(), None
+        model, kind = unconditional_glow((size, size, C), levels, steps, hid), None
     elif variant in ("cond_label", "cond_label_injector"):
         model, kind = ConditionalGlow((size, size, C), (10,), encoder_width=10,
                                       injector=variant == "cond_label_injector", **common), 10

@@ -26,61 +26,23 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/: glow_bench
 import numpy as np  # noqa: E402
 
+import glow_bench  # noqa: E402
 import protocol as pc  # noqa: E402
 
 
 def build(part: str, s: dict):
     """(model, training conditions of ``train``, test conditions) for ``part``."""
-    from tfcflow.bijectors.dequantize import UniformDequantization
-    from tfcflow.models import ConditionalGlow, ImageFlowModel, MultiScaleFlow
+    from tfcflow.models import ConditionalGlow
 
     shape = (pc.SIZE, pc.SIZE, pc.CHANNELS)
     if part == "sr":
         return ConditionalGlow(shape, (pc.SIZE // pc.SR_FACTOR, pc.SIZE // pc.SR_FACTOR, pc.CHANNELS),
                                levels=s["levels"], depth=s["depth"], width=s["hidden"], transition_steps=0,
                                encoder_width=pc.ENCODER_WIDTH, injector=False, prior_width=0, scale="sigmoid")
-
-    levels, depth, hidden = s["levels"], s["depth"], s["hidden"]
-
-    class Glow(ImageFlowModel):
-        """The unconditional multi-scale flow with tfcflow's image-model training step; the base
-        class wants a condition, so this one takes a 1-dim dummy that no layer reads."""
-
-        def __init__(self):
-            super().__init__(shape, (1,), levels)
-            self.flow = MultiScaleFlow(levels, depth, hidden, transition_steps=0, injector=False,
-                                       learned_prior=True, prior_width=0, scale="sigmoid", name="flow")
-            self.flow.build((None,) + shape)
-            self.built = True
-
-        def _features(self, condition):
-            return None
-
-        def _latent_bijector(self, features):
-            return self.flow.bijector()
-
-        def _piece_levels(self):
-            return range(self.num_levels)
-
-        def _data_init_dequantized(self, v, condition, force):
-            self.flow.data_init(UniformDequantization().inverse_and_log_det(v)[0], force=force)
-
-    return Glow()
-
-
-def effective_params(model) -> int:
-    """Trainable parameters, counting the LU 1x1 convolutions' used triangles only (C^2 each), as
-    bench/glow_bench.py counts them."""
-    from tfcflow.bijectors import InvertibleConv1x1Layer
-
-    total = sum(int(v.numpy().size) for v in model.trainable_variables)
-    for layer in model._flatten_layers():
-        if isinstance(layer, InvertibleConv1x1Layer) and layer.lu:
-            c = int(layer.log_abs_diag.shape[0])
-            total -= c * c + c
-    return total
+    return glow_bench.unconditional_glow(shape, s["levels"], s["depth"], s["hidden"])
 
 
 def conditions(part: str, x: np.ndarray) -> np.ndarray:
@@ -145,7 +107,7 @@ def main(argv=None) -> dict:
                fused_steps=model.execution.fused_steps,
                threads=dict(intra=tf.config.threading.get_intra_op_parallelism_threads(),
                             inter=tf.config.threading.get_inter_op_parallelism_threads()),
-               architecture=s, params=int(model.count_params()), params_effective=effective_params(model),
+               architecture=s, params=int(model.count_params()), params_effective=glow_bench.effective_params(model),
                load_s=round(load_s, 2), build_s=round(build_s, 2),
                optimizer="tfcflow.optim.FusedAdam(1e-3) (Keras Adam's update in one kernel)")
 
