@@ -53,7 +53,6 @@ def macs_per_image(cond_channels: int = 0, injector: bool = False) -> int:
 def unconditional_glow(shape, levels: int, depth: int, width: int):
     """The peers' unconditional multi-scale Glow in a small ``ImageFlowModel`` subclass (tfcflow's
     image-model training step; shared with bench/equal_time)."""
-    from tfcflow.bijectors.dequantize import UniformDequantization
     from tfcflow.models import ImageFlowModel, MultiScaleFlow
 
     shape = tuple(shape)
@@ -77,8 +76,8 @@ def unconditional_glow(shape, levels: int, depth: int, width: int):
         def _piece_levels(self):
             return range(self.num_levels)
 
-        def _data_init_dequantized(self, v, condition, force):
-            self.flow.data_init(UniformDequantization().inverse_and_log_det(v)[0], force=force)
+        def _data_init_flow(self, y, condition, force):
+            self.flow.data_init(y, force=force)
 
     return Glow()
 

@@ -209,6 +209,35 @@ def test_image_signatures_take_any_size_in_a_fresh_process(exported, tmp_path):
     assert a["sample_many/samples"].shape == (5, 3, 16, 24, 1)
 
 
+def test_a_class_conditional_image_model_serves_any_size_from_a_fresh_process(tmp_path):
+    """The *_at_size signatures of a label-conditioned model: the library's sample(size=...) at two
+    sizes, from a process that imports only TensorFlow; bad sizes fail in the graph."""
+    model = tiny_glow("label")
+    rng = np.random.default_rng(0)
+    x, c = rng.integers(0, 256, (16, 8, 8, 1)).astype(np.uint8), np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
+    model.initialize(x, c)
+    path = export.save(model, str(tmp_path / "export"), model_name="label")
+    signatures = tf.saved_model.load(path).signatures
+    assert {"sample", "sample_at_size", "best_of_n_at_size", "sample_many_at_size"} <= set(signatures)
+    for h, w in ((8, 8), (16, 24)):
+        inputs = dict(condition=c[:3], size=np.array([h, w], np.int32), temperature=np.float32(0.7),
+                      seed=np.int64(5), n=np.int32(3), num_samples=np.int32(2), x=x[:3])
+        np.savez(str(tmp_path / "in.npz"), **inputs)
+        _, a = _probe(path, str(tmp_path / "in.npz"), str(tmp_path / "out.npz"))
+        in_memory = model.sample(c[:3], temperature=0.7, seed=5, size=(h, w)).numpy()
+        np.testing.assert_allclose(a["sample_at_size/samples"], np.round(in_memory * 255), atol=1)
+        best, lp = model.best_of_n(c[:3], 3, temperature=0.7, seed=5, size=(h, w))
+        np.testing.assert_allclose(a["best_of_n_at_size/log_prob"], lp.numpy(), rtol=1e-4)
+        assert a["sample_many_at_size/samples"].shape == (3, 2, h, w, 1)
+    # the default-size signature is still there and still 8x8
+    assert a["sample/samples"].shape == (3, 8, 8, 1)
+    for size, pattern in (([6, 8], r"divisible by 2\^levels = 4"), ([0, 8], "must be positive"),
+                          ([2048, 1024], "at most max_pixels")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
+            signatures["sample_at_size"](condition=tf.constant(c[:1]), size=tf.constant(size, tf.int32),
+                                         temperature=tf.constant(0.5), seed=tf.constant(1, tf.int64))
+
+
 def test_max_pixels_is_enforced_in_the_graph(exported):
     base, models = exported
     s = tf.saved_model.load(models["glow"][1]).signatures

@@ -15,6 +15,9 @@ signature           inputs                                      outputs
 ``infer_condition`` ``x``                                       ``condition`` (c~), ``class_probabilities``,
 (relaxed-condition                                              ``label``
 models only)
+``sample_at_size``, ``best_of_n_at_size``,      the inputs above plus   as above
+``sample_many_at_size`` (class-conditional      ``size``
+image models only)
 ==================  ==========================================  =============================================
 
 Dtypes: image models take and return raw 8-bit images (``uint8 [batch, H, W, C]``; image
@@ -24,8 +27,11 @@ conditions ``uint8`` too) -- dequantization and scaling run inside the graph; ve
 Image sizes: image models are fully convolutional, so their signatures take any size: ``x`` is
 ``[batch, None, None, C]`` (H, W divisible by ``2^levels``) and an image ``condition``
 ``[batch, None, None, c]`` (x's size / the model's ``factor``); samples of a condition have its
-size x factor; a class-conditional model samples at its default size (``event_shape``'s H, W;
-exporting one without a default size is refused). ``bits_per_dim`` divides by each request's
+size x factor; a class-conditional model's ``sample``, ``best_of_n`` and ``sample_many`` draw at
+its default size (``event_shape``'s H, W), and its ``*_at_size`` signatures at the request's
+``size`` (``int32 [2]``: height, width, positive and divisible by 2^levels); a model without a
+default size has only the ``*_at_size`` ones (``serving_default`` is then ``sample_at_size``).
+``bits_per_dim`` divides by each request's
 H * W * C. One image may have at most ``max_pixels`` pixels (H * W of x, or of the samples a
 condition asks for; default ``MAX_PIXELS`` = 1024 * 1024, a few GB of activations per image for a
 mid-sized Glow), checked in the graph before any flow op: a larger request fails with
@@ -70,10 +76,6 @@ def _specs(model):
     else:  # any size: only the channels are fixed
         x_shape = (None, None, model.event_shape[-1])
         c_shape = (None, None, model.condition_shape[-1]) if cond_image else tuple(model.condition_shape)
-        if not cond_image and model.default_size is None:
-            raise ValueError(f"a class-conditional image model samples at its default size, and this one has none "
-                             f"(event_shape {tuple(model.event_shape)}): build it with event_shape (H, W, C) to "
-                             f"export it")
     x = tf.TensorSpec((None,) + x_shape, tf.uint8 if image else tf.float32, name="x")
     c = tf.TensorSpec((None,) + c_shape, tf.uint8 if cond_image else tf.float32, name="condition")
     return image, x, c
@@ -147,9 +149,17 @@ def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES,
         return {"samples": to_output(model.sample(condition, temperature=temperature, seed=seed,
                                                   num_samples=num_samples))}
 
-    module.log_prob, module.sample, module.best_of_n, module.sample_many = log_prob, sample, best_of_n, sample_many
-    signatures = {"serving_default": sample, "sample": sample, "log_prob": log_prob, "best_of_n": best_of_n,
-                  "sample_many": sample_many}
+    signatures = {"log_prob": log_prob}
+    sized = image and len(model.condition_shape) == 1  # a class condition: the size is the request's choice
+    if not sized or model.default_size is not None:
+        signatures.update(serving_default=sample, sample=sample, best_of_n=best_of_n, sample_many=sample_many)
+    if sized:
+        signatures.update(_sized_signatures(model, c_spec, temperature, seed, n_spec, to_output, max_n, max_samples,
+                                            max_pixels))
+        signatures.setdefault("serving_default", signatures["sample_at_size"])
+    for name, fn in signatures.items():
+        if name != "serving_default":
+            setattr(module, name, fn)
     if hasattr(model, "infer_condition"):
         eps2 = 2.0 * float(model.epsilon) ** 2
 
@@ -165,6 +175,41 @@ def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES,
         module.infer_condition = infer_condition
         signatures["infer_condition"] = infer_condition
     return module, signatures
+
+
+def _sized_signatures(model, c_spec, temperature, seed, n_spec, to_output, max_n, max_samples, max_pixels) -> dict:
+    """``sample``, ``best_of_n``, ``sample_many`` of a class-conditional image model with a ``size``
+    input: ``int32 [2]`` (height, width) of the samples, checked in the graph (positive, divisible
+    by 2^levels, at most ``max_pixels``) before any flow op."""
+    from tfcflow import _checks
+
+    size_spec = tf.TensorSpec([2], tf.int32, name="size")
+
+    def checked(size):
+        size = _checks.enforce(size, size > 0, "size (height, width) must be positive")
+        pixels = tf.cast(size[0], tf.int64) * tf.cast(size[1], tf.int64)
+        size = _at_most_pixels(size, pixels, max_pixels, "samples (size)")
+        return size[0], size[1]
+
+    @tf.function(input_signature=[c_spec, size_spec, temperature, seed])
+    def sample_at_size(condition, size, temperature, seed):
+        return {"samples": to_output(model.sample(condition, temperature=temperature, seed=seed, size=checked(size)))}
+
+    @tf.function(input_signature=[c_spec, size_spec, n_spec, temperature, seed])
+    def best_of_n_at_size(condition, size, n, temperature, seed):
+        best, lp = model.best_of_n(condition, n, temperature=temperature, seed=seed, max_n=max_n, size=checked(size))
+        return {"samples": to_output(best), "log_prob": lp}
+
+    @tf.function(input_signature=[c_spec, size_spec, tf.TensorSpec([], tf.int32, name="num_samples"), temperature,
+                                  seed])
+    def sample_many_at_size(condition, size, num_samples, temperature, seed):
+        num_samples = _checks.enforce(num_samples, (num_samples >= 1) & (num_samples <= max_samples),
+                                      f"num_samples must be in [1, {max_samples}]")
+        return {"samples": to_output(model.sample(condition, temperature=temperature, seed=seed,
+                                                  num_samples=num_samples, size=checked(size)))}
+
+    return dict(sample_at_size=sample_at_size, best_of_n_at_size=best_of_n_at_size,
+                sample_many_at_size=sample_many_at_size)
 
 
 def save(model, export_dir: str, version: Optional[int] = None, model_name: Optional[str] = None,

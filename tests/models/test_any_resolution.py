@@ -149,8 +149,10 @@ def test_image_condition_size_must_match_the_factor():
     with pytest.raises(ValueError, match=r"pass sample\(\.\.\., size=\(H, W\)\)"):
         label.sample(np.eye(3, dtype=np.float32), seed=1)
     from tfcflow import export
-    with pytest.raises(ValueError, match="samples at its default size, and this one has none"):
-        export.serving_module(label)
+    _, signatures = export.serving_module(label)  # no default size: only the signatures that take one
+    assert set(signatures) == {"log_prob", "sample_at_size", "best_of_n_at_size", "sample_many_at_size",
+                               "serving_default"}
+    assert signatures["serving_default"] is signatures["sample_at_size"]
 
 
 @pytest.mark.parametrize("kind", KINDS)

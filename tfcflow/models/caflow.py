@@ -51,7 +51,7 @@ import tensorflow as tf
 
 from tfcflow import _random
 from tfcflow.bijectors import FlowBijector, FlowSequence, SqueezeLayer
-from tfcflow.bijectors.dequantize import BINS, UniformDequantization, add_uniform_noise
+from tfcflow.bijectors.dequantize import BINS, add_uniform_noise
 from tfcflow.bijectors.multiscale import MultiScale, flatten_pieces, spatial_size, unflatten_pieces
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.image_blocks import flow_step, transition_step
@@ -157,20 +157,21 @@ class CAFlow(ImageFlowModel):
       weight_sharing: Appendix D weight sharing.
       dual_glow: the DUAL-GLOW dependency structure instead of CAFLOW's.
       transition_steps, scale, clamp, lu, seed: as in ``MultiScaleFlow``.
+      residual: T models the target minus the upsampled condition (see ``ImageFlowModel``).
     """
 
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]],
                  levels: int = 3, condition_depth: int = 16, target_depth: int = 32, depth: int = 12, width: int = 64,
                  conditional_width: int = 32, regularization: float = 0.01, weight_sharing: bool = False,
                  dual_glow: bool = False, transition_steps: int = 2, scale: str = "exp_tanh", clamp: float = 2.0,
-                 lu: bool = True, seed: int = 0, factor: Optional[int] = None, **kwargs):
+                 lu: bool = True, seed: int = 0, factor: Optional[int] = None, residual: bool = False, **kwargs):
         if len(condition_shape) != 3:
             raise ValueError(f"CAFlow conditions are images (h, w, c); got condition_shape {tuple(condition_shape)}")
         if regularization < 0:
             raise ValueError(f"regularization must be >= 0, got {regularization}")
         if weight_sharing and dual_glow:
             raise ValueError("weight_sharing applies to CAFLOW's cross-scale functions; dual_glow has none")
-        super().__init__(event_shape, condition_shape, levels, factor=factor, **kwargs)
+        super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual, **kwargs)
         self._record_config(locals())
         self.regularization = float(regularization)
         self.dual_glow = bool(dual_glow)
@@ -256,16 +257,9 @@ class CAFlow(ImageFlowModel):
         return MultiScale(views, [None] * (len(views) - 1), g["layout"], name=f"G{i}")
 
     # ---- densities ---------------------------------------------------------------------------------
-    def _condition_image(self, condition):
-        """The condition at the target's size (its size x factor)."""
-        if self.factor != 1:
-            condition = tf.image.resize(condition, [d * self.factor for d in spatial_size(condition)],
-                                        method="bicubic")
-        return condition
-
     def _encode_condition(self, condition, noise=None):
         """(D list, index 0 = coarsest; log p(y)); ``noise``: 1/256-wide uniform noise added to y."""
-        y = self._condition_image(condition)
+        y = self._resized_condition(condition)
         if noise is not None:
             y = y + noise / BINS
         pieces, ld = self.condition_flow.bijector().encode(y)
@@ -293,20 +287,19 @@ class CAFlow(ImageFlowModel):
         y_shape = tf.concat([tf.shape(bins)[:3], [self.condition_shape[-1]]], 0)  # the resized condition's
         y_noise = self._training_noise("uniform", y_shape, _random.fold_in(seed, 1))
         d, log_p_y = self._encode_condition(condition, noise=y_noise)
-        nll = -self._log_prob_given(v, d)
+        nll = -self._log_prob_given(v, d, condition)
         return nll - self.regularization * log_p_y, nll
 
     def condition_log_prob(self, condition) -> tf.Tensor:
         """log p(y) of the (resized, continuous) condition image under R, nats, ``[batch]``."""
         return self._encode_condition(self._check_condition(condition))[1]
 
-    def _data_init_dequantized(self, v, condition, force):
+    def _data_init_flow(self, y, condition, force):
         # the condition image as training shows it to R: with its 1/256-wide noise (a constant
         # background would otherwise give ActNorm zero-variance channels)
-        y_c = self._condition_image(condition)
+        y_c = self._resized_condition(condition)
         y_c = y_c + add_uniform_noise(tf.zeros_like(y_c), _random.seed_tensor(1)) / BINS
         self.condition_flow.data_init(y_c, force=force)
-        y, _ = UniformDequantization().inverse_and_log_det(v)
         self.target_flow.data_init(y, force=force)
         d = self.condition_flow.bijector().encode(y_c)[0][::-1]
         latents = self.target_flow.bijector().encode(y)[0][::-1]

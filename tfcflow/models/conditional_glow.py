@@ -11,7 +11,6 @@ from typing import Optional, Sequence
 
 import keras
 
-from tfcflow.bijectors.dequantize import UniformDequantization
 from tfcflow.bijectors.multiscale import spatial_size
 from tfcflow.models.image_flow import ImageFlowModel
 from tfcflow.models.multiscale_flow import MultiScaleFlow
@@ -30,6 +29,7 @@ class ConditionalGlow(ImageFlowModel):
         target's size by the encoder; e.g. a low-resolution image, a masked image + mask, a
         grayscale image) or a vector ``(d,)`` (e.g. a one-hot class, broadcast over any size).
       factor: target size = image condition size x factor (default: from the two shapes, else 1).
+      residual: model the image minus the upsampled condition (see ``ImageFlowModel``).
       levels, depth, width, transition_steps, injector, learned_prior, prior_width, scale, clamp,
         lu, seed: see ``MultiScaleFlow`` (depth = flow steps per level).
       encoder_width: channels of the condition encoder's features.
@@ -39,11 +39,11 @@ class ConditionalGlow(ImageFlowModel):
                  levels: int = 3, depth: int = 8, width: int = 64, transition_steps: int = 2, encoder_width: int = 32,
                  injector: bool = True, learned_prior: bool = True, prior_width: int = 32,
                  scale: str = "exp_tanh", clamp: float = 2.0, lu: bool = True, seed: int = 0,
-                 factor: Optional[int] = None, **kwargs):
+                 factor: Optional[int] = None, residual: bool = False, **kwargs):
         if len(condition_shape) not in (1, 3):
             raise ValueError(f"condition_shape must be an image (h, w, c) or a vector (d,), got "
                              f"{tuple(condition_shape)}")
-        super().__init__(event_shape, condition_shape, levels, factor=factor, **kwargs)
+        super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual, **kwargs)
         self._record_config(locals())
         self.encoder = ConditionEncoder(levels, encoder_width, factor=self.factor, name="encoder")
         self.encoder.build((None,) + tuple(self.condition_shape))
@@ -65,6 +65,5 @@ class ConditionalGlow(ImageFlowModel):
     def _piece_levels(self):
         return range(self.num_levels)
 
-    def _data_init_dequantized(self, v, condition, force):
-        y, _ = UniformDequantization().inverse_and_log_det(v)
+    def _data_init_flow(self, y, condition, force):
         self.flow.data_init(y, self._features_at(condition, spatial_size(y)), force=force)

@@ -17,6 +17,13 @@ are rejected). The flow models dequantized values (dequantize.py):
 Image-shaped conditions are given like images (uint8 or [0, 1] floats) and reach the networks in
 [-0.5, 0.5]; vector conditions (e.g. one-hot labels) are used as they are.
 
+Residual (``residual=True``, image conditions): the flow models the difference between the target
+and the condition brought to the target's size (bicubic x factor; a 1-channel condition is
+broadcast over the target's channels), ``y_flow = y - up(c)``: a shift by a function of c only,
+so log|det| = 0 and the density of x is unchanged in kind; what changes is what the flow must
+learn (a near-zero residual instead of the whole image; SRFlow and many SR networks add the
+upsampled input back the same way).
+
 Temperatures: a float, or one float per level (per-scale temperatures, finest level first); a
 level's temperature scales the latents that generate the target's latent at that level.
 
@@ -92,7 +99,7 @@ class ImageFlowModel(ConditionalFlowModel):
         _latent_bijector(features)  -> FlowBijector y [b, H, W, C] -> z [b, D], with ``piece_shapes``
                                        and ``piece_sizes`` at the size the features imply
         _piece_levels()             -> the level (0 = finest) whose temperature scales each piece
-        _data_init_dequantized(v, condition, force)
+        _data_init_flow(y, condition, force)   y: the flow's input (dequantized, minus up(c) if residual)
 
     and, when the features depend on the target size beyond what the condition says (a vector
     condition broadcast over the image), ``_features_at(condition, size)``.
@@ -103,6 +110,8 @@ class ImageFlowModel(ConditionalFlowModel):
       levels: scales of the flow (x's H and W divisible by 2^levels).
       factor: target size = image condition size x factor; None: ``H / h`` when both sizes are
         given (an integer, the same for H and W), else 1.
+      residual: model ``y - up(c)`` instead of ``y`` (see module docstring); image conditions with
+        C or 1 channels.
 
     ``distribution(c)`` is over the dequantized values ``v`` in [0, 256) (a continuous density
     needs a continuous space); ``log_prob`` is the discrete one of 8-bit x (see module docstring)."""
@@ -110,7 +119,7 @@ class ImageFlowModel(ConditionalFlowModel):
     PER_DIM_METRIC = "bits_per_dim"
 
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]], levels: int,
-                 factor: Optional[int] = None, **kwargs):
+                 factor: Optional[int] = None, residual: bool = False, **kwargs):
         event_shape = tuple(None if d is None else int(d) for d in event_shape)
         condition_shape = tuple(None if d is None else int(d) for d in condition_shape)
         check_image_shape(event_shape, levels, name="image")
@@ -120,6 +129,11 @@ class ImageFlowModel(ConditionalFlowModel):
         self.num_levels = int(levels)
         self._image_condition = len(self.condition_shape) == 3
         self.factor = condition_factor(event_shape, self.condition_shape, factor)
+        self.residual = bool(residual)
+        if self.residual and not (self._image_condition and self.condition_shape[-1] in (1, event_shape[-1])):
+            raise ValueError(f"residual=True subtracts the upsampled condition from the image: it needs an image "
+                             f"condition with {event_shape[-1]} or 1 channels, got condition_shape "
+                             f"{self.condition_shape}")
         self._x_dims = None  # H*W*C of the images last checked: the denominator of bits/dim (per_dim)
         self._sample_size = None  # sample(size=...) while it runs
 
@@ -209,9 +223,10 @@ class ImageFlowModel(ConditionalFlowModel):
                                  f"(levels={self.num_levels})")
             return condition
         size = tf.stack(size)
-        return assert_in_graph(condition, tf.equal(size % f, 0),
-                               f"sample height and width (the condition size x factor {self.factor}) must be "
-                               f"divisible by 2^levels = {f} (levels={self.num_levels}); got", size)
+        what = f"the condition size x factor {self.factor}" if self._image_condition else "size"
+        return assert_in_graph(condition, tf.equal(size % f, 0) & (size > 0),
+                               f"sample height and width ({what}) must be positive and divisible by 2^levels = "
+                               f"{f} (levels={self.num_levels}); got", size)
 
     def per_dim(self, nll):
         """nll / (D log 2), D = H * W * C of the images being evaluated (the last checked x in this
@@ -256,7 +271,8 @@ class ImageFlowModel(ConditionalFlowModel):
         return quantize(v) / (BINS - 1)
 
     def _data_init(self, bins, condition, force):
-        self._data_init_dequantized(add_uniform_noise(bins, _random.seed_tensor(0)), condition, force)
+        y, _ = self._flow_input(add_uniform_noise(bins, _random.seed_tensor(0)), condition)
+        self._data_init_flow(y, condition, force)
 
     # ---- public extras --------------------------------------------------------------------------------
     def log_prob_bound(self, x, condition, seed=0) -> tf.Tensor:
@@ -273,7 +289,8 @@ class ImageFlowModel(ConditionalFlowModel):
         """8-bit samples as float in [0, 1]: one per condition row, or ``num_samples`` per row
         (``[batch, N, H, W, C]``; see ``ConditionalFlowModel.sample``). ``temperature``: a float or
         one per level (finest first); 0 gives the mode path. The samples' ``H x W`` is an image
-        condition's size x factor; for a vector condition ``size=(H, W)``, default the default size."""
+        condition's size x factor; for a vector condition ``size=(H, W)`` (ints, or scalar int
+        tensors in a graph, e.g. a SavedModel signature's input), default the default size."""
         self._sample_size = self._requested_size(size)
         try:
             return super().sample(condition, temperature, seed, num_samples=num_samples, batch_size=batch_size)
@@ -295,7 +312,7 @@ class ImageFlowModel(ConditionalFlowModel):
             raise ValueError("size: samples of an image condition have its size x factor; resize the condition")
         if len(size) != 2:
             raise ValueError(f"size must be (height, width), got {size!r}")
-        return tuple(_checks.check_positive_int(d, "size") for d in size)
+        return tuple(_checks.check_count(d, "size") for d in size)  # ints, or int tensors checked in-graph
 
     def _sample_graph_key(self):
         return self._sample_size  # read while tracing: one sampling graph per requested size
@@ -306,17 +323,20 @@ class ImageFlowModel(ConditionalFlowModel):
         condition's target size (``_target_size``)."""
         c = self._check_condition(condition)
         c = self._check_target(c, self._target_size(c))
-        bijector = self._latent_bijector(self._features_at(c, self._target_size(c)))
+        size = self._target_size(c)
+        bijector = self._latent_bijector(self._features_at(c, size))
         base = tfd.MultivariateNormalDiag(loc=tf.zeros([tf.shape(c)[0], sum(bijector.piece_sizes)]))
-        return tfd.TransformedDistribution(base, tfb.Chain([UniformDequantization(), bijector]))
+        shift = [tfb.Shift(self._upsampled(c, size))] if self.residual else []
+        return tfd.TransformedDistribution(base, tfb.Chain([UniformDequantization()] + shift + [bijector]))
 
     # ---- the dequantized density, shared by every image model --------------------------------------------
     def _log_prob_dequantized(self, v, condition):
-        return self._log_prob_given(v, self._features_at(condition, spatial_size(v)))
+        return self._log_prob_given(v, self._features_at(condition, spatial_size(v)), condition)
 
-    def _log_prob_given(self, v, features):
-        """log p(v | features): dequantization, the latent bijector, the N(0, I) prior."""
-        y, ld_dequant = UniformDequantization().inverse_and_log_det(v)
+    def _log_prob_given(self, v, features, condition):
+        """log p(v | features): dequantization (and the residual shift), the latent bijector, the
+        N(0, I) prior."""
+        y, ld_dequant = self._flow_input(v, condition)
         z, ld = self._latent_bijector(features).inverse_and_log_det(y)
         return standard_normal_log_prob(z) + ld + ld_dequant
 
@@ -325,8 +345,32 @@ class ImageFlowModel(ConditionalFlowModel):
         scale = piece_temperatures(temperatures, bijector.piece_shapes, self._piece_levels())
         z = scale * self._batch_noise("normal", tf.stack([tf.shape(condition)[0], sum(bijector.piece_sizes)]), seed)
         y, _ = bijector.forward_and_log_det(z)
+        if self.residual:
+            y = y + self._upsampled(condition, size)
         v, _ = UniformDequantization().forward_and_log_det(y)
         return v
+
+    def _flow_input(self, v, condition):
+        """Dequantized values v -> (the latent bijector's input y, log|dy/dv|): y = v / 256 - 0.5,
+        minus up(c) if residual (a shift: no log-det)."""
+        y, ld = UniformDequantization().inverse_and_log_det(v)
+        if self.residual:
+            y = y - self._upsampled(condition, spatial_size(v))
+        return y, ld
+
+    def _resized_condition(self, condition, size=None):
+        """An image condition ([-0.5, 0.5]) at the target's size (its size x factor, or ``size``),
+        bicubic; factor 1: as it is."""
+        if self.factor == 1:
+            return condition
+        return tf.image.resize(condition, size or [d * self.factor for d in spatial_size(condition)], method="bicubic")
+
+    def _upsampled(self, condition, size):
+        """``_resized_condition`` with the target's channels (a 1-channel condition broadcast)."""
+        c = self._resized_condition(condition, size)
+        if c.shape[-1] != self._image_shape[-1]:
+            c = tf.repeat(c, self._image_shape[-1], axis=-1)
+        return c
 
     # ---- subclass hooks ---------------------------------------------------------------------------------
     def _features(self, condition):
@@ -342,7 +386,8 @@ class ImageFlowModel(ConditionalFlowModel):
     def _piece_levels(self) -> Sequence[int]:
         raise NotImplementedError
 
-    def _data_init_dequantized(self, v, condition, force):
+    def _data_init_flow(self, y, condition, force):
+        """Data-dependent initialization (ActNorm) from a batch of the latent bijector's inputs y."""
         raise NotImplementedError
 
 
