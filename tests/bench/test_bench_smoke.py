@@ -93,3 +93,13 @@ def test_chains_grid_smoke_runs_its_settings_in_fresh_processes(monkeypatch):
     assert chained["threads"] == {"intra": 1, "inter": 2} and chained["chains"] == 2
     assert all(r[m] > 0 for r in res["rows"] for m in chains_grid.METRICS)
     assert "| 1 | 2 | 2 |" in res["table"]
+
+
+def test_finite_check_timing_smoke():
+    import finite_check_timing
+    from tfcflow import _checks
+
+    before = _checks.finite_samples
+    out = finite_check_timing.main(["--smoke"])
+    assert set(out) == {"assert", "check_numerics", "none"} and all(v["median"] > 0 for v in out.values())
+    assert _checks.finite_samples is before  # the library's check is back
