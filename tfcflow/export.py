@@ -81,6 +81,14 @@ def _specs(model):
     return image, x, c
 
 
+def _checked_num_samples(num_samples, max_samples: int):
+    """``num_samples`` (an int32 scalar) once 1 <= num_samples <= max_samples (an in-graph check)."""
+    from tfcflow import _checks
+
+    return _checks.enforce(num_samples, (num_samples >= 1) & (num_samples <= max_samples),
+                           f"num_samples must be in [1, {max_samples}]")
+
+
 def _at_most_pixels(t, pixels, max_pixels: int, what: str):
     """``t`` once ``pixels`` (int64: H * W of one image) <= max_pixels (an in-graph check)."""
     from tfcflow.models.image_blocks import assert_in_graph
@@ -142,9 +150,7 @@ def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES,
 
     @tf.function(input_signature=[c_spec, tf.TensorSpec([], tf.int32, name="num_samples"), temperature, seed])
     def sample_many(condition, num_samples, temperature, seed):
-        from tfcflow import _checks
-        num_samples = _checks.enforce(num_samples, (num_samples >= 1) & (num_samples <= max_samples),
-                                      f"num_samples must be in [1, {max_samples}]")
+        num_samples = _checked_num_samples(num_samples, max_samples)
         condition = check_condition(condition)
         return {"samples": to_output(model.sample(condition, temperature=temperature, seed=seed,
                                                   num_samples=num_samples))}
@@ -203,10 +209,9 @@ def _sized_signatures(model, c_spec, temperature, seed, n_spec, to_output, max_n
     @tf.function(input_signature=[c_spec, size_spec, tf.TensorSpec([], tf.int32, name="num_samples"), temperature,
                                   seed])
     def sample_many_at_size(condition, size, num_samples, temperature, seed):
-        num_samples = _checks.enforce(num_samples, (num_samples >= 1) & (num_samples <= max_samples),
-                                      f"num_samples must be in [1, {max_samples}]")
         return {"samples": to_output(model.sample(condition, temperature=temperature, seed=seed,
-                                                  num_samples=num_samples, size=checked(size)))}
+                                                  num_samples=_checked_num_samples(num_samples, max_samples),
+                                                  size=checked(size)))}
 
     return dict(sample_at_size=sample_at_size, best_of_n_at_size=best_of_n_at_size,
                 sample_many_at_size=sample_many_at_size)

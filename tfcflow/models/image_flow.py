@@ -224,9 +224,10 @@ class ImageFlowModel(ConditionalFlowModel):
             return condition
         size = tf.stack(size)
         what = f"the condition size x factor {self.factor}" if self._image_condition else "size"
-        return assert_in_graph(condition, tf.equal(size % f, 0) & (size > 0),
-                               f"sample height and width ({what}) must be positive and divisible by 2^levels = "
-                               f"{f} (levels={self.num_levels}); got", size)
+        # (a requested size is already >= 1: _requested_size)
+        return assert_in_graph(condition, tf.equal(size % f, 0),
+                               f"sample height and width ({what}) must be divisible by 2^levels = {f} "
+                               f"(levels={self.num_levels}); got", size)
 
     def per_dim(self, nll):
         """nll / (D log 2), D = H * W * C of the images being evaluated (the last checked x in this
