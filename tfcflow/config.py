@@ -38,7 +38,7 @@ DEFAULTS: dict = {
         # image_folder (tfcflow.data.image_folder): random patches of a folder of PNG/JPEG files for
         # training, the held-out files evaluated whole (folder/train + folder/test, or test_fraction)
         "folder": None,              # path (relative to the config file)
-        "prepare_skimage_photos": False,  # write scikit-image's colour photos into `folder` if it is missing
+        "prepare_photos": None,      # "skimage" | "bundled": write that photo set into `folder` if it is missing
         "patch_size": 32,
         "flips": "horizontal",       # "none" | "horizontal" | "both"
         "test_fraction": 0.1,
@@ -96,6 +96,7 @@ DEFAULTS: dict = {
 CHOICES = {
     ("data", "source"): ("tfds", "image_folder", "gaussian_mixture", "simulator"),
     ("data", "flips"): ("none", "horizontal", "both"),
+    ("data", "prepare_photos"): (None, "skimage", "bundled"),
     ("data", "on_nonfinite"): ("raise", "drop"),
     ("data", "task"): ("super_resolution", "inpainting", "colorization", "class_conditional"),
     ("data", "downsample"): ("area", "bicubic"),

@@ -122,9 +122,9 @@ class Job:
 
         d, seed = self.data_cfg, self.cfg["seed"]
         folder = config_lib.resolve_path(d["folder"], self.config_path)
-        if d["prepare_skimage_photos"] and not os.path.exists(folder):
-            from tfcflow.data.prepare import store_skimage_photos
-            store_skimage_photos(folder)
+        if d["prepare_photos"] and not os.path.exists(folder):
+            from tfcflow.data.prepare import PHOTO_SETS, store_photos
+            store_photos(folder, *PHOTO_SETS[d["prepare_photos"]])
         common = dict(downsample_method=d["downsample"], mask=d["mask"], test_fraction=d["test_fraction"],
                       split_seed=d["split_seed"])
         try:

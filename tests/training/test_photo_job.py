@@ -32,7 +32,7 @@ def photos(tmp_path_factory):
 
 
 def _train(out, folder, *extra):
-    sets = [f'data.folder="{folder}"', "data.prepare_skimage_photos=false", "train.steps_per_epoch=4",
+    sets = [f'data.folder="{folder}"', "data.prepare_photos=null", "train.steps_per_epoch=4",
             "train.deterministic=true",
             *extra]
     return trainer.train(FAST, str(out), sets)
@@ -87,9 +87,18 @@ def test_config_errors_of_the_image_folder_source(tmp_path, photos):
 
 
 def test_skimage_photos_are_written_once(tmp_path):
-    folder = prepare.store_skimage_photos(str(tmp_path / "p"), train=("astronaut",), test=("chelsea",))
+    folder = prepare.store_photos(str(tmp_path / "p"), train=("astronaut",), test=("chelsea",))
     assert sorted(os.listdir(os.path.join(folder, "test"))) == ["chelsea.png"]
     image = tf.io.decode_png(open(os.path.join(folder, "train", "astronaut.png"), "rb").read()).numpy()
     assert image.shape == (512, 512, 3)
     with pytest.raises(ValueError, match="not empty"):
-        prepare.store_skimage_photos(folder)
+        prepare.store_photos(folder)
+
+
+def test_the_bundled_photo_set_loads_every_photo_offline():
+    train, test = prepare.PHOTO_SETS["bundled"]
+    assert set(prepare.PHOTO_SETS["skimage"][0]) < set(train) and not set(train) & set(test)
+    shapes = {name: prepare.bundled_photo(name).shape for name in ("china", "flower", "grace_hopper")}
+    assert shapes == {"china": (427, 640, 3), "flower": (427, 640, 3), "grace_hopper": (600, 512, 3)}
+    with pytest.raises(ValueError, match="unknown bundled photo 'lena'"):
+        prepare.bundled_photo("lena")

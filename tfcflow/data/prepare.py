@@ -10,6 +10,8 @@
   ``tfds.load(name, data_dir=data_dir)`` reads it in any later process without builder code.
 - ``import_arrays({split: images}, name, data_dir, ...)``: the same for in-memory uint8 arrays.
 - ``skimage_photo_patches(...)``: real colour photo patches from scikit-image's bundled images.
+- ``store_photos(folder, train, test)``: colour photos bundled with scikit-image, scikit-learn and
+  matplotlib written as an image folder (``PHOTO_SETS``).
 """
 from __future__ import annotations
 
@@ -165,25 +167,41 @@ def store_skimage_patches(name: str, data_dir: str, patch_size: int = 32, stride
                          description=f"scikit-image photo patches; train: {train}, test: {test}")
 
 
-# scikit-image's bundled colour photographs for whole-image work: (name, loader); the held-out ones
-# (coffee, a cat) are photos of subjects none of the training photos show
+# real colour photographs that ship with installed packages (no download), for whole-image work.
+# scikit-image's: the held-out ones (coffee, a cat) are photos of subjects no training photo shows
 SKIMAGE_TRAIN_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "motorcycle")
 SKIMAGE_TEST_PHOTOS = ("coffee", "chelsea")
+#: named sets for ``store_photos``: (train, test). "bundled" adds scikit-learn's two sample photos
+#: (a temple in China, a flower) and matplotlib's portrait of Grace Hopper to scikit-image's
+PHOTO_SETS = {"skimage": (SKIMAGE_TRAIN_PHOTOS, SKIMAGE_TEST_PHOTOS),
+              "bundled": (SKIMAGE_TRAIN_PHOTOS + ("china", "flower", "grace_hopper"), SKIMAGE_TEST_PHOTOS)}
 
 
-def _skimage_photo(name: str) -> np.ndarray:
+def bundled_photo(name: str) -> np.ndarray:
+    """One bundled colour photo as uint8 ``[H, W, 3]``: a scikit-image image name, ``motorcycle``
+    (the left view of scikit-image's stereo pair), ``china`` / ``flower`` (scikit-learn's sample
+    images) or ``grace_hopper`` (matplotlib's sample data)."""
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+        return np.asarray(load_sample_image(f"{name}.jpg"))[..., :3]
+    if name == "grace_hopper":
+        import matplotlib
+        import tensorflow as tf
+        path = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
+        return tf.io.decode_jpeg(tf.io.read_file(path), channels=3).numpy()
     import skimage.data
-
-    if name == "motorcycle":  # the left view of the stereo pair (the right one is the same scene)
+    if name == "motorcycle":  # the right view of the pair is the same scene
         return skimage.data.stereo_motorcycle()[0]
+    if not hasattr(skimage.data, name):
+        raise ValueError(f"unknown bundled photo {name!r}")
     return getattr(skimage.data, name)()[..., :3]
 
 
-def store_skimage_photos(folder: str, train: Sequence[str] = SKIMAGE_TRAIN_PHOTOS,
-                         test: Sequence[str] = SKIMAGE_TEST_PHOTOS) -> str:
-    """Writes scikit-image's colour photos as PNG files into ``folder/train`` and ``folder/test``
-    (an image folder for ``tfcflow.data.image_folder``; full resolution, no download). Refuses a
-    folder that already holds files."""
+def store_photos(folder: str, train: Sequence[str] = SKIMAGE_TRAIN_PHOTOS,
+                 test: Sequence[str] = SKIMAGE_TEST_PHOTOS) -> str:
+    """Writes bundled colour photos (``bundled_photo`` names; ``PHOTO_SETS`` has named sets) as PNG
+    files into ``folder/train`` and ``folder/test`` (an image folder for ``tfcflow.data.image_folder``;
+    full resolution, no download). Refuses a folder that already holds files."""
     import tensorflow as tf
 
     if os.path.isdir(folder) and os.listdir(folder):
@@ -191,7 +209,7 @@ def store_skimage_photos(folder: str, train: Sequence[str] = SKIMAGE_TRAIN_PHOTO
     for split, names in (("train", train), ("test", test)):
         os.makedirs(os.path.join(folder, split), exist_ok=True)
         for name in names:
-            png = tf.io.encode_png(_skimage_photo(name)).numpy()
+            png = tf.io.encode_png(bundled_photo(name)).numpy()
             with open(os.path.join(folder, split, f"{name}.png"), "wb") as f:
                 f.write(png)
     return folder

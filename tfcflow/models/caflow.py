@@ -44,7 +44,7 @@ target size divisible by 2^n (latent shapes are computed from the condition's si
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import keras
 import tensorflow as tf
@@ -157,21 +157,24 @@ class CAFlow(ImageFlowModel):
       weight_sharing: Appendix D weight sharing.
       dual_glow: the DUAL-GLOW dependency structure instead of CAFLOW's.
       transition_steps, scale, clamp, lu, seed: as in ``MultiScaleFlow``.
-      residual: T models the target minus the upsampled condition (see ``ImageFlowModel``).
+      residual, residual_width, residual_depth: T models the target minus a base computed from the
+        condition: False, True / "bicubic" or "learned" (see ``ImageFlowModel``).
     """
 
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]],
                  levels: int = 3, condition_depth: int = 16, target_depth: int = 32, depth: int = 12, width: int = 64,
                  conditional_width: int = 32, regularization: float = 0.01, weight_sharing: bool = False,
                  dual_glow: bool = False, transition_steps: int = 2, scale: str = "exp_tanh", clamp: float = 2.0,
-                 lu: bool = True, seed: int = 0, factor: Optional[int] = None, residual: bool = False, **kwargs):
+                 lu: bool = True, seed: int = 0, factor: Optional[int] = None, residual: Union[bool, str] = False,
+                 residual_width: int = 64, residual_depth: int = 4, **kwargs):
         if len(condition_shape) != 3:
             raise ValueError(f"CAFlow conditions are images (h, w, c); got condition_shape {tuple(condition_shape)}")
         if regularization < 0:
             raise ValueError(f"regularization must be >= 0, got {regularization}")
         if weight_sharing and dual_glow:
             raise ValueError("weight_sharing applies to CAFLOW's cross-scale functions; dual_glow has none")
-        super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual, **kwargs)
+        super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual,
+                         residual_width=residual_width, residual_depth=residual_depth, **kwargs)
         self._record_config(locals())
         self.regularization = float(regularization)
         self.dual_glow = bool(dual_glow)
@@ -288,7 +291,7 @@ class CAFlow(ImageFlowModel):
         y_noise = self._training_noise("uniform", y_shape, _random.fold_in(seed, 1))
         d, log_p_y = self._encode_condition(condition, noise=y_noise)
         nll = -self._log_prob_given(v, d, condition)
-        return nll - self.regularization * log_p_y, nll
+        return nll - self.regularization * log_p_y + self._base_loss(bins, condition), nll
 
     def condition_log_prob(self, condition) -> tf.Tensor:
         """log p(y) of the (resized, continuous) condition image under R, nats, ``[batch]``."""

@@ -24,6 +24,15 @@ so log|det| = 0 and the density of x is unchanged in kind; what changes is what 
 learn (a near-zero residual instead of the whole image; SRFlow and many SR networks add the
 upsampled input back the same way).
 
+Learned residual (``residual="learned"``): the base is ``up(c) + g(c)``, g a ``ResidualUpsampler``
+(a residual CNN at the condition's resolution, zero at initialization, so it starts as bicubic),
+still a shift by a function of c only (log-det 0, the density stays exact). g is a regression
+network trained by its own loss, the L1 distance of its base to the target, summed over the image
+(``_training_losses`` adds it to the objective; the flow sees the base through ``stop_gradient``, so
+the flow's parameters get only the likelihood's gradient and g's only the L1's): SRFlow's lesson that
+an L1-trained SR network is what carries the PSNR, with the flow modelling what it leaves. The
+reported NLL is the likelihood alone.
+
 Temperatures: a float, or one float per level (per-scale temperatures, finest level first); a
 level's temperature scales the latents that generate the target's latent at that level.
 
@@ -38,7 +47,7 @@ samples of a condition take its size x factor.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -50,6 +59,10 @@ from tfcflow.bijectors.multiscale import spatial_size
 from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.image_blocks import assert_in_graph, check_divisible_size, check_image_shape
+from tfcflow.networks.upsampler import ResidualUpsampler
+
+#: what ``residual=`` accepts: no base, the bicubic upsampling of the condition, or that plus a learned correction
+RESIDUAL_KINDS = (False, True, "bicubic", "learned")
 
 
 def to_bins(x, name: str) -> tf.Tensor:
@@ -99,7 +112,7 @@ class ImageFlowModel(ConditionalFlowModel):
         _latent_bijector(features)  -> FlowBijector y [b, H, W, C] -> z [b, D], with ``piece_shapes``
                                        and ``piece_sizes`` at the size the features imply
         _piece_levels()             -> the level (0 = finest) whose temperature scales each piece
-        _data_init_flow(y, condition, force)   y: the flow's input (dequantized, minus up(c) if residual)
+        _data_init_flow(y, condition, force)   y: the flow's input (dequantized, minus base(c) if residual)
 
     and, when the features depend on the target size beyond what the condition says (a vector
     condition broadcast over the image), ``_features_at(condition, size)``.
@@ -110,8 +123,10 @@ class ImageFlowModel(ConditionalFlowModel):
       levels: scales of the flow (x's H and W divisible by 2^levels).
       factor: target size = image condition size x factor; None: ``H / h`` when both sizes are
         given (an integer, the same for H and W), else 1.
-      residual: model ``y - up(c)`` instead of ``y`` (see module docstring); image conditions with
-        C or 1 channels.
+      residual: model ``y - base(c)`` instead of ``y`` (see module docstring): False; True or
+        ``"bicubic"`` (base = up(c)); ``"learned"`` (base = up(c) + g(c), g trained by L1). Image
+        conditions with C or 1 channels (any channel count for ``"learned"``).
+      residual_width, residual_depth: g's channels and residual blocks (``"learned"`` only).
 
     ``distribution(c)`` is over the dequantized values ``v`` in [0, 256) (a continuous density
     needs a continuous space); ``log_prob`` is the discrete one of 8-bit x (see module docstring)."""
@@ -119,7 +134,8 @@ class ImageFlowModel(ConditionalFlowModel):
     PER_DIM_METRIC = "bits_per_dim"
 
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]], levels: int,
-                 factor: Optional[int] = None, residual: bool = False, **kwargs):
+                 factor: Optional[int] = None, residual: Union[bool, str] = False,
+                 residual_width: int = 64, residual_depth: int = 4, **kwargs):
         event_shape = tuple(None if d is None else int(d) for d in event_shape)
         condition_shape = tuple(None if d is None else int(d) for d in condition_shape)
         check_image_shape(event_shape, levels, name="image")
@@ -129,11 +145,22 @@ class ImageFlowModel(ConditionalFlowModel):
         self.num_levels = int(levels)
         self._image_condition = len(self.condition_shape) == 3
         self.factor = condition_factor(event_shape, self.condition_shape, factor)
-        self.residual = bool(residual)
-        if self.residual and not (self._image_condition and self.condition_shape[-1] in (1, event_shape[-1])):
-            raise ValueError(f"residual=True subtracts the upsampled condition from the image: it needs an image "
-                             f"condition with {event_shape[-1]} or 1 channels, got condition_shape "
-                             f"{self.condition_shape}")
+        if not any(residual is k or (isinstance(k, str) and residual == k) for k in RESIDUAL_KINDS):
+            raise ValueError(f"residual must be one of {RESIDUAL_KINDS}, got {residual!r}")
+        #: None, "bicubic" or "learned" (True is "bicubic")
+        self.residual = {False: None, True: "bicubic"}.get(residual, residual)
+        if self.residual and not self._image_condition:
+            raise ValueError(f"residual={residual!r} subtracts a function of an image condition from the image; "
+                             f"got the vector condition_shape {self.condition_shape}")
+        if self.residual == "bicubic" and self.condition_shape[-1] not in (1, event_shape[-1]):
+            raise ValueError(f"residual={residual!r} subtracts the upsampled condition from the image: it needs an "
+                             f"image condition with {event_shape[-1]} or 1 channels, got condition_shape "
+                             f"{self.condition_shape}; residual='learned' maps any channel count")
+        self.upsampler = None
+        if self.residual == "learned":
+            self.upsampler = ResidualUpsampler(event_shape[-1], self.factor, residual_width, residual_depth,
+                                               name="residual_upsampler")
+            self.upsampler.build((None,) + tuple(self.condition_shape))
         self._x_dims = None  # H*W*C of the images last checked: the denominator of bits/dim (per_dim)
         self._sample_size = None  # sample(size=...) while it runs
 
@@ -253,7 +280,15 @@ class ImageFlowModel(ConditionalFlowModel):
     def _training_losses(self, bins, condition, seed):
         nll = -self._log_prob_dequantized(bins + self._training_noise("uniform", tf.shape(bins), seed),
                                           condition)
-        return nll, nll
+        return nll + self._base_loss(bins, condition), nll
+
+    def _base_loss(self, bins, condition):
+        """The learned base's own training loss ``[b]``: sum over the image of |x - base(c)| (x in
+        [-0.5, 0.5]); 0 without a learned base."""
+        if self.residual != "learned":
+            return tf.zeros([tf.shape(bins)[0]])
+        error = bins / (BINS - 1) - 0.5 - self._base(condition, spatial_size(bins), trainable=True)
+        return tf.reduce_sum(tf.abs(error), axis=[1, 2, 3])
 
     def _validation_nll(self, bins, condition):
         # the dequantization bound, as in training but with a fixed noise seed (deterministic)
@@ -327,7 +362,7 @@ class ImageFlowModel(ConditionalFlowModel):
         size = self._target_size(c)
         bijector = self._latent_bijector(self._features_at(c, size))
         base = tfd.MultivariateNormalDiag(loc=tf.zeros([tf.shape(c)[0], sum(bijector.piece_sizes)]))
-        shift = [tfb.Shift(self._upsampled(c, size))] if self.residual else []
+        shift = [tfb.Shift(self._base(c, size))] if self.residual else []
         return tfd.TransformedDistribution(base, tfb.Chain([UniformDequantization()] + shift + [bijector]))
 
     # ---- the dequantized density, shared by every image model --------------------------------------------
@@ -347,17 +382,27 @@ class ImageFlowModel(ConditionalFlowModel):
         z = scale * self._batch_noise("normal", tf.stack([tf.shape(condition)[0], sum(bijector.piece_sizes)]), seed)
         y, _ = bijector.forward_and_log_det(z)
         if self.residual:
-            y = y + self._upsampled(condition, size)
+            y = y + self._base(condition, size)
         v, _ = UniformDequantization().forward_and_log_det(y)
         return v
 
     def _flow_input(self, v, condition):
         """Dequantized values v -> (the latent bijector's input y, log|dy/dv|): y = v / 256 - 0.5,
-        minus up(c) if residual (a shift: no log-det)."""
+        minus base(c) if residual (a shift: no log-det)."""
         y, ld = UniformDequantization().inverse_and_log_det(v)
         if self.residual:
-            y = y - self._upsampled(condition, spatial_size(v))
+            y = y - self._base(condition, spatial_size(v))
         return y, ld
+
+    def _base(self, condition, size, trainable: bool = False):
+        """What the flow's input is relative to: ``up(c)``, plus ``g(c)`` for a learned residual
+        (``[b, H, W, C]``). g is trained by ``_base_loss`` alone: elsewhere its output is behind
+        ``stop_gradient`` (``trainable=False``)."""
+        base = self._upsampled(condition, size)
+        if self.residual == "learned":
+            correction = self.upsampler(condition)
+            base = base + (correction if trainable else tf.stop_gradient(correction))
+        return base
 
     def _resized_condition(self, condition, size=None):
         """An image condition ([-0.5, 0.5]) at the target's size (its size x factor, or ``size``),
@@ -369,9 +414,12 @@ class ImageFlowModel(ConditionalFlowModel):
     def _upsampled(self, condition, size):
         """``_resized_condition`` with the target's channels (a 1-channel condition broadcast)."""
         c = self._resized_condition(condition, size)
-        if c.shape[-1] != self._image_shape[-1]:
-            c = tf.repeat(c, self._image_shape[-1], axis=-1)
-        return c
+        if c.shape[-1] == self._image_shape[-1]:
+            return c
+        if c.shape[-1] == 1:
+            return tf.repeat(c, self._image_shape[-1], axis=-1)
+        # other channel counts (a learned residual of a masked image + mask): the correction is the base
+        return tf.zeros(tf.concat([tf.shape(c)[:3], [self._image_shape[-1]]], 0))
 
     # ---- subclass hooks ---------------------------------------------------------------------------------
     def _features(self, condition):
