@@ -42,13 +42,15 @@ def _train_small(model, x, c):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A trained image model and a trained relaxed-condition model, exported."""
+    """A trained image model (with a learned residual base: what the served graph computes includes
+    g(c)) and a trained relaxed-condition model, exported."""
     base = tmp_path_factory.mktemp("export")
     rng = np.random.default_rng(0)
     xi = rng.integers(0, 256, (64, 8, 8, 1)).astype(np.uint8)
     ci = np.clip(xi.reshape(64, 4, 2, 4, 2, 1).mean((2, 4)), 0, 255).astype(np.uint8)
     keras.utils.set_random_seed(0)
-    glow = _train_small(tiny_glow("image"), xi, ci)
+    glow = _train_small(tiny_glow("image", residual="learned", residual_width=4, residual_depth=1), xi, ci)
+    assert np.abs(glow.upsampler(tf.zeros([1, 4, 4, 1]) + 0.2).numpy()).max() > 1e-3  # g was trained
     xv, _, cv = gm.sample(256, seed=0)
     rcf = _train_small(RelaxedConditionFlow(2, 8, depth=2, width=16), xv, cv)
     models = {}

@@ -1,8 +1,10 @@
 """tfcflow's contestants (tfcflow environment): train on a task's cached simulations, sample posteriors.
 
 Contestants: ``tfcflow_cinn_affine`` / ``tfcflow_cinn_spline`` (``ConditionalRealNVP`` with
-``coupling="affine" | "spline"``) and ``tfcflow_rcf`` (``RelaxedConditionFlow``, coupling from
-``--rcf-coupling``). Each models p(theta | x): event = theta [D], condition = x [M], with
+``coupling="affine" | "spline"``), ``tfcflow_rcf`` (``RelaxedConditionFlow``, coupling from
+``--rcf-coupling``) and ``tfcflow_cinn_ensemble`` (``FlowEnsemble`` of ``--ensemble`` affine cINNs
+of the same settings, seeds ``seed .. seed + K - 1``, trained together; early stopping on the
+mixture's validation NLL). Each models p(theta | x): event = theta [D], condition = x [M], with
 ``standardize=True`` (fit learns the statistics of theta and x from the arrays).
 
 Training: Adam (``--lr``), global gradient norm clipped at ``--clipnorm``, batch ``--batch-size``,
@@ -52,7 +54,7 @@ def _model_classes():
     if missing:
         raise SystemExit("ours.py needs a tfcflow with " + ", ".join(missing) + "; the installed one has not")
     return {"tfcflow_cinn_affine": ConditionalRealNVP, "tfcflow_cinn_spline": ConditionalRealNVP,
-            "tfcflow_rcf": RelaxedConditionFlow}
+            "tfcflow_rcf": RelaxedConditionFlow, "tfcflow_cinn_ensemble": ConditionalRealNVP}
 
 
 def main(argv=None) -> dict:
@@ -66,6 +68,7 @@ def main(argv=None) -> dict:
     p.add_argument("--depth", type=int, default=6, help="coupling blocks")
     p.add_argument("--width", type=int, default=128, help="units per hidden layer of each coupling network")
     p.add_argument("--rcf-coupling", default="affine", choices=("affine", "spline"))
+    p.add_argument("--ensemble", type=int, default=4, help="members of tfcflow_cinn_ensemble")
     p.add_argument("--epochs", type=int, default=200, help="upper bound; early stopping ends sooner")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -83,12 +86,16 @@ def main(argv=None) -> dict:
     data = np.load(common.cache_file(a.out, a.task))
     theta, x, observations = data["theta"], data["x"], data["observations"]
     dest = a.dest or common.samples_prefix(a.out, a.task, a.contestant)
-    coupling = a.rcf_coupling if a.contestant == "tfcflow_rcf" else a.contestant.rsplit("_", 1)[1]
+    coupling = {"tfcflow_rcf": a.rcf_coupling, "tfcflow_cinn_ensemble": "affine"}.get(
+        a.contestant, a.contestant.rsplit("_", 1)[1])
     settings = {k: getattr(a, k) for k in ("depth", "width", "epochs", "batch_size", "lr", "clipnorm",
                                             "validation_fraction", "patience")}
     box = None if a.no_bounds else PRIOR_BOXES.get(a.task)
     bounds = None if box is None else [[box[0], box[1]]] * box[2]
     settings.update(model=classes[a.contestant].__name__, coupling=coupling, standardize=True, bounds=bounds)
+    ensemble = a.ensemble if a.contestant == "tfcflow_cinn_ensemble" else None
+    if ensemble:
+        settings.update(model=f"FlowEnsemble of {ensemble} {settings['model']}", ensemble=ensemble)
 
     keras.utils.set_random_seed(a.seed)
     order = np.random.default_rng(a.seed).permutation(len(theta))
@@ -96,8 +103,13 @@ def main(argv=None) -> dict:
     val, train = order[:n_val], order[n_val:]
 
     t0 = time.perf_counter()
-    model = classes[a.contestant](event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth,
-                                  width=a.width, coupling=coupling, standardize=True, bounds=bounds, seed=a.seed)
+    kwargs = dict(event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth, width=a.width,
+                  coupling=coupling, standardize=True, bounds=bounds)
+    if ensemble:
+        from tfcflow.models import FlowEnsemble
+        model = FlowEnsemble.of(classes[a.contestant], ensemble, seed=a.seed, **kwargs)
+    else:
+        model = classes[a.contestant](seed=a.seed, **kwargs)
     model.compile(optimizer=keras.optimizers.Adam(a.lr), clipnorm=a.clipnorm)
     fit_kwargs = {}
     if n_val:

@@ -95,7 +95,8 @@ class Runner:
         if self.a.smoke:
             return self.call(self.a.ours_python, "score.py", "--task", task, "--contestant", contestant,
                              "--metric", "tfcflow")
-        return self.call(self.a.peer_python, "score.py", "--task", task, "--contestant", contestant)
+        return self.call(self.a.peer_python, "score.py", "--task", task, "--contestant", contestant,
+                         "--jobs", str(self.a.score_jobs))
 
 
 def run_table(runner: Runner, tasks, contestants) -> None:
@@ -232,6 +233,7 @@ def main(argv=None) -> int:
     p.add_argument("--ours-python", default=sys.executable)
     p.add_argument("--ours-args", default="", help="extra options for ours.py, e.g. '--epochs 100 --width 64'")
     p.add_argument("--redo", action="store_true", help="retrain and rescore the selected contestants")
+    p.add_argument("--score-jobs", type=int, default=2, help="observations scored at once (score.py --jobs)")
     p.add_argument("--smoke", action="store_true", help="plumbing check without the peer environment")
     p.add_argument("--timing", action="store_true", help="alternating timing of --timing-ours vs --timing-peer")
     p.add_argument("--timing-tasks", default="two_moons,slcp")

@@ -3,9 +3,10 @@ from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.caflow import CAFlow
 from tfcflow.models.conditional_glow import ConditionalGlow
 from tfcflow.models.conditional_realnvp import ConditionalRealNVP
+from tfcflow.models.ensemble import FlowEnsemble
 from tfcflow.models.image_flow import ImageFlowModel
 from tfcflow.models.multiscale_flow import MultiScaleFlow
 from tfcflow.models.relaxed_condition_flow import RelaxedConditionFlow
 
-__all__ = ["CAFlow", "ConditionalFlowModel", "ConditionalGlow", "ConditionalRealNVP", "ImageFlowModel",
+__all__ = ["CAFlow", "ConditionalFlowModel", "ConditionalGlow", "ConditionalRealNVP", "FlowEnsemble", "ImageFlowModel",
            "MultiScaleFlow", "RelaxedConditionFlow"]

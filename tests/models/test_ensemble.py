@@ -1,0 +1,129 @@
+"""FlowEnsemble: the equally weighted mixture of K flows (tfcflow/models/ensemble.py)."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcflow.models import ConditionalRealNVP, FlowEnsemble
+from tests.helpers import copy_model, perturb
+
+
+def _data(n=512, seed=0):
+    """x | c ~ N(A c, 0.3^2 I) in 2-D with a 3-D condition."""
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(n, 3)).astype(np.float32)
+    x = (c @ np.array([[1.0, -0.5], [0.3, 0.8], [0.0, 0.4]], np.float32) + 0.3 * rng.normal(size=(n, 2)))
+    return x.astype(np.float32), c
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    m = FlowEnsemble.of(ConditionalRealNVP, 3, 2, 3, depth=2, width=16, seed=5)
+    x, c = _data()
+    m.initialize(x, c)
+    for k, member in enumerate(m.members):  # distinct members: a mixture of equal flows tests nothing
+        perturb(member.flow, seed=k, scale=0.2)
+    return m
+
+
+def test_log_prob_is_the_log_mean_of_the_members_densities(ensemble):
+    x, c = _data(8, seed=1)
+    member_lp = np.stack([m.log_prob(x, c).numpy() for m in ensemble.members])
+    assert np.ptp(member_lp, axis=0).min() > 1e-2  # the members differ
+    expected = np.log(np.mean(np.exp(member_lp.astype(np.float64)), axis=0))
+    np.testing.assert_allclose(ensemble.log_prob(x, c).numpy(), expected, rtol=1e-5)
+
+
+def test_the_density_integrates_to_one(ensemble):
+    g = np.linspace(-7.0, 7.0, 281, dtype=np.float32)
+    xx = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    c = np.tile(np.array([[0.3, -0.2, 0.5]], np.float32), (len(xx), 1))
+    mass = np.exp(ensemble.log_prob(xx, c).numpy()).sum() * (g[1] - g[0]) ** 2
+    assert abs(mass - 1.0) < 0.01, mass
+
+
+def test_samples_come_from_every_member_equally(ensemble):
+    # for draws of the mixture, each member's responsibility p_k(x) / sum_j p_j(x) averages 1/K
+    c = np.tile(np.array([[0.3, -0.2, 0.5]], np.float32), (6000, 1))
+    x = ensemble.sample(c, seed=3).numpy()
+    lp = np.stack([m.log_prob(x, c).numpy() for m in ensemble.members]).astype(np.float64)
+    resp = np.exp(lp - np.logaddexp.reduce(lp, axis=0))
+    np.testing.assert_allclose(resp.mean(axis=1), [1 / 3] * 3, atol=0.02)
+    # and the mixture's mean is the mean of the members' means
+    draws = [m.sample(c, seed=4).numpy() for m in ensemble.members]
+    se = np.sqrt(x.var(0) / len(x) + np.mean([d.var(0) for d in draws], 0) / (3 * len(x)))
+    assert np.all(np.abs(x.mean(0) - np.mean([d.mean(0) for d in draws], 0)) < 4 * se)
+
+
+def test_sampling_is_seeded_and_num_samples_has_its_shape(ensemble):
+    c = _data(4, seed=2)[1]
+    a = ensemble.sample(c, seed=7, num_samples=5).numpy()
+    assert a.shape == (4, 5, 2)
+    np.testing.assert_array_equal(a, ensemble.sample(c, seed=7, num_samples=5).numpy())
+    assert not np.allclose(a, ensemble.sample(c, seed=8, num_samples=5).numpy())
+
+
+def test_distribution_view_is_the_mixture(ensemble):
+    x, c = _data(6, seed=3)
+    np.testing.assert_allclose(ensemble.distribution(c).log_prob(tf.constant(x)).numpy(),
+                               ensemble.log_prob(x, c).numpy(), rtol=1e-4)
+
+
+def test_config_round_trip(ensemble):
+    clone = copy_model(ensemble)
+    assert [m.get_config()["seed"] for m in clone.members] == [5, 6, 7]
+    x, c = _data(8, seed=4)
+    np.testing.assert_allclose(clone.log_prob(x, c).numpy(), ensemble.log_prob(x, c).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(clone.sample(c, seed=1).numpy(), ensemble.sample(c, seed=1).numpy(), atol=1e-5)
+
+
+def test_fit_standardizes_every_member_and_trains_all_of_them():
+    x, c = _data(1024, seed=5)
+    m = FlowEnsemble.of(ConditionalRealNVP, 2, 2, 3, depth=2, width=16, seed=0)
+    assert m.needs_adapting()
+    m.compile(optimizer=keras.optimizers.Adam(3e-3))
+    before = [mm.get_weights() for mm in m.members]
+    m.fit(x, c, batch_size=128, epochs=1, verbose=0)
+    assert not m.needs_adapting()
+    for mm, w0 in zip(m.members, before):
+        np.testing.assert_allclose(mm.x_standardizer.get_weights()[0], x.mean(0), atol=1e-4)
+        changed = [not np.allclose(a, b) for a, b in zip(w0, mm.get_weights())]
+        assert sum(changed) >= len(changed) // 2
+    with tf.GradientTape() as tape:
+        objective, _ = m._training_losses(*m._check_pair(x[:64], c[:64]), tf.constant([1, 2]))
+        loss = tf.reduce_mean(objective)
+    grads = tape.gradient(loss, m.trainable_variables)
+    assert not [v.path for v, g in zip(m.trainable_variables, grads) if g is None or not np.any(g.numpy())]
+
+
+def test_an_ensemble_of_trained_flows_beats_its_average_member_on_held_out_data():
+    # small data, a network that overfits: the mixture's held-out NLL is below the members' mean
+    # by more than the log K it could lose (a mixture of identical flows gains exactly nothing)
+    x, c = _data(300, seed=6)
+    xv, cv = _data(2000, seed=7)
+    m = FlowEnsemble.of(ConditionalRealNVP, 4, 2, 3, depth=3, width=64, seed=0)
+    m.compile(optimizer=keras.optimizers.Adam(3e-3))
+    m.fit(x, c, batch_size=100, epochs=60, verbose=0)
+    members = np.mean([-mm.log_prob(xv, cv).numpy().mean() for mm in m.members])
+    mixture = -m.log_prob(xv, cv).numpy().mean()
+    assert mixture < members - 0.05, (mixture, members)
+
+
+@pytest.mark.parametrize("members, match", [
+    (lambda: [ConditionalRealNVP(2, 3, depth=1, width=4)], "two or more"),
+    (lambda: [ConditionalRealNVP(2, 3, depth=1, width=4), ConditionalRealNVP(2, 4, depth=1, width=4)],
+     "share x and condition shapes"),
+])
+def test_bad_members_are_refused(members, match):
+    with pytest.raises(ValueError, match=match):
+        FlowEnsemble(members())
+
+
+def test_a_mixture_of_identical_members_is_that_member():
+    # the log K of the weights cancels the K equal terms exactly
+    same = FlowEnsemble.of(ConditionalRealNVP, 2, 2, 3, depth=2, width=16, seed=5)
+    same.members[1].set_weights(same.members[0].get_weights())
+    x, c = _data(8, seed=8)
+    same.initialize(x, c)
+    same.members[1].set_weights(same.members[0].get_weights())
+    np.testing.assert_allclose(same.log_prob(x, c).numpy(), same.members[0].log_prob(x, c).numpy(), rtol=1e-5)
