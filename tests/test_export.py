@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfcflow import export
 from tfcflow.data import gaussian_mixture as gm
-from tfcflow.models import RelaxedConditionFlow
+from tfcflow.models import ConditionalRealNVP, FlowEnsemble, RelaxedConditionFlow
 from tests.helpers import tiny_glow
 
 BIN = os.path.dirname(sys.executable)
@@ -43,7 +43,7 @@ def _train_small(model, x, c):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A trained image model (with a learned residual base: what the served graph computes includes
-    g(c)) and a trained relaxed-condition model, exported."""
+    g(c)), a trained relaxed-condition model and a trained ensemble of two cINNs, exported."""
     base = tmp_path_factory.mktemp("export")
     rng = np.random.default_rng(0)
     xi = rng.integers(0, 256, (64, 8, 8, 1)).astype(np.uint8)
@@ -53,8 +53,10 @@ def exported(tmp_path_factory):
     assert np.abs(glow.upsampler(tf.zeros([1, 4, 4, 1]) + 0.2).numpy()).max() > 1e-3  # g was trained
     xv, _, cv = gm.sample(256, seed=0)
     rcf = _train_small(RelaxedConditionFlow(2, 8, depth=2, width=16), xv, cv)
+    ensemble = _train_small(FlowEnsemble.of(ConditionalRealNVP, 2, 2, 8, depth=2, width=16), xv, cv)
     models = {}
-    for name, model, x, c in (("glow", glow, xi[:5], ci[:5]), ("rcf", rcf, xv[:5], cv[:5])):
+    for name, model, x, c in (("glow", glow, xi[:5], ci[:5]), ("rcf", rcf, xv[:5], cv[:5]),
+                              ("ensemble", ensemble, xv[:5], cv[:5])):
         path = export.save(model, str(base), model_name=name)
         inputs = dict(x=x, condition=c, temperature=np.float32(0.7), seed=np.int64(11), n=np.int32(4),
                       num_samples=np.int32(3))
