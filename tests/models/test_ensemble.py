@@ -63,6 +63,18 @@ def test_sampling_is_seeded_and_num_samples_has_its_shape(ensemble):
     assert not np.allclose(a, ensemble.sample(c, seed=8, num_samples=5).numpy())
 
 
+def test_chunked_sampling_never_repeats_draws(ensemble):
+    c = _data(2, seed=3)[1]
+    a = ensemble.sample(c, seed=7, num_samples=60, batch_size=8).numpy().reshape(-1, 2)
+    assert len(np.unique(a.round(6), axis=0)) == len(a)
+    # and many draws of one condition spread like one-per-row draws of the repeated condition
+    b = ensemble.sample(np.repeat(c[:1], 600, 0), seed=9).numpy()
+    many = ensemble.sample(c[:1], seed=9, num_samples=600, batch_size=64).numpy()[0]
+    se = np.sqrt(b.var(0) / 600 + many.var(0) / 600)
+    assert np.all(np.abs(b.mean(0) - many.mean(0)) < 4 * se)
+    np.testing.assert_allclose(many.std(0), b.std(0), rtol=0.2)
+
+
 def test_distribution_view_is_the_mixture(ensemble):
     x, c = _data(6, seed=3)
     np.testing.assert_allclose(ensemble.distribution(c).log_prob(tf.constant(x)).numpy(),

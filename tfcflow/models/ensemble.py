@@ -95,9 +95,18 @@ class FlowEnsemble(ConditionalFlowModel):
         which = tf.minimum(tf.cast(u * self.size, tf.int32), self.size - 1)
         parts = tf.dynamic_partition(condition, which, self.size)
         index = tf.dynamic_partition(tf.range(rows), which, self.size)
-        draws = [m._sample(part, temperature, _random.fold_in(seed, k))
+        draws = [m._sample(part, temperature, self._member_seed(seed, k))
                  for k, (m, part) in enumerate(zip(self.members, parts))]
         return tf.dynamic_stitch(index, draws)
+
+    def _member_seed(self, seed, k: int) -> tf.Tensor:
+        """Member k's seed for the rows being evaluated: a new stream per member and per block of
+        rows (chunk / sub-batch), or every chunk of ``sample(num_samples=...)`` would repeat the
+        first chunk's draws."""
+        rows = self._sub_batch_rows if self._sub_batch_rows is not None else self._chunk_rows
+        start = 0 if rows is None else rows[0]
+        key = _random.fold_in(seed, k) + tf.stack([0, tf.cast(start, tf.int32)])
+        return _random.fold_in(key, 0)  # hashed: neighbouring keys give unrelated streams
 
     def _data_init(self, x, condition, force):
         for m in self.members:
