@@ -15,7 +15,7 @@ exact posterior's while the validation NLL rises after a few epochs (the network
 simulations), and the error of the posterior mean changes from seed to seed; a mixture of K flows
 averages it out.
 
-    .venv/bin/python bench/sbi_benchmark/gaussian_linear_probe.py --ensemble 4
+    .venv/bin/python bench/sbi_benchmark/gaussian_linear_probe.py --ensemble 4 --bootstrap
 """
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def main(argv=None) -> dict:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--patience", type=int, default=20)
     p.add_argument("--ensemble", type=int, default=1, help="K > 1: a FlowEnsemble of K cINNs")
+    p.add_argument("--bootstrap", action="store_true", help="the ensemble's members train on bootstrap resamples")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
 
@@ -62,7 +63,8 @@ def main(argv=None) -> dict:
     order = np.random.default_rng(a.seed).permutation(len(theta))
     val, train = order[:1000], order[1000:]
     kwargs = dict(event_shape=10, condition_shape=10, depth=a.depth, width=a.width, coupling=a.coupling)
-    model = (FlowEnsemble.of(ConditionalRealNVP, a.ensemble, seed=a.seed, **kwargs) if a.ensemble > 1
+    model = (FlowEnsemble.of(ConditionalRealNVP, a.ensemble, seed=a.seed, bootstrap=a.bootstrap, **kwargs)
+             if a.ensemble > 1
              else ConditionalRealNVP(seed=a.seed, **kwargs))
     model.compile(optimizer=keras.optimizers.Adam(a.lr), clipnorm=5.0)
     t0 = time.perf_counter()

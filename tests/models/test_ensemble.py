@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfcflow.models import ConditionalRealNVP, FlowEnsemble
+from tfcflow.models.ensemble import bootstrap_counts
 from tests.helpers import copy_model, perturb
 
 
@@ -139,3 +140,33 @@ def test_a_mixture_of_identical_members_is_that_member():
     same.initialize(x, c)
     same.members[1].set_weights(same.members[0].get_weights())
     np.testing.assert_allclose(same.log_prob(x, c).numpy(), same.members[0].log_prob(x, c).numpy(), rtol=1e-5)
+
+
+def test_bootstrap_counts_are_poisson_one_fixed_per_example_and_independent_across_members():
+    x, c = _data(20000, seed=9)
+    counts = bootstrap_counts(tf.constant(x), tf.constant(c), 4).numpy()
+    assert counts.shape == (20000, 4) and set(np.unique(counts)) <= set(range(8))
+    # Poisson(1): mean 1, P(0) = P(1) = e^-1, P(2) = e^-1 / 2
+    np.testing.assert_allclose(counts.mean(0), 1.0, atol=0.03)
+    for n, p in ((0, np.exp(-1)), (1, np.exp(-1)), (2, np.exp(-1) / 2)):
+        np.testing.assert_allclose((counts == n).mean(0), p, atol=0.015)
+    assert np.abs(np.corrcoef(counts.T)[np.triu_indices(4, 1)]).max() < 0.04
+    # a function of the example: the same counts in another batch, in another order
+    order = np.random.default_rng(0).permutation(300)
+    again = bootstrap_counts(tf.constant(x[:300][order]), tf.constant(c[:300][order]), 4).numpy()
+    np.testing.assert_array_equal(again, counts[:300][order])
+    # and of its values: a changed condition changes the counts
+    moved = bootstrap_counts(tf.constant(x[:300]), tf.constant(c[:300] + 1e-3), 4).numpy()
+    assert (moved != counts[:300]).mean() > 0.4
+
+
+def test_bagged_objective_weights_each_member_by_its_counts():
+    m = FlowEnsemble.of(ConditionalRealNVP, 2, 2, 3, depth=1, width=8, seed=0, bootstrap=True)
+    x, c = _data(64, seed=10)
+    m.initialize(x, c)
+    xs, cs = m._check_pair(x, c)
+    objective, _ = m._training_losses(xs, cs, tf.constant([1, 2]))
+    counts = bootstrap_counts(xs, cs, 2).numpy()
+    each = [mm._training_losses(xs, cs, None)[0].numpy() for mm in m.members]  # vector models: no noise
+    np.testing.assert_allclose(objective.numpy(), counts[:, 0] * each[0] + counts[:, 1] * each[1], rtol=1e-5)
+    assert copy_model(m).get_config()["bootstrap"] is True

@@ -11,7 +11,12 @@ errors out, as sbi's ensemble posteriors and deep ensembles do. The density stay
 
 Training: ``fit`` minimizes the sum of the members' objectives on the same batches (the members
 share no weights, so each learns as it would alone, from its own initialization); the reported
-``nll`` is the members' mean, ``evaluate`` / validation report the mixture's. Sampling draws the
+``nll`` is the members' mean, ``evaluate`` / validation report the mixture's. Members that see the
+same data make correlated errors; ``bootstrap=True`` (bagging) weights each example's loss in
+member k by a Poisson(1) count, so every member trains on its own bootstrap resample of the data.
+The count is a function of the example's values (a hash of its float bits, x and condition) and of
+k: the same example gets the same count in every epoch and batch, with no index needed, so it works
+for arrays and datasets alike. Sampling draws the
 member of each draw from the seed, then each member samples only its own draws (a sample costs one
 member's flow, not K), so the draws are deterministic given the seed and ``batch_size``; unlike a
 single model's, they depend on how ``sample(num_samples=...)`` chunks the rows.
@@ -37,12 +42,13 @@ class FlowEnsemble(ConditionalFlowModel):
       members: two or more models of the same x and condition shapes (typically one class and
         config with different seeds; see ``FlowEnsemble.of``). Each is used through its own
         checks, standardization and support.
+      bootstrap: train each member on its own bootstrap resample (see module docstring).
 
     Shapes: as every member's: x ``[batch, *event_shape]``, condition ``[batch, *condition_shape]``.
     ``distribution(c)`` is a ``tfd.Mixture`` of the members' distributions.
     """
 
-    def __init__(self, members: Sequence[ConditionalFlowModel], **kwargs):
+    def __init__(self, members: Sequence[ConditionalFlowModel], bootstrap: bool = False, **kwargs):
         members = [keras.saving.deserialize_keras_object(m) if isinstance(m, dict) else m for m in members]
         if len(members) < 2 or not all(isinstance(m, ConditionalFlowModel) for m in members):
             raise ValueError(f"members must be two or more tfcflow models, got {members!r}")
@@ -54,16 +60,18 @@ class FlowEnsemble(ConditionalFlowModel):
                                  f"{m.event_shape} / {m.condition_shape}")
         super().__init__(first.event_shape, first.condition_shape, **kwargs)
         self.members = list(members)
+        self.bootstrap = bool(bootstrap)
         self.PER_DIM_METRIC = first.PER_DIM_METRIC
         self.built = True
 
     @classmethod
-    def of(cls, model_class, size: int, *args, seed: int = 0, **kwargs) -> "FlowEnsemble":
+    def of(cls, model_class, size: int, *args, seed: int = 0, bootstrap: bool = False, **kwargs) -> "FlowEnsemble":
         """``size`` members ``model_class(*args, seed=seed + k, **kwargs)``: one architecture, K
         initializations."""
         if int(size) < 2:
             raise ValueError(f"an ensemble needs size >= 2, got {size}")
-        return cls([model_class(*args, seed=seed + k, name=f"member{k}", **kwargs) for k in range(int(size))])
+        return cls([model_class(*args, seed=seed + k, name=f"member{k}", **kwargs) for k in range(int(size))],
+                   bootstrap=bootstrap)
 
     @property
     def size(self) -> int:
@@ -86,7 +94,11 @@ class FlowEnsemble(ConditionalFlowModel):
 
     def _training_losses(self, x, condition, seed):
         losses = [m._training_losses(x, condition, _random.fold_in(seed, k)) for k, m in enumerate(self.members)]
-        return tf.add_n([o for o, _ in losses]), tf.add_n([n for _, n in losses]) / self.size
+        objectives = [o for o, _ in losses]
+        if self.bootstrap:
+            counts = bootstrap_counts(x, condition, self.size)
+            objectives = [counts[:, k] * o for k, o in enumerate(objectives)]
+        return tf.add_n(objectives), tf.add_n([n for _, n in losses]) / self.size
 
     def _sample(self, condition, temperature, seed):
         rows = tf.shape(condition)[0]
@@ -138,8 +150,37 @@ class FlowEnsemble(ConditionalFlowModel):
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def get_config(self):
-        return {"name": self.name, "members": [keras.saving.serialize_keras_object(m) for m in self.members]}
+        return {"name": self.name, "members": [keras.saving.serialize_keras_object(m) for m in self.members],
+                "bootstrap": self.bootstrap}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+#: P(N <= n) of a Poisson(1) count for n = 0..6 (the chance of 7 or more is 8e-5: counted as 7)
+_POISSON1_CDF = [math.exp(-1.0) * sum(1.0 / math.factorial(j) for j in range(n + 1)) for n in range(7)]
+
+
+def _mix(h: tf.Tensor) -> tf.Tensor:
+    """A 32-bit integer hash finalizer (xor-shift-multiply), on uint32 (arithmetic wraps)."""
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(16, tf.uint32)))
+    h = h * tf.constant(0x45D9F3B, tf.uint32)
+    h = tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(16, tf.uint32)))
+    h = h * tf.constant(0x45D9F3B, tf.uint32)
+    return tf.bitwise.bitwise_xor(h, tf.bitwise.right_shift(h, tf.constant(16, tf.uint32)))
+
+
+def bootstrap_counts(x: tf.Tensor, condition: Optional[tf.Tensor], size: int) -> tf.Tensor:
+    """``[batch, size]`` Poisson(1) counts, a fixed function of each example's values: the float32
+    bits of x (and the condition) hashed, then one count per member from the hash and its index."""
+    parts = [tf.reshape(tf.cast(t, tf.float32), [tf.shape(t)[0], -1]) for t in (x, condition) if t is not None]
+    bits = tf.bitcast(tf.concat(parts, axis=1), tf.uint32)
+    # position-dependent odd multipliers, so permuted values hash differently
+    positions = tf.range(tf.shape(bits)[1], dtype=tf.int32)
+    odd = tf.bitcast(positions * 2 + 1, tf.uint32) * tf.constant(0x9E3779B1, tf.uint32)
+    h = _mix(tf.reduce_sum(_mix(bits) * odd[None, :], axis=1))
+    members = tf.bitcast(tf.range(1, size + 1, dtype=tf.int32), tf.uint32) * tf.constant(0x85EBCA6B, tf.uint32)
+    u = (tf.cast(tf.bitwise.right_shift(_mix(tf.bitwise.bitwise_xor(h[:, None], members[None, :])), tf.constant(8, tf.uint32)),
+                 tf.float32) + 0.5) * (2.0 ** -24)
+    return tf.add_n([tf.cast(u > p, tf.float32) for p in _POISSON1_CDF])
