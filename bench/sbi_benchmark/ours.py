@@ -3,9 +3,9 @@
 Contestants: ``tfcflow_cinn_affine`` / ``tfcflow_cinn_spline`` (``ConditionalRealNVP`` with
 ``coupling="affine" | "spline"``), ``tfcflow_rcf`` (``RelaxedConditionFlow``, coupling from
 ``--rcf-coupling``) and ``tfcflow_cinn_ensemble`` (``FlowEnsemble`` of ``--ensemble`` affine cINNs
-of the same settings, seeds ``seed .. seed + K - 1``, trained together; early stopping on the
-mixture's validation NLL). Each models p(theta | x): event = theta [D], condition = x [M], with
-``standardize=True`` (fit learns the statistics of theta and x from the arrays).
+of the same settings, seeds ``seed .. seed + K - 1``, trained one after another, each with its own
+held-out split and early stopping; ``epochs`` is their sum). Each models p(theta | x): event =
+theta [D], condition = x [M], with ``standardize=True`` (fit learns the statistics of theta and x from the arrays).
 
 Training: Adam (``--lr``), global gradient norm clipped at ``--clipnorm``, batch ``--batch-size``,
 up to ``--epochs`` epochs with early stopping on a held-out ``--validation-fraction`` of the
@@ -97,26 +97,34 @@ def main(argv=None) -> dict:
     if ensemble:
         settings.update(model=f"FlowEnsemble of {ensemble} {settings['model']}", ensemble=ensemble)
 
-    keras.utils.set_random_seed(a.seed)
-    order = np.random.default_rng(a.seed).permutation(len(theta))
     n_val = int(round(a.validation_fraction * len(theta)))
-    val, train = order[:n_val], order[n_val:]
-
-    t0 = time.perf_counter()
     kwargs = dict(event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth, width=a.width,
                   coupling=coupling, standardize=True, bounds=bounds)
+
+    def train_one(seed):
+        """One model of ``seed``: its own held-out split, initialization and early stopping."""
+        keras.utils.set_random_seed(seed)
+        order = np.random.default_rng(seed).permutation(len(theta))
+        val, train = order[:n_val], order[n_val:]
+        one = classes[a.contestant](seed=seed, **kwargs)
+        one.compile(optimizer=keras.optimizers.Adam(a.lr), clipnorm=a.clipnorm)
+        fit_kwargs = {}
+        if n_val:
+            fit_kwargs = dict(validation_data=(theta[val], x[val]), callbacks=[keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=a.patience, restore_best_weights=True)])
+        history = one.fit(theta[train], x[train], batch_size=a.batch_size, epochs=a.epochs, verbose=a.verbose,
+                          **fit_kwargs)
+        return one, val, len(history.history["loss"])
+
+    t0 = time.perf_counter()
     if ensemble:
+        # members trained one after another, each on its own 90/10 split with its own early stopping,
+        # then mixed (trained together on one split, their errors stayed correlated: docs §4)
         from tfcflow.models import FlowEnsemble
-        model = FlowEnsemble.of(classes[a.contestant], ensemble, seed=a.seed, **kwargs)
+        runs = [train_one(a.seed + k) for k in range(ensemble)]
+        model, val, epochs = FlowEnsemble([r[0] for r in runs]), runs[0][1], sum(r[2] for r in runs)
     else:
-        model = classes[a.contestant](seed=a.seed, **kwargs)
-    model.compile(optimizer=keras.optimizers.Adam(a.lr), clipnorm=a.clipnorm)
-    fit_kwargs = {}
-    if n_val:
-        fit_kwargs = dict(validation_data=(theta[val], x[val]), callbacks=[keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=a.patience, restore_best_weights=True)])
-    history = model.fit(theta[train], x[train], batch_size=a.batch_size, epochs=a.epochs, verbose=a.verbose,
-                        **fit_kwargs)
+        model, val, epochs = train_one(a.seed)
     train_seconds = time.perf_counter() - t0
 
     def sample(x_obs, seed):
@@ -143,7 +151,7 @@ def main(argv=None) -> dict:
     record = {"task": a.task, **forward, "contestant": a.contestant, "num_simulations": int(len(theta)),
               "train_seconds": train_seconds, "sample_seconds": sample_seconds,
               "samples_per_second": samples.shape[0] * samples.shape[1] / sample_seconds,
-              "epochs": len(history.history["loss"]), "seed": a.seed, "settings": settings,
+              "epochs": epochs, "seed": a.seed, "settings": settings,
               "versions": common.versions(*VERSIONS), "git_revision": common.git_revision(),
               **common.provenance()}
     common.save_npz(dest + ".npz", samples=samples)
