@@ -80,6 +80,11 @@ DEFAULTS: dict = {
         "nan_policy": "stop",        # "stop" | "skip"
         "verbose": "auto",
         "deterministic": False,      # tf.config.experimental.enable_op_determinism()
+        # residual="learned" models: train the base g alone first, then freeze it (base_training.py)
+        "base_steps": 0,             # 0: g trains jointly with the flow (its L1 added to the objective)
+        "base_patch_size": None,     # image_folder: g's patch size (None: data.patch_size)
+        "base_batch_size": None,     # None: train.batch_size
+        "base_learning_rate": None,  # cosine-decayed from this to 0 (None: train.learning_rate)
     },
     "eval": {
         "batch_size": 256,
@@ -193,6 +198,20 @@ def validate(user: dict) -> dict:
         if cfg["data"]["task"] == "super_resolution" and cfg["data"]["patch_size"] % cfg["data"]["factor"]:
             raise ConfigError(f"data.patch_size ({cfg['data']['patch_size']}) must be a multiple of data.factor "
                               f"({cfg['data']['factor']})")
+    t = cfg["train"]
+    if t["base_steps"]:
+        if cfg["model"].get("residual") != "learned":
+            raise ConfigError(f"train.base_steps trains a learned residual base alone: it needs model.residual "
+                              f"'learned', got {cfg['model'].get('residual')!r}")
+        if t["strategy"] not in ("default", "one_device"):
+            raise ConfigError(f"train.base_steps runs on one device: it needs train.strategy 'default' or "
+                              f"'one_device', got {t['strategy']!r}")
+    if t["base_patch_size"] is not None:
+        if source != "image_folder":
+            raise ConfigError(f"train.base_patch_size sets the patches of an image folder; data.source is {source!r}")
+        if cfg["data"]["task"] == "super_resolution" and t["base_patch_size"] % cfg["data"]["factor"]:
+            raise ConfigError(f"train.base_patch_size ({t['base_patch_size']}) must be a multiple of data.factor "
+                              f"({cfg['data']['factor']})")
     if source in ("tfds", "image_folder") and cfg["model"]["class"] in MODEL_CLASSES[:2]:
         raise ConfigError(f"image tasks need an image model {MODEL_CLASSES[2:]}, got model.class "
                           f"{cfg['model']['class']!r}")
@@ -215,6 +234,10 @@ _RANGES = {
     ("train", "plateau_factor"): (lambda v: 0 < v <= 1, "in (0, 1]"),
     ("train", "plateau_patience"): (lambda v: v is None or v >= 1, ">= 1 or null"),
     ("train", "sample_every"): (lambda v: v is None or v >= 1, ">= 1 or null"),
+    ("train", "base_steps"): (lambda v: v >= 0, ">= 0"),
+    ("train", "base_patch_size"): (lambda v: v is None or v >= 1, ">= 1 or null"),
+    ("train", "base_batch_size"): (lambda v: v is None or v >= 1, ">= 1 or null"),
+    ("train", "base_learning_rate"): (lambda v: v is None or v > 0, "> 0 or null"),
     ("data", "test_size"): (lambda v: v >= 1, ">= 1"),
     ("data", "simulations"): (lambda v: v is None or v >= 1, ">= 1 or null"),
     ("data", "test_simulations"): (lambda v: v >= 1, ">= 1"),

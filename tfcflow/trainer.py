@@ -127,9 +127,10 @@ class Job:
             store_photos(folder, *PHOTO_SETS[d["prepare_photos"]])
         common = dict(downsample_method=d["downsample"], mask=d["mask"], test_fraction=d["test_fraction"],
                       split_seed=d["split_seed"])
+        self._patches = lambda size, batch, stream_seed: image_folder.patch_dataset(
+            folder, d["task"], size, batch, stream_seed, d["factor"], flips=d["flips"], **common)
         try:
-            self.train_ds = image_folder.patch_dataset(folder, d["task"], d["patch_size"], self.train_cfg["batch_size"],
-                                                       seed, d["factor"], flips=d["flips"], **common)
+            self.train_ds = self._patches(d["patch_size"], self.train_cfg["batch_size"], seed)
             self.test_ds = image_folder.whole_images(folder, d["task"], d["factor"], split="test",
                                                      multiple=self._size_multiple(), seed=seed, **common)
         except ValueError as e:
@@ -200,6 +201,9 @@ class Job:
                 elif self.data_cfg["source"] == "image_folder":
                     error = config_lib.ConfigError(f"{error} (data.patch_size {self.data_cfg['patch_size']})")
                 raise error from None
+        if t["base_steps"]:
+            self._train_base()
+        with self.strategy.scope():
             self.model.execution = self.execution()
             self.schedule = optim.WarmupStepDecay(t["learning_rate"], t["warmup_steps"], t["decay_gamma"],
                                                   t["decay_interval"], t["plateau_factor"])
@@ -208,6 +212,25 @@ class Job:
             self.model.compile(optimizer=opt, clipnorm=t["clipnorm"], skip_nonfinite=t["nan_policy"] == "skip",
                                seed=self.cfg["seed"], jit_compile=t["jit_compile"])
             opt.build(self.model.trainable_variables)
+
+    def _train_base(self):
+        """train.base_steps: g trained alone (its own patch stream, seed + 1), then frozen, before
+        the optimizer is built. A run that holds a checkpoint has g in it: only the freezing is redone."""
+        from tfcflow import base_training
+
+        t, self.base_training = self.train_cfg, None
+        if _tf().train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints")) is None:
+            batch = t["base_batch_size"] or t["batch_size"]
+            if self.data_cfg["source"] == "image_folder":
+                data = self._patches(t["base_patch_size"] or self.data_cfg["patch_size"], batch, self.cfg["seed"] + 1)
+            else:
+                data = self.train_ds.unbatch().batch(batch, drop_remainder=True)
+            t0 = time.time()
+            history = base_training.fit_base(self.model, data, t["base_steps"],
+                                             t["base_learning_rate"] or t["learning_rate"],
+                                             log_every=t["steps_per_epoch"], log=print if self.chief else None)
+            self.base_training = dict(steps=t["base_steps"], seconds=time.time() - t0, l1=history)
+        base_training.freeze_base(self.model)
 
     def _check_out_dir(self):
         """Read-only checks of the output folder before anything is built: it is not a file, and a
@@ -384,7 +407,7 @@ class Job:
                        threads=dict(intra_op=tf.config.threading.get_intra_op_parallelism_threads(),
                                     inter_op=tf.config.threading.get_inter_op_parallelism_threads()),
                        history={k: [float(np.asarray(x).ravel()[0]) for x in v] for k, v in history.history.items()}
-                       if history is not None else None)
+                       if history is not None else None, base_training=getattr(self, "base_training", None))
         results.update(self._evaluate())
         results["total_seconds"] = time.time() - t0
         if self.chief:
@@ -481,6 +504,9 @@ def load_run(run_dir: str, use_ema: bool = True):
         raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint")
     model = config_lib.model_class(spec["class"]).from_config(spec["config"])
     t = cfg["train"]
+    if t.get("base_steps"):  # g was frozen before the optimizer was built: it has no EMA to swap in
+        from tfcflow.base_training import freeze_base
+        freeze_base(model)
     from tfcflow.execution import Execution
     # how the run executed (runs older than train.sub_batches used train.parallel_chains)
     model.execution = Execution(sub_batches=t.get("sub_batches", t.get("parallel_chains", 1)),

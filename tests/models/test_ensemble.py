@@ -19,6 +19,7 @@ def _data(n=512, seed=0):
 
 @pytest.fixture(scope="module")
 def ensemble():
+    keras.utils.set_random_seed(0)  # the members' init must not depend on which tests ran before in the worker
     m = FlowEnsemble.of(ConditionalRealNVP, 3, 2, 3, depth=2, width=16, seed=5)
     x, c = _data()
     m.initialize(x, c)
@@ -36,11 +37,12 @@ def test_log_prob_is_the_log_mean_of_the_members_densities(ensemble):
 
 
 def test_the_density_integrates_to_one(ensemble):
-    g = np.linspace(-7.0, 7.0, 281, dtype=np.float32)
+    # +-12 holds the perturbed members' tails (+-7 missed up to 2% of the mass for some inits)
+    g = np.linspace(-12.0, 12.0, 481, dtype=np.float32)
     xx = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
     c = np.tile(np.array([[0.3, -0.2, 0.5]], np.float32), (len(xx), 1))
     mass = np.exp(ensemble.log_prob(xx, c).numpy()).sum() * (g[1] - g[0]) ** 2
-    assert abs(mass - 1.0) < 0.01, mass
+    assert abs(mass - 1.0) < 0.005, mass
 
 
 def test_samples_come_from_every_member_equally(ensemble):

@@ -38,14 +38,28 @@ def _train(out, folder, *extra):
     return trainer.train(FAST, str(out), sets)
 
 
+# a learned residual base trained alone first (train.base_steps, on its own larger patches), then
+# frozen: the runs below cover that path too (one set of runs: each costs traces and a photo evaluation)
+LEARNED = ['model.residual="learned"', "model.residual_width=8", "model.residual_depth=1", "train.base_steps=6",
+           "train.base_patch_size=32", "train.base_batch_size=4", "train.ema=0.9"]
+
+
 def test_patch_training_resumes_and_evaluates_whole_held_out_images(tmp_path, photos):
-    straight = _train(tmp_path / "straight", photos, "train.steps=8")
+    straight = _train(tmp_path / "straight", photos, "train.steps=8", *LEARNED)
     assert straight["steps"] == 8 and np.isfinite(straight["test_bits_per_dim"])
-    first = _train(tmp_path / "resumed", photos, "train.steps=4")
-    resumed = _train(tmp_path / "resumed", photos, "train.steps=8")
+    assert straight["base_training"]["steps"] == 6 and len(straight["base_training"]["l1"]) == 2
+    first = _train(tmp_path / "resumed", photos, "train.steps=4", *LEARNED)
+    resumed = _train(tmp_path / "resumed", photos, "train.steps=8", *LEARNED)
     assert first["steps"] == 4 and resumed["resumed_from"].endswith("ckpt-4")
-    # the patch stream continues where it stopped: bit-identical to the uninterrupted run
-    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    # the patch stream continues where it stopped: bit-identical to the uninterrupted run, and the
+    # base is not trained again
+    assert resumed["weights_sha256"] == straight["weights_sha256"] and resumed["base_training"] is None
+    # a loaded run holds the trained, frozen g (an optimizer built with g would swap in its EMA)
+    loaded = trainer.load_run(str(tmp_path / "straight"))
+    g = [v.numpy() for v in loaded.upsampler.weights]
+    assert np.abs(g[-2]).max() > 0 and not loaded.upsampler.trainable  # conv_out starts at zero
+    for v, w in zip(trainer.load_run(str(tmp_path / "resumed")).upsampler.weights, g):
+        np.testing.assert_array_equal(v.numpy(), w)
     # the held-out 36x52 image is evaluated whole (its size is a multiple of 2^levels = 4 and of the
     # factor 4: no crop), per photo, with the bicubic baseline and both temperatures
     (photo,) = straight["photos"]
@@ -84,6 +98,10 @@ def test_config_errors_of_the_image_folder_source(tmp_path, photos):
     with pytest.raises(config_lib.ConfigError, match="smaller than patch_size 48"):
         too_small(tmp_path / "f", photos, "data.patch_size=48")
     assert not os.path.exists(tmp_path / "b" / "config.json")  # nothing claimed by a failed start
+    with pytest.raises(config_lib.ConfigError, match="train.base_steps .* needs model.residual 'learned'"):
+        _train(tmp_path / "g", photos, "train.base_steps=2")
+    with pytest.raises(config_lib.ConfigError, match="train.base_patch_size .18. must be a multiple"):
+        _train(tmp_path / "h", photos, *LEARNED[:4], "train.base_patch_size=18")
 
 
 def test_skimage_photos_are_written_once(tmp_path):

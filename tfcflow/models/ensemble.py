@@ -181,6 +181,6 @@ def bootstrap_counts(x: tf.Tensor, condition: Optional[tf.Tensor], size: int) ->
     odd = tf.bitcast(positions * 2 + 1, tf.uint32) * tf.constant(0x9E3779B1, tf.uint32)
     h = _mix(tf.reduce_sum(_mix(bits) * odd[None, :], axis=1))
     members = tf.bitcast(tf.range(1, size + 1, dtype=tf.int32), tf.uint32) * tf.constant(0x85EBCA6B, tf.uint32)
-    u = (tf.cast(tf.bitwise.right_shift(_mix(tf.bitwise.bitwise_xor(h[:, None], members[None, :])), tf.constant(8, tf.uint32)),
-                 tf.float32) + 0.5) * (2.0 ** -24)
+    hashed = _mix(tf.bitwise.bitwise_xor(h[:, None], members[None, :]))
+    u = (tf.cast(tf.bitwise.right_shift(hashed, tf.constant(8, tf.uint32)), tf.float32) + 0.5) * (2.0 ** -24)
     return tf.add_n([tf.cast(u > p, tf.float32) for p in _POISSON1_CDF])

@@ -282,13 +282,26 @@ class ImageFlowModel(ConditionalFlowModel):
                                           condition)
         return nll + self._base_loss(bins, condition), nll
 
-    def _base_loss(self, bins, condition):
-        """The learned base's own training loss ``[b]``: sum over the image of |x - base(c)| (x in
-        [-0.5, 0.5]); 0 without a learned base."""
+    def base_loss(self, x, condition) -> tf.Tensor:
+        """The learned base's L1 loss ``[b]``: sum over each image of |x - base(c)| (x in [-0.5, 0.5]),
+        what trains g (``residual="learned"`` only); x ``[b, H, W, C]``, condition as for ``log_prob``."""
         if self.residual != "learned":
-            return tf.zeros([tf.shape(bins)[0]])
+            raise ValueError(f"base_loss needs residual='learned' (a base with weights), got "
+                             f"residual={self.residual!r}")
+        bins, condition = self._check_pair(x, condition)
+        return self._base_l1(bins, condition)
+
+    def _base_l1(self, bins, condition):
         error = bins / (BINS - 1) - 0.5 - self._base(condition, spatial_size(bins), trainable=True)
         return tf.reduce_sum(tf.abs(error), axis=[1, 2, 3])
+
+    def _base_loss(self, bins, condition):
+        """What the objective adds for the base ``[b]``: its L1 (``base_loss``) while g is trainable;
+        0 without a learned base or once g is frozen (``upsampler.trainable = False``: trained
+        beforehand, e.g. by ``tfcflow.base_training.fit_base``)."""
+        if self.residual != "learned" or not self.upsampler.trainable:
+            return tf.zeros([tf.shape(bins)[0]])
+        return self._base_l1(bins, condition)
 
     def _validation_nll(self, bins, condition):
         # the dequantization bound, as in training but with a fixed noise seed (deterministic)

@@ -34,6 +34,7 @@ def main(argv=None) -> dict:
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=0, help="also evaluate every this many steps (0: at the end)")
     a = p.parse_args(argv)
     keras.utils.set_random_seed(a.seed)
     factor = 4
@@ -56,20 +57,29 @@ def main(argv=None) -> dict:
         opt.apply_gradients(zip(grads, g.trainable_variables))
         return loss
 
+    def evaluate():
+        rows = []
+        for x, c in image_folder.whole_images(a.folder, "super_resolution", factor, multiple=8):
+            pred = np.round(np.clip(predict(c).numpy(), 0, 1) * 255) / 255
+            bicubic = metrics.upsample(c.numpy(), x.shape[1:3])
+            rows.append((float(metrics.psnr(bicubic, x.numpy())[0]), float(metrics.psnr(pred, x.numpy())[0])))
+        return rows
+
     t0 = time.time()
+    curve = []
     for i, (x, c) in enumerate(train.take(a.steps)):
         loss = step(x, c)
         if i % 500 == 0:
             print(f"step {i}: L1 {float(loss):.4f} ({time.time() - t0:.0f} s)", flush=True)
+        if a.eval_every and (i + 1) % a.eval_every == 0 and i + 1 < a.steps:
+            gains = [r[1] - r[0] for r in evaluate()]
+            curve.append({"steps": i + 1, "gains": gains, "gain_mean": float(np.mean(gains))})
+            print(json.dumps(curve[-1]), flush=True)
     train_seconds = time.time() - t0
-    rows = []
-    for x, c in image_folder.whole_images(a.folder, "super_resolution", factor, multiple=8):
-        pred = np.round(np.clip(predict(c).numpy(), 0, 1) * 255) / 255
-        bicubic = metrics.upsample(c.numpy(), x.shape[1:3])
-        rows.append((float(metrics.psnr(bicubic, x.numpy())[0]), float(metrics.psnr(pred, x.numpy())[0])))
+    rows = evaluate()
     out = {"steps": a.steps, "train_seconds": train_seconds, "psnr_bicubic": [r[0] for r in rows],
            "psnr_l1_base": [r[1] for r in rows], "gain_mean": float(np.mean([r[1] - r[0] for r in rows])),
-           "settings": vars(a)}
+           "curve": curve, "settings": vars(a)}
     print(json.dumps(out), flush=True)
     return out
 
