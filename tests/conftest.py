@@ -19,6 +19,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST_SOURCE = os.environ.get("TFCFLOW_MNIST_SOURCE", os.path.join(ROOT, "..", "shared", "data", "mnist"))
 
 
+# The suite runs in 2 workers that take whole files (--dist loadfile) in collection order: the
+# longest files go first, so that the last files handed out are short and neither worker idles
+# long at the end (longest-first scheduling).
+LONGEST_FIRST = ("tests/training/test_photo_job.py", "tests/test_export.py", "tests/training/test_image_jobs.py",
+                 "tests/test_trainer.py", "tests/training/test_sbi_job.py", "tests/test_sample_cli.py",
+                 "tests/test_bad_inputs_cli.py", "tests/bench/test_bench_smoke.py", "tests/test_cli.py",
+                 "tests/test_distribute.py", "tests/models/test_vector_flow.py", "tests/models/test_image_models.py",
+                 "tests/test_diagnostics.py", "tests/models/test_ensemble.py", "tests/models/test_residual.py",
+                 "tests/models/test_any_resolution.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: files keep their order
+
+
 @pytest.fixture(scope="session")
 def mnist_data_dir(tmp_path_factory):
     from tfcflow.data.prepare import prepare_mnist

@@ -114,11 +114,11 @@ def test_fit_standardizes_every_member_and_trains_all_of_them():
 def test_an_ensemble_of_trained_flows_beats_its_average_member_on_held_out_data():
     # small data, a network that overfits: the mixture's held-out NLL is below the members' mean
     # by more than the log K it could lose (a mixture of identical flows gains exactly nothing)
-    x, c = _data(300, seed=6)
+    x, c = _data(200, seed=6)
     xv, cv = _data(2000, seed=7)
     m = FlowEnsemble.of(ConditionalRealNVP, 4, 2, 3, depth=3, width=64, seed=0)
     m.compile(optimizer=keras.optimizers.Adam(3e-3))
-    m.fit(x, c, batch_size=100, epochs=60, verbose=0)
+    m.fit(x, c, batch_size=100, epochs=30, verbose=0)  # measured: the mixture is 0.35 nats better
     members = np.mean([-mm.log_prob(xv, cv).numpy().mean() for mm in m.members])
     mixture = -m.log_prob(xv, cv).numpy().mean()
     assert mixture < members - 0.05, (mixture, members)

@@ -57,12 +57,32 @@ def main(argv=None) -> dict:
         opt.apply_gradients(zip(grads, g.trainable_variables))
         return loss
 
+    def self_ensemble(c, transforms):
+        """The mean of T^-1 predict(T c) over flips (and transposes): the same network, averaged."""
+        outs = []
+        for t in transforms:
+            flip_h, flip_w, transpose = t
+            ct = c[:, ::-1] if flip_h else c
+            ct = ct[:, :, ::-1] if flip_w else ct
+            ct = tf.transpose(ct, [0, 2, 1, 3]) if transpose else ct
+            out = predict(ct)
+            out = tf.transpose(out, [0, 2, 1, 3]) if transpose else out
+            out = out[:, :, ::-1] if flip_w else out
+            outs.append(out[:, ::-1] if flip_h else out)
+        return tf.add_n(outs) / len(outs)
+
+    flips = [(h, w, False) for h in (0, 1) for w in (0, 1)]
+    dihedral = flips + [(h, w, True) for h, w, _ in flips]
+
     def evaluate():
         rows = []
         for x, c in image_folder.whole_images(a.folder, "super_resolution", factor, multiple=8):
-            pred = np.round(np.clip(predict(c).numpy(), 0, 1) * 255) / 255
             bicubic = metrics.upsample(c.numpy(), x.shape[1:3])
-            rows.append((float(metrics.psnr(bicubic, x.numpy())[0]), float(metrics.psnr(pred, x.numpy())[0])))
+            row = [float(metrics.psnr(bicubic, x.numpy())[0])]
+            for pred in (predict(c), self_ensemble(c, flips), self_ensemble(c, dihedral)):
+                pred = np.round(np.clip(pred.numpy(), 0, 1) * 255) / 255
+                row.append(float(metrics.psnr(pred, x.numpy())[0]))
+            rows.append(row)
         return rows
 
     t0 = time.time()
@@ -72,13 +92,18 @@ def main(argv=None) -> dict:
         if i % 500 == 0:
             print(f"step {i}: L1 {float(loss):.4f} ({time.time() - t0:.0f} s)", flush=True)
         if a.eval_every and (i + 1) % a.eval_every == 0 and i + 1 < a.steps:
-            gains = [r[1] - r[0] for r in evaluate()]
-            curve.append({"steps": i + 1, "gains": gains, "gain_mean": float(np.mean(gains))})
+            rows = evaluate()
+            curve.append({"steps": i + 1, "gains": [r[1] - r[0] for r in rows],
+                          "gain_mean": float(np.mean([r[1] - r[0] for r in rows])),
+                          "gain_mean_flips4": float(np.mean([r[2] - r[0] for r in rows])),
+                          "gain_mean_dihedral8": float(np.mean([r[3] - r[0] for r in rows]))})
             print(json.dumps(curve[-1]), flush=True)
     train_seconds = time.time() - t0
     rows = evaluate()
     out = {"steps": a.steps, "train_seconds": train_seconds, "psnr_bicubic": [r[0] for r in rows],
            "psnr_l1_base": [r[1] for r in rows], "gain_mean": float(np.mean([r[1] - r[0] for r in rows])),
+           "psnr_flips4": [r[2] for r in rows], "gain_mean_flips4": float(np.mean([r[2] - r[0] for r in rows])),
+           "psnr_dihedral8": [r[3] for r in rows], "gain_mean_dihedral8": float(np.mean([r[3] - r[0] for r in rows])),
            "curve": curve, "settings": vars(a)}
     print(json.dumps(out), flush=True)
     return out
