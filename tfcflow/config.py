@@ -195,10 +195,15 @@ def validate(user: dict) -> dict:
         if cfg["data"]["task"] == "class_conditional":
             raise ConfigError("data.task: an image folder serves 'super_resolution', 'inpainting' or "
                               "'colorization', not 'class_conditional'")
-        if cfg["data"]["task"] == "super_resolution" and cfg["data"]["patch_size"] % cfg["data"]["factor"]:
-            raise ConfigError(f"data.patch_size ({cfg['data']['patch_size']}) must be a multiple of data.factor "
-                              f"({cfg['data']['factor']})")
     t = cfg["train"]
+    if t["base_patch_size"] is not None and source != "image_folder":
+        raise ConfigError(f"train.base_patch_size sets the patches of an image folder; data.source is {source!r}")
+    if source == "image_folder" and cfg["data"]["task"] == "super_resolution":
+        for section, key in (("data", "patch_size"), ("train", "base_patch_size")):
+            size = cfg[section][key]
+            if size is not None and size % cfg["data"]["factor"]:
+                raise ConfigError(f"{section}.{key} ({size}) must be a multiple of data.factor "
+                                  f"({cfg['data']['factor']})")
     if t["base_steps"]:
         if cfg["model"].get("residual") != "learned":
             raise ConfigError(f"train.base_steps trains a learned residual base alone: it needs model.residual "
@@ -206,12 +211,6 @@ def validate(user: dict) -> dict:
         if t["strategy"] not in ("default", "one_device"):
             raise ConfigError(f"train.base_steps runs on one device: it needs train.strategy 'default' or "
                               f"'one_device', got {t['strategy']!r}")
-    if t["base_patch_size"] is not None:
-        if source != "image_folder":
-            raise ConfigError(f"train.base_patch_size sets the patches of an image folder; data.source is {source!r}")
-        if cfg["data"]["task"] == "super_resolution" and t["base_patch_size"] % cfg["data"]["factor"]:
-            raise ConfigError(f"train.base_patch_size ({t['base_patch_size']}) must be a multiple of data.factor "
-                              f"({cfg['data']['factor']})")
     if source in ("tfds", "image_folder") and cfg["model"]["class"] in MODEL_CLASSES[:2]:
         raise ConfigError(f"image tasks need an image model {MODEL_CLASSES[2:]}, got model.class "
                           f"{cfg['model']['class']!r}")

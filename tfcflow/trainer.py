@@ -38,6 +38,7 @@ class Job:
         self.out_dir = out_dir
         self.config_path = config_path
         self.data_cfg, self.train_cfg, self.eval_cfg = cfg["data"], cfg["train"], cfg["eval"]
+        self.base_training = None  # what train.base_steps did in this process (results.json)
 
     # ---- setup ------------------------------------------------------------------------------------
     def _setup_runtime(self):
@@ -218,8 +219,8 @@ class Job:
         the optimizer is built. A run that holds a checkpoint has g in it: only the freezing is redone."""
         from tfcflow import base_training
 
-        t, self.base_training = self.train_cfg, None
-        if _tf().train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints")) is None:
+        t = self.train_cfg
+        if self._latest_checkpoint() is None:
             batch = t["base_batch_size"] or t["batch_size"]
             if self.data_cfg["source"] == "image_folder":
                 data = self._patches(t["base_patch_size"] or self.data_cfg["patch_size"], batch, self.cfg["seed"] + 1)
@@ -231,6 +232,10 @@ class Job:
                                              log_every=t["steps_per_epoch"], log=print if self.chief else None)
             self.base_training = dict(steps=t["base_steps"], seconds=time.time() - t0, l1=history)
         base_training.freeze_base(self.model)
+
+    def _latest_checkpoint(self) -> Optional[str]:
+        """The run folder's latest checkpoint path, or None before the first one."""
+        return _tf().train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints"))
 
     def _check_out_dir(self):
         """Read-only checks of the output folder before anything is built: it is not a file, and a
@@ -247,7 +252,7 @@ class Job:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise config_lib.ConfigError(f"{path} is not valid JSON ({e}); refusing to touch that run folder: "
                                          f"repair the file or use another --out folder") from None
-        if _tf().train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints")) is None:
+        if self._latest_checkpoint() is None:
             return
         diffs = config_lib.resume_conflicts(saved, self.cfg)
         if diffs:
@@ -277,7 +282,7 @@ class Job:
         if not self.chief:  # every worker saves (collective reads); non-chief ones into a scratch folder
             ckpt_dir = os.path.join(self.out_dir, f".worker_scratch_{os.getpid()}")
         self.manager = tf.train.CheckpointManager(ckpt, ckpt_dir, max_to_keep=self.train_cfg["keep_checkpoints"])
-        latest = tf.train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints"))
+        latest = self._latest_checkpoint()
         self.resumed_from = latest
         if latest:
             restore_training_checkpoint(ckpt, self.model, latest)
@@ -407,7 +412,7 @@ class Job:
                        threads=dict(intra_op=tf.config.threading.get_intra_op_parallelism_threads(),
                                     inter_op=tf.config.threading.get_inter_op_parallelism_threads()),
                        history={k: [float(np.asarray(x).ravel()[0]) for x in v] for k, v in history.history.items()}
-                       if history is not None else None, base_training=getattr(self, "base_training", None))
+                       if history is not None else None, base_training=self.base_training)
         results.update(self._evaluate())
         results["total_seconds"] = time.time() - t0
         if self.chief:
