@@ -3,8 +3,9 @@
 Contestants: ``tfcflow_cinn_affine`` / ``tfcflow_cinn_spline`` (``ConditionalRealNVP`` with
 ``coupling="affine" | "spline"``), ``tfcflow_rcf`` (``RelaxedConditionFlow``, coupling from
 ``--rcf-coupling``) and ``tfcflow_cinn_ensemble`` (``FlowEnsemble`` of ``--ensemble`` affine cINNs
-of the same settings, seeds ``seed .. seed + K - 1``, trained one after another, each with its own
-held-out split and early stopping; ``epochs`` is their sum). Each models p(theta | x): event =
+of the same settings, seeds ``seed .. seed + K - 1``, trained one after another by
+``FlowEnsemble.fit_members``, each with its own held-out split and early stopping; ``epochs`` is
+their sum). Each models p(theta | x): event =
 theta [D], condition = x [M], with ``standardize=True`` (fit learns the statistics of theta and x from the arrays).
 
 Training: Adam (``--lr``), global gradient norm clipped at ``--clipnorm``, batch ``--batch-size``,
@@ -121,8 +122,13 @@ def main(argv=None) -> dict:
         # members trained one after another, each on its own 90/10 split with its own early stopping,
         # then mixed (trained together on one split, their errors stayed correlated: docs §4)
         from tfcflow.models import FlowEnsemble
-        runs = [train_one(a.seed + k) for k in range(ensemble)]
-        model, val, epochs = FlowEnsemble([r[0] for r in runs]), runs[0][1], sum(r[2] for r in runs)
+        model = FlowEnsemble.of(classes[a.contestant], ensemble, seed=a.seed, **kwargs)
+        histories = model.fit_members(theta, x, epochs=a.epochs, batch_size=a.batch_size,
+                                      validation_fraction=a.validation_fraction, patience=a.patience,
+                                      optimizer=keras.optimizers.Adam(a.lr), seed=a.seed, verbose=a.verbose,
+                                      clipnorm=a.clipnorm)
+        epochs = sum(len(h.history["loss"]) for h in histories)
+        val = np.random.default_rng(a.seed).permutation(len(theta))[:n_val]  # member 0's held-out rows
     else:
         model, val, epochs = train_one(a.seed)
     train_seconds = time.perf_counter() - t0

@@ -172,3 +172,66 @@ def test_bagged_objective_weights_each_member_by_its_counts():
     each = [mm._training_losses(xs, cs, None)[0].numpy() for mm in m.members]  # vector models: no noise
     np.testing.assert_allclose(objective.numpy(), counts[:, 0] * each[0] + counts[:, 1] * each[1], rtol=1e-5)
     assert copy_model(m).get_config()["bootstrap"] is True
+
+
+def _member_rows(n, n_val, seed, bootstrap):
+    """The training rows fit_members gives member ``seed`` (its documented split rule)."""
+    rng = np.random.default_rng(seed)
+    train = rng.permutation(n)[n_val:]
+    return rng.choice(train, size=len(train), replace=True) if bootstrap else train
+
+
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_fit_members_trains_each_member_alone_on_its_own_split(bootstrap):
+    x, c = _data(400, seed=8)
+    m = FlowEnsemble.of(ConditionalRealNVP, 2, 2, 3, depth=1, width=8, seed=0, bootstrap=bootstrap)
+    before = [mm.get_weights() for mm in m.members]
+    histories = m.fit_members(x, c, epochs=3, batch_size=100, validation_fraction=0.25, patience=2,
+                              optimizer=keras.optimizers.Adam(1e-2), seed=10, verbose=0, clipnorm=5.0)
+    assert len(histories) == 2 and all(0 < len(h.history["val_loss"]) <= 3 for h in histories)
+    means = []
+    for k, (mm, w0) in enumerate(zip(m.members, before)):
+        # each member's standardization is learned from its own training rows, not from all of x
+        rows = _member_rows(len(x), 100, 10 + k, bootstrap)
+        np.testing.assert_allclose(mm.x_standardizer.get_weights()[0], x[rows].mean(0), atol=1e-4)
+        means.append(mm.x_standardizer.get_weights()[0])
+        assert mm.optimizer is not m.members[1 - k].optimizer  # a fresh optimizer each
+        changed = [not np.allclose(a, b) for a, b in zip(w0, mm.get_weights())]
+        assert sum(changed) >= len(changed) // 2
+    assert not np.allclose(means[0], means[1])
+
+
+def test_fit_members_is_deterministic_given_the_seed():
+    x, c = _data(300, seed=9)
+    weights = []
+    for run in range(2):
+        keras.utils.set_random_seed(1)  # the same initial weights
+        m = FlowEnsemble.of(ConditionalRealNVP, 2, 2, 3, depth=1, width=8, seed=0)
+        keras.utils.set_random_seed(100 + run)  # a different global state: only fit_members' seed may count
+        m.fit_members(x, c, epochs=2, batch_size=64, optimizer="adam", seed=3, verbose=0)
+        weights.append([w for mm in m.members for w in mm.get_weights()])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_members_gives_a_mixture_better_than_its_average_member_on_held_out_data():
+    # as the joint-fit test above, with members trained one after another on their own splits
+    x, c = _data(200, seed=6)
+    xv, cv = _data(2000, seed=7)
+    m = FlowEnsemble.of(ConditionalRealNVP, 4, 2, 3, depth=3, width=64, seed=0)
+    m.fit_members(x, c, epochs=30, batch_size=90, validation_fraction=0.1, patience=30,
+                  optimizer=keras.optimizers.Adam(3e-3), seed=0, verbose=0)
+    members = np.mean([-mm.log_prob(xv, cv).numpy().mean() for mm in m.members])
+    mixture = -m.log_prob(xv, cv).numpy().mean()
+    assert mixture < members - 0.05, (mixture, members)
+
+
+def test_fit_members_refuses_what_it_cannot_split():
+    x, c = _data(50)
+    m = FlowEnsemble.of(ConditionalRealNVP, 2, 2, 3, depth=1, width=4)
+    with pytest.raises(TypeError, match="splits arrays"):
+        m.fit_members(tf.data.Dataset.from_tensor_slices((x, c)).batch(10), None)
+    with pytest.raises(ValueError, match=r"validation_fraction must be in \[0, 1\)"):
+        m.fit_members(x, c, validation_fraction=1.0)
+    with pytest.raises(ValueError, match="same number of rows"):
+        m.fit_members(x, c[:40])

@@ -16,10 +16,14 @@ same data make correlated errors; ``bootstrap=True`` (bagging) weights each exam
 member k by a Poisson(1) count, so every member trains on its own bootstrap resample of the data.
 The count is a function of the example's values (a hash of its float bits, x and condition) and of
 k: the same example gets the same count in every epoch and batch, with no index needed, so it works
-for arrays and datasets alike. Sampling draws the
-member of each draw from the seed, then each member samples only its own draws (a sample costs one
-member's flow, not K), so the draws are deterministic given the seed and ``batch_size``; unlike a
-single model's, they depend on how ``sample(num_samples=...)`` chunks the rows.
+for arrays and datasets alike.
+``fit_members`` instead trains the members one after another, each on its own train/validation
+split with its own early stopping: with ~10^4 simulations it decorrelates them more.
+
+Sampling draws the member of each draw from the seed, then each member samples only its own
+draws (a sample costs one member's flow, not K), so the draws are deterministic given the seed
+and ``batch_size``; unlike a single model's, they depend on how ``sample(num_samples=...)`` chunks
+the rows.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import math
 from typing import Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
@@ -149,6 +154,56 @@ class FlowEnsemble(ConditionalFlowModel):
             self.adapt(x, y)
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
+    def fit_members(self, x, y, *, epochs: int = 200, batch_size: int = 256, validation_fraction: float = 0.1,
+                    patience: int = 20, optimizer="adam", seed: int = 0, verbose="auto",
+                    **compile_kwargs) -> list:
+        """Trains the members one after another, each as it would be trained alone; returns their
+        Keras ``History`` objects.
+
+        Member k draws its own split of the rows (a permutation from ``seed + k``; the first
+        ``validation_fraction`` of it is held out), gets a fresh copy of ``optimizer`` compiled with
+        ``compile_kwargs`` (e.g. ``clipnorm``), learns its standardization from its own training rows,
+        and stops early on its own validation NLL (``patience`` epochs, best weights restored). With
+        ``bootstrap=True`` its training rows are a bootstrap resample (drawn with replacement) of
+        that split. Why not ``fit``: members trained together see the same split and the same
+        batches, and with ~10^4 examples their early-stopping errors stay correlated, so the mixture
+        gains less (docs/results.md §4); separate splits decorrelate them.
+
+        Args:
+          x: ``[n, *event_shape]`` array; y: ``[n, *condition_shape]`` array (the conditions).
+          epochs: the most epochs per member; early stopping usually ends sooner.
+          validation_fraction: in [0, 1); 0 trains every member on all rows for ``epochs``.
+          seed: member k calls ``keras.utils.set_random_seed(seed + k)`` before its ``fit`` (Keras'
+            shuffling), so the result is deterministic given ``seed``.
+        """
+        if isinstance(x, tf.data.Dataset) or y is None:
+            raise TypeError("fit_members splits arrays: give x [n, ...] and the conditions y [n, ...] as arrays "
+                            "(for a tf.data.Dataset, use fit, which trains the members together)")
+        if not 0.0 <= float(validation_fraction) < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+        x, y = np.asarray(x), np.asarray(y)
+        if len(x) != len(y):
+            raise ValueError(f"x and y must have the same number of rows, got {len(x)} and {len(y)}")
+        n_val = int(round(float(validation_fraction) * len(x)))
+        if n_val and len(x) - n_val < 1:
+            raise ValueError(f"validation_fraction {validation_fraction} leaves no training rows of {len(x)}")
+        histories = []
+        for k, member in enumerate(self.members):
+            rng = np.random.default_rng(seed + k)
+            order = rng.permutation(len(x))
+            val, train = order[:n_val], order[n_val:]
+            if self.bootstrap:
+                train = rng.choice(train, size=len(train), replace=True)
+            keras.utils.set_random_seed(seed + k)
+            member.compile(optimizer=_fresh_optimizer(optimizer), **compile_kwargs)
+            fit_kwargs = {}
+            if n_val:
+                fit_kwargs = dict(validation_data=(x[val], y[val]), callbacks=[keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=patience, restore_best_weights=True)])
+            histories.append(member.fit(x[train], y[train], batch_size=batch_size, epochs=epochs, verbose=verbose,
+                                        **fit_kwargs))
+        return histories
+
     def get_config(self):
         return {"name": self.name, "members": [keras.saving.serialize_keras_object(m) for m in self.members],
                 "bootstrap": self.bootstrap}
@@ -156,6 +211,13 @@ class FlowEnsemble(ConditionalFlowModel):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _fresh_optimizer(optimizer) -> keras.optimizers.Optimizer:
+    """A new optimizer with no state: one per member (an optimizer holds its variables' slots)."""
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        return type(optimizer).from_config(optimizer.get_config())
+    return keras.optimizers.get(optimizer)
 
 
 #: P(N <= n) of a Poisson(1) count for n = 0..6 (the chance of 7 or more is 8e-5: counted as 7)
