@@ -89,3 +89,16 @@ def test_greedy_bijector_cache_stores_the_log_det_with_the_output():
     d = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2)), b)
     d.log_prob(tf.constant([[0.3, 0.7]]))
     assert len(calls) == 1, _explain("greedy_bijector_cache", "TFP's cache: inverse and its log-det evaluated apart")
+
+
+def test_philox_key_counter_are_what_stateless_uniform_draws_with():
+    seed = tf.constant([11, 4])
+    key, counter, alg = _compat.philox_key_counter(seed)
+    raw = tf.raw_ops.StatelessRandomUniformFullIntV2(shape=[37], key=key, counter=counter, alg=alg, dtype=tf.uint32)
+    public = tf.random.stateless_uniform([37], seed, minval=None, maxval=None, dtype=tf.uint32, alg="philox")
+    assert np.array_equal(raw.numpy(), public.numpy()), _explain("philox_key_counter", "the key/counter derivation")
+    # and the counter advances by one per 4 uint32 (what _random's offsets rely on)
+    next_counter = counter + tf.constant([1, 0], tf.uint64)
+    moved = tf.raw_ops.StatelessRandomUniformFullIntV2(shape=[33], key=key, counter=next_counter, alg=alg,
+                                                       dtype=tf.uint32)
+    assert np.array_equal(moved.numpy(), public.numpy()[4:]), _explain("philox_key_counter", "Philox's counter layout")

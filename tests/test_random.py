@@ -16,7 +16,7 @@ def test_same_numbers_eagerly_in_graphs_and_under_xla():
 
 def test_extreme_bits_give_finite_draws(monkeypatch):
     extremes = tf.constant([0, 1, 2**31, 2**32 - 512, 2**32 - 1], dtype=tf.uint32)
-    monkeypatch.setattr(_random, "_bits", lambda shape, seed: extremes)
+    monkeypatch.setattr(_random, "_bits", lambda shape, seed, offset=None: extremes)
     u = _random.uniform([5], [0, 0]).numpy()
     z = _random.normal([5], [0, 0]).numpy()
     assert np.all((u > 0) & (u < 1)) and np.all(np.isfinite(z)) and np.abs(z).max() < 6
@@ -28,3 +28,16 @@ def test_distribution_and_split():
     seeds = _random.split(tf.constant([1, 2]), 3).numpy()
     assert seeds.shape == (3, 2) and len({tuple(s) for s in seeds}) == 3
     np.testing.assert_array_equal(_random.fold_in(tf.constant([1, 2]), 2).numpy(), seeds[2])
+
+
+def test_an_offset_draw_is_the_slice_of_the_whole_draw_eagerly_and_under_xla():
+    seed = tf.constant([5, 9])
+    whole_n = _random.normal([40, 3], seed).numpy()
+    whole_u = _random.uniform([40, 3], seed).numpy()
+    xla = tf.function(lambda s, o: _random.normal([7, 3], s, offset=o), jit_compile=True)
+    for row in (0, 1, 2, 3, 5, 33):  # element offsets 3 * row: every lane remainder mod 4
+        np.testing.assert_array_equal(_random.normal([7, 3], seed, offset=3 * row).numpy(), whole_n[row:row + 7])
+        np.testing.assert_array_equal(_random.uniform([7, 3], seed, offset=3 * row).numpy(), whole_u[row:row + 7])
+        # the same bits under XLA (its erfinv differs in the last bits, as for whole draws above)
+        np.testing.assert_allclose(xla(seed, tf.constant(3 * row, tf.int64)).numpy(), whole_n[row:row + 7], atol=2e-6)
+    assert not np.array_equal(_random.normal([7, 3], seed, offset=3).numpy(), whole_n[:7])

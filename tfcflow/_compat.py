@@ -103,3 +103,16 @@ def greedy_bijector_cache(forward_name: str, inverse_name: str):
         return cache_util.BijectorCacheWithGreedyAttrs(forward_name=forward_name, inverse_name=inverse_name)
     except (ImportError, AttributeError, TypeError) as e:
         raise _missing("greedy_bijector_cache", f"tfp cache_util.BijectorCacheWithGreedyAttrs ({e})") from None
+
+
+# ---- TF: the Philox key and counter of a stateless seed -----------------------------------------
+def philox_key_counter(seed) -> tuple:
+    """``random_ops_util.get_key_counter_alg(seed, "philox")``: the ``(key, counter, alg)`` that
+    ``tf.random.stateless_uniform(shape, seed, alg="philox")`` hands to its raw op. tfcflow starts a
+    draw at a counter offset with them, to take rows k.. of a seed's stream without drawing rows
+    0..k-1 (``_random``)."""
+    try:
+        from tensorflow.python.ops import random_ops_util
+        return random_ops_util.get_key_counter_alg(seed, "philox")
+    except (ImportError, AttributeError, TypeError) as e:
+        raise _missing("philox_key_counter", f"tf random_ops_util.get_key_counter_alg ({e})") from None

@@ -21,6 +21,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from tfcflow import _compat
+
 ALG = "philox"
 
 
@@ -38,19 +40,33 @@ def seed_tensor(seed) -> tf.Tensor:
     return tf.cast(seed, tf.int32)
 
 
-def _bits(shape, seed) -> tf.Tensor:
-    return tf.random.stateless_uniform(shape, seed, minval=None, maxval=None, dtype=tf.uint32, alg=ALG)
+def _bits(shape, seed, offset=None) -> tf.Tensor:
+    """uint32 Philox bits of ``shape``. With ``offset`` (an element count, int scalar): elements
+    ``offset, offset + 1, ...`` of the seed's flat stream, i.e. equal to
+    ``reshape(_bits([offset + size], seed)[offset:], shape)`` without drawing the first ``offset``."""
+    if offset is None:
+        return tf.random.stateless_uniform(shape, seed, minval=None, maxval=None, dtype=tf.uint32, alg=ALG)
+    key, counter, alg = _compat.philox_key_counter(seed)
+    # Philox gives 4 uint32 per counter value: flat element k comes from counter + k // 4, lane k % 4
+    offset = tf.cast(offset, tf.uint64)
+    low = counter[0] + offset // 4
+    high = counter[1] + tf.cast(low < counter[0], tf.uint64)  # carry into the counter's high word
+    lead = tf.cast(offset % 4, tf.int32)
+    size = tf.reduce_prod(tf.cast(shape, tf.int32))
+    flat = tf.raw_ops.StatelessRandomUniformFullIntV2(shape=tf.reshape(size + lead, [1]), key=key,
+                                                      counter=tf.stack([low, high]), alg=alg, dtype=tf.uint32)
+    return tf.reshape(flat[lead:], shape)
 
 
-def uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float32) -> tf.Tensor:
-    """Uniform on (minval, maxval)."""
-    u = (tf.cast(tf.bitwise.right_shift(_bits(shape, seed), 9), tf.float32) + 0.5) * (2.0 ** -23)
+def uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float32, offset=None) -> tf.Tensor:
+    """Uniform on (minval, maxval); ``offset``: see ``_bits`` (a slice of a larger draw)."""
+    u = (tf.cast(tf.bitwise.right_shift(_bits(shape, seed, offset), 9), tf.float32) + 0.5) * (2.0 ** -23)
     return tf.cast(minval + (maxval - minval) * u, dtype)
 
 
-def normal(shape, seed, dtype=tf.float32) -> tf.Tensor:
-    """Standard normal."""
-    return tf.cast(math.sqrt(2.0) * tf.math.erfinv(2.0 * uniform(shape, seed) - 1.0), dtype)
+def normal(shape, seed, dtype=tf.float32, offset=None) -> tf.Tensor:
+    """Standard normal; ``offset``: see ``_bits`` (a slice of a larger draw)."""
+    return tf.cast(math.sqrt(2.0) * tf.math.erfinv(2.0 * uniform(shape, seed, offset=offset) - 1.0), dtype)
 
 
 def split(seed, num: int) -> tf.Tensor:

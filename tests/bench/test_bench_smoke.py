@@ -103,3 +103,10 @@ def test_finite_check_timing_smoke():
     out = finite_check_timing.main(["--smoke"])
     assert set(out) == {"assert", "check_numerics", "none"} and all(v["median"] > 0 for v in out.values())
     assert _checks.finite_samples is before  # the library's check is back
+
+
+def test_sample_many_scaling_smoke():
+    import sample_many_scaling
+
+    out = sample_many_scaling.main(["--smoke"])
+    assert set(out) == {300, 1000} and all(v["chunked"] > 0 and v["one_chunk"] > 0 for v in out.values())

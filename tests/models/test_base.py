@@ -150,3 +150,28 @@ def test_nan_in_training_data_stops_fit_with_a_message(gmm_data):
     bad_c[3, 0] = np.inf
     with pytest.raises(ValueError, match=r"^training data: condition contains NaN or inf values; first at row 3$"):
         m.fit(x, bad_c, batch_size=64, epochs=1, verbose=0)
+
+
+def test_a_chunk_draws_only_its_own_rows_noise(monkeypatch):
+    # sample(num_samples=N) in chunks: each chunk's noise is its rows of the one N-row draw, and it
+    # draws only those rows (drawing all N rows per chunk made the cost quadratic in N)
+    from tfcflow import _random
+    m = tiny_model("cinn")
+    seed = tf.constant([4, 2])
+    whole = m._batch_noise("normal", [50, 3], seed).numpy()
+    drawn = []
+    bits = _random._bits
+
+    def spy(shape, s, offset=None):
+        drawn.append([int(d) for d in np.asarray(shape)])
+        return bits(shape, s, offset)
+
+    monkeypatch.setattr(_random, "_bits", spy)
+    for start, size in ((0, 16), (16, 16), (32, 16), (48, 2)):
+        m._chunk_rows = (start, 50)
+        try:
+            part = m._batch_noise("normal", tf.constant([size, 3]), seed).numpy()
+        finally:
+            m._chunk_rows = None
+        np.testing.assert_array_equal(part, whole[start:start + size])
+    assert drawn == [[16, 3], [16, 3], [16, 3], [2, 3]]

@@ -122,9 +122,10 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         if rows is None and replicas == 1:
             return draw(shape, seed)
         start, local = rows if rows is not None else (0, shape[0])
-        full = draw(tf.concat([[local * replicas], shape[1:]], 0), seed)
-        start = tf.cast(replica, tf.int32) * local + start
-        return full[start:start + shape[0]]
+        # this block's rows of the one draw for all replicas' rows, drawn from its first row on: the
+        # rows before it are skipped, not drawn (a chunked sample(num_samples=N) stays linear in N)
+        first = tf.cast(replica, tf.int64) * tf.cast(local, tf.int64) + tf.cast(start, tf.int64)
+        return draw(shape, seed, offset=first * tf.cast(tf.reduce_prod(shape[1:]), tf.int64))
 
     # ---- input checks ------------------------------------------------------------------------------
     def _check_x(self, x, name: str = "x") -> tf.Tensor:
