@@ -23,7 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "bernoulli_glm", "gaussian_mixture")
-OURS = ("tfcflow_cinn_affine", "tfcflow_cinn_spline", "tfcflow_rcf", "tfcflow_cinn_ensemble")
+OURS = ("tfcflow_cinn_affine", "tfcflow_cinn_spline", "tfcflow_rcf", "tfcflow_cinn_ensemble",
+        "tfcflow_cinn_spline_ensemble")
 PEERS = ("sbi_maf", "sbi_nsf", "bayesflow_coupling")
 CONTESTANTS = OURS + PEERS
 NUM_OBSERVATIONS = 5

@@ -2,11 +2,11 @@
 
 Contestants: ``tfcflow_cinn_affine`` / ``tfcflow_cinn_spline`` (``ConditionalRealNVP`` with
 ``coupling="affine" | "spline"``), ``tfcflow_rcf`` (``RelaxedConditionFlow``, coupling from
-``--rcf-coupling``) and ``tfcflow_cinn_ensemble`` (``FlowEnsemble`` of ``--ensemble`` affine cINNs
-of the same settings, seeds ``seed .. seed + K - 1``, trained one after another by
-``FlowEnsemble.fit_members``, each with its own held-out split and early stopping; ``epochs`` is
-their sum). Each models p(theta | x): event =
-theta [D], condition = x [M], with ``standardize=True`` (fit learns the statistics of theta and x from the arrays).
+``--rcf-coupling``), ``tfcflow_cinn_ensemble`` / ``tfcflow_cinn_spline_ensemble`` (``FlowEnsemble``
+of ``--ensemble`` affine / spline cINNs of the same settings, seeds ``seed .. seed + K - 1``,
+trained one after another by ``FlowEnsemble.fit_members``, each with its own held-out split and
+early stopping; ``epochs`` is their sum). Each models p(theta | x): event = theta [D], condition =
+x [M], with ``standardize=True`` (fit learns the statistics of theta and x from the arrays).
 
 Training: Adam (``--lr``), global gradient norm clipped at ``--clipnorm``, batch ``--batch-size``,
 up to ``--epochs`` epochs with early stopping on a held-out ``--validation-fraction`` of the
@@ -55,7 +55,8 @@ def _model_classes():
     if missing:
         raise SystemExit("ours.py needs a tfcflow with " + ", ".join(missing) + "; the installed one has not")
     return {"tfcflow_cinn_affine": ConditionalRealNVP, "tfcflow_cinn_spline": ConditionalRealNVP,
-            "tfcflow_rcf": RelaxedConditionFlow, "tfcflow_cinn_ensemble": ConditionalRealNVP}
+            "tfcflow_rcf": RelaxedConditionFlow, "tfcflow_cinn_ensemble": ConditionalRealNVP,
+            "tfcflow_cinn_spline_ensemble": ConditionalRealNVP}
 
 
 def main(argv=None) -> dict:
@@ -69,7 +70,7 @@ def main(argv=None) -> dict:
     p.add_argument("--depth", type=int, default=6, help="coupling blocks")
     p.add_argument("--width", type=int, default=128, help="units per hidden layer of each coupling network")
     p.add_argument("--rcf-coupling", default="affine", choices=("affine", "spline"))
-    p.add_argument("--ensemble", type=int, default=4, help="members of tfcflow_cinn_ensemble")
+    p.add_argument("--ensemble", type=int, default=4, help="members of the *_ensemble contestants")
     p.add_argument("--epochs", type=int, default=200, help="upper bound; early stopping ends sooner")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=5e-4)
@@ -87,14 +88,14 @@ def main(argv=None) -> dict:
     data = np.load(common.cache_file(a.out, a.task))
     theta, x, observations = data["theta"], data["x"], data["observations"]
     dest = a.dest or common.samples_prefix(a.out, a.task, a.contestant)
-    coupling = {"tfcflow_rcf": a.rcf_coupling, "tfcflow_cinn_ensemble": "affine"}.get(
-        a.contestant, a.contestant.rsplit("_", 1)[1])
+    coupling = {"tfcflow_cinn_affine": "affine", "tfcflow_cinn_spline": "spline", "tfcflow_rcf": a.rcf_coupling,
+                "tfcflow_cinn_ensemble": "affine", "tfcflow_cinn_spline_ensemble": "spline"}[a.contestant]
     settings = {k: getattr(a, k) for k in ("depth", "width", "epochs", "batch_size", "lr", "clipnorm",
                                             "validation_fraction", "patience")}
     box = None if a.no_bounds else PRIOR_BOXES.get(a.task)
     bounds = None if box is None else [[box[0], box[1]]] * box[2]
     settings.update(model=classes[a.contestant].__name__, coupling=coupling, standardize=True, bounds=bounds)
-    ensemble = a.ensemble if a.contestant == "tfcflow_cinn_ensemble" else None
+    ensemble = a.ensemble if a.contestant.endswith("_ensemble") else None
     if ensemble:
         settings.update(model=f"FlowEnsemble of {ensemble} {settings['model']}", ensemble=ensemble)
 

@@ -48,3 +48,24 @@ def test_a_rerun_skips_the_done_task_and_contestant(smoke_run):
     started = [line for line in again.splitlines() if line.startswith("$ ")]
     assert f"skip two_moons {CONTESTANT}" in again and not any("ours.py" in line for line in started)
     assert result.stat().st_mtime_ns == mtime
+
+
+def test_the_spline_ensemble_contestant_trains_its_members_one_after_another(smoke_run):
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(ROOT, "bench", "sbi_benchmark"))
+    import run
+
+    out, _ = smoke_run
+    dest = out / "ensemble_check"
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "sbi_benchmark", "ours.py"), "--out", str(out), "--task",
+           "two_moons", "--contestant", "tfcflow_cinn_spline_ensemble", "--dest", str(dest), "--ensemble", "2",
+           *run.SMOKE_OURS]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads((out / "ensemble_check.json").read_text())
+    assert r["settings"]["coupling"] == "spline" and r["settings"]["ensemble"] == 2
+    assert r["settings"]["model"] == "FlowEnsemble of 2 ConditionalRealNVP"
+    assert 2 <= r["epochs"] <= 4  # the two members' epochs (at most 2 each)
+    samples = np.load(out / "ensemble_check.npz")["samples"]
+    assert samples.shape[1:] == (300, 2) and np.isfinite(samples).all()
