@@ -70,6 +70,8 @@ def main(argv=None) -> dict:
     p.add_argument("--depth", type=int, default=6, help="coupling blocks")
     p.add_argument("--width", type=int, default=128, help="units per hidden layer of each coupling network")
     p.add_argument("--rcf-coupling", default="affine", choices=("affine", "spline"))
+    p.add_argument("--mixing", default="permutation", choices=("permutation", "lu"),
+                   help="what follows each coupling block (the models' mixing argument)")
     p.add_argument("--ensemble", type=int, default=4, help="members of the *_ensemble contestants")
     p.add_argument("--epochs", type=int, default=200, help="upper bound; early stopping ends sooner")
     p.add_argument("--batch-size", type=int, default=256)
@@ -94,14 +96,15 @@ def main(argv=None) -> dict:
                                             "validation_fraction", "patience")}
     box = None if a.no_bounds else PRIOR_BOXES.get(a.task)
     bounds = None if box is None else [[box[0], box[1]]] * box[2]
-    settings.update(model=classes[a.contestant].__name__, coupling=coupling, standardize=True, bounds=bounds)
+    settings.update(model=classes[a.contestant].__name__, coupling=coupling, mixing=a.mixing, standardize=True,
+                    bounds=bounds)
     ensemble = a.ensemble if a.contestant.endswith("_ensemble") else None
     if ensemble:
         settings.update(model=f"FlowEnsemble of {ensemble} {settings['model']}", ensemble=ensemble)
 
     n_val = int(round(a.validation_fraction * len(theta)))
     kwargs = dict(event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth, width=a.width,
-                  coupling=coupling, standardize=True, bounds=bounds)
+                  coupling=coupling, mixing=a.mixing, standardize=True, bounds=bounds)
 
     def train_one(seed):
         """One model of ``seed``: its own held-out split, initialization and early stopping."""

@@ -7,9 +7,9 @@ from tfcflow.models.gaussian import standard_normal_log_prob
 from tests.helpers import autodiff_log_abs_det, perturb, tiny_model
 
 
-@pytest.fixture(scope="module")
-def model():
-    m = tiny_model("cinn", actnorm=True)
+@pytest.fixture(scope="module", params=["permutation", "lu"])
+def model(request):
+    m = tiny_model("cinn", actnorm=True, mixing=request.param)
     perturb(m, seed=2)
     return m
 
@@ -53,3 +53,27 @@ def test_config_round_trip(model):
     clone = ConditionalRealNVP.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     assert clone.count_params() == model.count_params()
+
+
+@pytest.mark.parametrize("kind", ["cinn", "rcf"])
+def test_lu_mixing_is_learned_and_every_variable_gets_a_gradient(kind, gmm_data):
+    x, _, c = gmm_data
+    m = tiny_model(kind, mixing="lu")
+    # the initial matrix is a rotation that mixes every coordinate (a permutation in 2-D only swaps)
+    mixers = [step for step in m.flow.steps if step.name.endswith("_mix")]
+    assert len(mixers) == 2
+    w = mixers[0].bijector().weight().numpy()
+    assert np.count_nonzero(np.abs(w) > 1e-3) > len(w) and np.allclose(w @ w.T, np.eye(len(w)), atol=1e-5)
+    perturb(m, seed=3)  # zero-initialized last layers pass no gradient back at init
+    assert len([v for v in m.trainable_variables if "_mix" in v.path]) == 3 * 2  # lower, upper, log|diag|
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(m._training_losses(*m._check_pair(x[:32], c[:32]), tf.constant([1, 2]))[0])
+    grads = tape.gradient(loss, m.trainable_variables)
+    assert not [v.path for v, g in zip(m.trainable_variables, grads) if g is None or not np.any(g.numpy())]
+    clone = type(m).from_config(m.get_config())
+    assert clone.get_config()["mixing"] == "lu" and clone.count_params() == m.count_params()
+
+
+def test_unknown_mixing_is_refused():
+    with pytest.raises(ValueError, match="mixing must be one of"):
+        tiny_model("cinn", mixing="householder")

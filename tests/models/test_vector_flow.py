@@ -53,10 +53,11 @@ def density_on_grid(model, condition_row, points):
     return np.exp(model.log_prob(points, c).numpy().astype(np.float64))
 
 
-@pytest.fixture(scope="module", params=["affine", "spline"])
+@pytest.fixture(scope="module", params=[("affine", "permutation"), ("spline", "permutation"), ("spline", "lu")])
 def boxed(request):
     """A perturbed, standardized ConditionalRealNVP on BOX, adapted on data inside it."""
-    m = make(coupling=request.param, bounds=BOX)
+    coupling, mixing = request.param
+    m = make(coupling=coupling, bounds=BOX, mixing=mixing)
     x, c = box_data(1000, seed=1)
     m.adapt(x, c)
     # 0.1: generic, yet without spikes narrower than the integration grid (0.2 gave spline densities of

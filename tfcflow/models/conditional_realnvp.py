@@ -26,17 +26,20 @@ class ConditionalRealNVP(VectorFlowModel):
       event_shape: ``D`` or ``(D,)``, the size of x.
       condition_shape: ``M`` or ``(M,)``, the size of the condition vector (e.g. a one-hot label,
         or an observation); with a ``summary_network``, the raw observation's shape.
-      depth: coupling blocks; each = two conditional couplings (one per half) + a fixed random
-        permutation (+ ActNorm first if ``actnorm``).
+      depth: coupling blocks; each = two conditional couplings (one per half) + a mixing of the
+        features (+ ActNorm first if ``actnorm``).
       width, hidden_layers: every coupling network is an MLP of ``hidden_layers`` layers of
         ``width`` units.
       coupling: ``"affine"`` or ``"spline"`` (rational-quadratic splines of ``spline_bins`` bins
         on ``[-spline_bound, spline_bound]``, identity outside; Durkan et al. 2019).
+      mixing: ``"permutation"`` (fixed, random; default) or ``"lu"`` (a learned invertible matrix
+        in LU form, initialized to a random rotation; better for low-dimensional, curved
+        posteriors: docs/benchmarks.md §4).
       scale: ``"exp_tanh"`` (default; can expand and contract) or ``"sigmoid"`` (Glow); affine only.
       clamp: bound of ``exp_tanh``: per-coupling scale in ``(e^-clamp, e^clamp)``.
       actnorm: an ActNorm at the start of every block (data-dependent initialization).
       standardize, bounds, summary_network: vector_flow.py (standardization on by default).
-      seed: seed of the permutations.
+      seed: seed of the permutations / initial rotations.
 
     Shapes: x ``[batch, D]``, condition ``[batch, M]`` (or ``[batch, *condition_shape]``).
     ``distribution(c)`` is over x.
@@ -45,7 +48,8 @@ class ConditionalRealNVP(VectorFlowModel):
     def __init__(self, event_shape: Union[int, Sequence[int]], condition_shape: Union[int, Sequence[int]],
                  depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
                  coupling: str = "affine", spline_bins: int = 8, spline_bound: float = 3.0,
-                 scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False, standardize: bool = True,
+                 mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
+                 standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
                  seed: int = 0, **kwargs):
         _checks.check_positive_int(depth, "depth")
@@ -56,7 +60,8 @@ class ConditionalRealNVP(VectorFlowModel):
         event_shape, condition_shape = self.event_shape, self.condition_shape
         self._record_config(locals())
         self.flow = FlowSequence(coupling_blocks(self.event_size, depth, hidden, activation, scale, clamp, actnorm,
-                                                 seed, coupling=coupling, bins=spline_bins, bound=spline_bound),
+                                                 seed, coupling=coupling, bins=spline_bins, bound=spline_bound,
+                                                 mixing=mixing),
                                  name="flow")
         self.flow.build((None, self.event_size), (None, self.feature_dim))
         self.built = True

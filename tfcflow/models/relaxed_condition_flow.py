@@ -46,7 +46,7 @@ class RelaxedConditionFlow(VectorFlowModel):
       epsilon: std of the relaxed condition, ``c~ ~ N(c, epsilon^2)`` (paper: 0.1), in the units
         the flow sees (standardized units when ``standardize``).
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
-      depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, scale, clamp,
+      depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, mixing, scale, clamp,
         actnorm, seed: the coupling blocks, as in ``ConditionalRealNVP`` (the networks here see no
         condition).
       standardize, bounds, summary_network: vector_flow.py.
@@ -62,7 +62,8 @@ class RelaxedConditionFlow(VectorFlowModel):
                  padding_dim: Optional[int] = None, epsilon: float = 0.1, padding_noise: float = 0.05,
                  depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
                  coupling: str = "affine", spline_bins: int = 8, spline_bound: float = 3.0,
-                 scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False, standardize: bool = True,
+                 mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
+                 standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
                  seed: int = 0, **kwargs):
         _checks.check_positive_int(depth, "depth")
@@ -86,7 +87,8 @@ class RelaxedConditionFlow(VectorFlowModel):
         self.padding_dim = padding_dim
         self.latent_dim = total - condition_dim
         self.flow = FlowSequence(coupling_blocks(total, depth, hidden, activation, scale, clamp, actnorm, seed,
-                                                 coupling=coupling, bins=spline_bins, bound=spline_bound),
+                                                 coupling=coupling, bins=spline_bins, bound=spline_bound,
+                                                 mixing=mixing),
                                  name="flow")
         self.flow.build((None, total))
         self.built = True

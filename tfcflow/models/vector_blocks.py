@@ -5,6 +5,7 @@ from typing import Sequence
 
 from tfcflow import _checks
 from tfcflow.bijectors import ActNormLayer, AffineCouplingLayer, RandomPermutationLayer, SplineCouplingLayer
+from tfcflow.bijectors.invertible_conv1x1 import InvertibleConv1x1Layer
 from tfcflow.bijectors.conditional_spline_coupling import check_spline_args, params_per_feature
 from tfcflow.networks import MLPNetwork
 
@@ -19,20 +20,27 @@ def vector_size(shape, name: str) -> int:
 
 
 COUPLINGS = ("affine", "spline")
+MIXINGS = ("permutation", "lu")
 
 
 def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activation: str,
                     scale: str, clamp: float, actnorm: bool, seed: int, *, coupling: str = "affine",
-                    bins: int = 8, bound: float = 3.0) -> list:
-    """``depth`` x [ActNorm?, coupling (2nd half | 1st), coupling (1st half | 2nd), permutation].
+                    bins: int = 8, bound: float = 3.0, mixing: str = "permutation") -> list:
+    """``depth`` x [ActNorm?, coupling (2nd half | 1st), coupling (1st half | 2nd), mixing].
 
     Each block transforms every feature once (the two couplings of Ardizzone et al.'s INN block)
-    and ends in a fixed random permutation (seeded ``seed + block``). ``coupling``: ``"affine"``
-    (``scale``, ``clamp``) or ``"spline"`` (rational-quadratic splines with ``bins`` bins on
-    ``[-bound, bound]``; ``scale`` and ``clamp`` unused).
+    and ends in a mixing of the features, seeded ``seed + block``: ``"permutation"`` (fixed,
+    random) or ``"lu"`` (a learned invertible D x D matrix in LU form, initialized to a random
+    rotation: Glow's 1x1 convolution on a vector, nflows' LULinear). With a permutation every
+    coupling acts along the coordinate axes; a learned matrix lets the couplings act along any
+    directions, which matters most in low dimension (in 2-D a permutation is at best a swap).
+    ``coupling``: ``"affine"`` (``scale``, ``clamp``) or ``"spline"`` (rational-quadratic splines
+    with ``bins`` bins on ``[-bound, bound]``; ``scale`` and ``clamp`` unused).
     """
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
+    if mixing not in MIXINGS:
+        raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
     if coupling == "spline":
         bins, bound = check_spline_args(bins, bound)
     if dim < 2:
@@ -51,5 +59,8 @@ def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activatio
             else:
                 net = MLPNetwork(2 * transformed, hidden_units, activation, name=f"block{i}_net{int(flip)}")
                 steps.append(AffineCouplingLayer(net, flip=flip, scale=scale, clamp=clamp, name=name))
-        steps.append(RandomPermutationLayer(seed=seed + i, name=f"block{i}_permute"))
+        if mixing == "lu":
+            steps.append(InvertibleConv1x1Layer(lu=True, seed=seed + i, name=f"block{i}_mix"))
+        else:
+            steps.append(RandomPermutationLayer(seed=seed + i, name=f"block{i}_permute"))
     return steps
