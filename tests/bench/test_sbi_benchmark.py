@@ -51,11 +51,14 @@ def test_a_rerun_skips_the_done_task_and_contestant(smoke_run):
 
 
 def test_the_spline_ensemble_contestant_trains_its_members_one_after_another(smoke_run):
+    import importlib.util
+
     import numpy as np
 
-    sys.path.insert(0, os.path.join(ROOT, "bench", "sbi_benchmark"))
-    import run
-
+    # by path: another test file's bench script may already be imported as "run"
+    spec = importlib.util.spec_from_file_location("sbi_benchmark_run", RUN)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
     out, _ = smoke_run
     dest = out / "ensemble_check"
     cmd = [sys.executable, os.path.join(ROOT, "bench", "sbi_benchmark", "ours.py"), "--out", str(out), "--task",
