@@ -69,6 +69,13 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--depth", type=int, default=6, help="coupling blocks")
     p.add_argument("--width", type=int, default=128, help="units per hidden layer of each coupling network")
+    p.add_argument("--network", default="mlp", choices=("mlp", "residual"),
+                   help="the coupling networks (the models' network argument)")
+    p.add_argument("--hidden-layers", type=int, default=2,
+                   help="hidden layers (mlp) or residual blocks (residual) per coupling network")
+    p.add_argument("--spline-bins", type=int, default=8, help="bins of the spline couplings")
+    p.add_argument("--spline-bound", type=float, default=3.0,
+                   help="the spline couplings' interval [-B, B] (standardized units; identity outside)")
     p.add_argument("--rcf-coupling", default="affine", choices=("affine", "spline"))
     p.add_argument("--mixing", default="permutation", choices=("permutation", "lu"),
                    help="what follows each coupling block (the models' mixing argument)")
@@ -92,49 +99,42 @@ def main(argv=None) -> dict:
     dest = a.dest or common.samples_prefix(a.out, a.task, a.contestant)
     coupling = {"tfcflow_cinn_affine": "affine", "tfcflow_cinn_spline": "spline", "tfcflow_rcf": a.rcf_coupling,
                 "tfcflow_cinn_ensemble": "affine", "tfcflow_cinn_spline_ensemble": "spline"}[a.contestant]
-    settings = {k: getattr(a, k) for k in ("depth", "width", "epochs", "batch_size", "lr", "clipnorm",
-                                            "validation_fraction", "patience")}
+    settings = {k: getattr(a, k) for k in ("depth", "width", "hidden_layers", "network", "epochs", "batch_size", "lr",
+                                            "clipnorm", "validation_fraction", "patience")}
     box = None if a.no_bounds else PRIOR_BOXES.get(a.task)
     bounds = None if box is None else [[box[0], box[1]]] * box[2]
     settings.update(model=classes[a.contestant].__name__, coupling=coupling, mixing=a.mixing, standardize=True,
                     bounds=bounds)
+    spline = {}
+    if coupling == "spline":
+        spline = dict(spline_bins=a.spline_bins, spline_bound=a.spline_bound)
+        settings.update(spline)
     ensemble = a.ensemble if a.contestant.endswith("_ensemble") else None
     if ensemble:
         settings.update(model=f"FlowEnsemble of {ensemble} {settings['model']}", ensemble=ensemble)
 
-    n_val = int(round(a.validation_fraction * len(theta)))
     kwargs = dict(event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth, width=a.width,
-                  coupling=coupling, mixing=a.mixing, standardize=True, bounds=bounds)
+                  hidden_layers=a.hidden_layers, network=a.network,
+                  coupling=coupling, mixing=a.mixing, standardize=True, bounds=bounds, **spline)
 
-    def train_one(seed):
-        """One model of ``seed``: its own held-out split, initialization and early stopping."""
-        keras.utils.set_random_seed(seed)
-        order = np.random.default_rng(seed).permutation(len(theta))
-        val, train = order[:n_val], order[n_val:]
-        one = classes[a.contestant](seed=seed, **kwargs)
-        one.compile(optimizer=keras.optimizers.Adam(a.lr), clipnorm=a.clipnorm)
-        fit_kwargs = {}
-        if n_val:
-            fit_kwargs = dict(validation_data=(theta[val], x[val]), callbacks=[keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=a.patience, restore_best_weights=True)])
-        history = one.fit(theta[train], x[train], batch_size=a.batch_size, epochs=a.epochs, verbose=a.verbose,
-                          **fit_kwargs)
-        return one, val, len(history.history["loss"])
-
+    from tfcflow.holdout import fit_with_holdout, holdout_split
+    fit_args = dict(epochs=a.epochs, batch_size=a.batch_size, validation_fraction=a.validation_fraction,
+                    patience=a.patience, optimizer=keras.optimizers.Adam(a.lr), seed=a.seed, verbose=a.verbose,
+                    clipnorm=a.clipnorm)
     t0 = time.perf_counter()
     if ensemble:
         # members trained one after another, each on its own 90/10 split with its own early stopping,
         # then mixed (trained together on one split, their errors stayed correlated: docs §4)
         from tfcflow.models import FlowEnsemble
         model = FlowEnsemble.of(classes[a.contestant], ensemble, seed=a.seed, **kwargs)
-        histories = model.fit_members(theta, x, epochs=a.epochs, batch_size=a.batch_size,
-                                      validation_fraction=a.validation_fraction, patience=a.patience,
-                                      optimizer=keras.optimizers.Adam(a.lr), seed=a.seed, verbose=a.verbose,
-                                      clipnorm=a.clipnorm)
+        histories = model.fit_members(theta, x, **fit_args)
         epochs = sum(len(h.history["loss"]) for h in histories)
-        val = np.random.default_rng(a.seed).permutation(len(theta))[:n_val]  # member 0's held-out rows
+        val = holdout_split(len(theta), a.validation_fraction, a.seed)[1]  # member 0's held-out rows
     else:
-        model, val, epochs = train_one(a.seed)
+        keras.utils.set_random_seed(a.seed)  # the initial weights
+        model = classes[a.contestant](seed=a.seed, **kwargs)
+        history, val = fit_with_holdout(model, theta, x, **fit_args)
+        epochs = len(history.history["loss"])
     train_seconds = time.perf_counter() - t0
 
     def sample(x_obs, seed):
@@ -148,7 +148,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"ours.py: {a.contestant} drew non-finite samples on {a.task}")
 
     forward = {}
-    if hasattr(model, "infer_condition") and n_val:
+    if hasattr(model, "infer_condition") and len(val):
         # the relaxed-condition flow also predicts the observation from the parameters (its forward
         # process): RMSE per dimension of x over the held-out simulations, relative to x's std (1 =
         # no better than predicting the mean), and the share of variance explained

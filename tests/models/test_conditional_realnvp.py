@@ -7,9 +7,10 @@ from tfcflow.models.gaussian import standard_normal_log_prob
 from tests.helpers import autodiff_log_abs_det, perturb, tiny_model
 
 
-@pytest.fixture(scope="module", params=["permutation", "lu"])
+@pytest.fixture(scope="module", params=[dict(mixing="permutation"), dict(mixing="lu"),
+                                        dict(mixing="lu", network="residual")], ids=["permutation", "lu", "residual"])
 def model(request):
-    m = tiny_model("cinn", actnorm=True, mixing=request.param)
+    m = tiny_model("cinn", actnorm=True, **request.param)
     perturb(m, seed=2)
     return m
 
@@ -72,6 +73,27 @@ def test_lu_mixing_is_learned_and_every_variable_gets_a_gradient(kind, gmm_data)
     assert not [v.path for v, g in zip(m.trainable_variables, grads) if g is None or not np.any(g.numpy())]
     clone = type(m).from_config(m.get_config())
     assert clone.get_config()["mixing"] == "lu" and clone.count_params() == m.count_params()
+
+
+@pytest.mark.parametrize("kind", ["cinn", "rcf"])
+def test_residual_networks_get_a_gradient_in_every_variable_gates_included(kind, gmm_data):
+    x, _, c = gmm_data
+    m = tiny_model(kind, network="residual", hidden_layers=2)
+    perturb(m, seed=4)
+    gates = [v for v in m.trainable_variables if "_gate" in v.path]
+    # the cINN's networks see the condition: 2 blocks x 2 gates (kernel, bias) per network
+    assert len(gates) == (2 * 2 * 4 if kind == "cinn" else 0)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(m._training_losses(*m._check_pair(x[:32], c[:32]), tf.constant([1, 2]))[0])
+    grads = tape.gradient(loss, m.trainable_variables)
+    assert not [v.path for v, g in zip(m.trainable_variables, grads) if g is None or not np.any(g.numpy())]
+    clone = type(m).from_config(m.get_config())
+    assert clone.get_config()["network"] == "residual" and clone.count_params() == m.count_params()
+
+
+def test_unknown_network_is_refused():
+    with pytest.raises(ValueError, match="network must be one of"):
+        tiny_model("cinn", network="transformer")
 
 
 def test_unknown_mixing_is_refused():

@@ -8,6 +8,12 @@ Math (per dimension; ``u`` latent side in R, ``x`` data side in the support; ``s
     [a, inf)   x = a + sp(u)              u = log(expm1(x - a))         log sigma(u)
     (-inf, b]  x = b - sp(u)              u = log(expm1(b - x))         log sigma(u)
 
+A box's forward map is computed from the nearer bound (``b - (b - a) sigma(-u)`` for u > 0), so
+float32 resolves a sample near ``b`` as finely as one near ``a``, and samples are clipped to the
+open support: float32 rounding could otherwise put a far-tail sample on a bound, where the
+density is 0. (A probit map, ``a + (b - a) Phi(u)``, which turns a box's uniform into N(0, 1),
+scored worse on two_moons: docs/benchmarks.md section 4.)
+
 A flow on ``u`` then gives every sample inside the support, and ``log_prob`` of the flow plus
 ``log|du/dx| = -log|dx/du|`` is the density on the support. Points outside the support (or on
 its boundary) have density 0: ``inverse`` gives NaN there, and the models that use this bijector
@@ -59,6 +65,10 @@ class BoxSupport(FlowBijector):
         self._hi = tf.constant(np.where(has_hi, hi, 1.0).astype(np.float32))
         # (b - a) for two-sided dims, 1 elsewhere (never used there)
         self._width = tf.constant(np.where(has_lo & has_hi, hi - lo, 1.0).astype(np.float32))
+        # the open support's float32 ends: the nearest floats inside each bound (a normal number
+        # away from a bound at 0: TF flushes subnormals to zero on CPU)
+        self._open_lo = tf.constant(np.where(has_lo, _step_inside(lo, +1), -np.inf).astype(np.float32))
+        self._open_hi = tf.constant(np.where(has_hi, _step_inside(hi, -1), np.inf).astype(np.float32))
         super().__init__(event_ndims=1, name=name, validate_args=validate_args)
 
     @property
@@ -66,14 +76,16 @@ class BoxSupport(FlowBijector):
         return [list(p) for p in self._bounds]
 
     def _forward_and_log_det(self, u):
-        two_sided = self._lo + self._width * tf.sigmoid(u)
         sp = tf.nn.softplus(u)
+        log_sig = -tf.nn.softplus(-u)  # log sigma(u), numerically stable for |u| large
+        # from the nearer bound: sigma(u) for u <= 0, 1 - sigma(u) = sigma(-u) for u > 0
+        tail = self._width * tf.sigmoid(-tf.abs(u))
+        two_sided = tf.where(u > 0, self._hi - tail, self._lo + tail)
+        two_ld = tf.math.log(self._width) + log_sig - tf.nn.softplus(u)  # + log sigma(-u)
         x = tf.where(self._both, two_sided,
                      tf.where(self._lower_only, self._lo + sp, tf.where(self._upper_only, self._hi - sp, u)))
-        # log sigma(u) = -softplus(-u), numerically stable for |u| large
-        log_sig, log_sig_neg = -tf.nn.softplus(-u), -tf.nn.softplus(u)
-        ld = tf.where(self._both, tf.math.log(self._width) + log_sig + log_sig_neg,
-                      tf.where(self._lower_only | self._upper_only, log_sig, tf.zeros_like(u)))
+        x = tf.clip_by_value(x, self._open_lo, self._open_hi)
+        ld = tf.where(self._both, two_ld, tf.where(self._lower_only | self._upper_only, log_sig, tf.zeros_like(u)))
         return x, tf.reduce_sum(ld, axis=-1)
 
     def _inverse_and_log_det(self, x):
@@ -86,6 +98,15 @@ class BoxSupport(FlowBijector):
         u = tf.where(self._both, two_sided, tf.where(self._lower_only | self._upper_only, one_sided, x))
         _, fldj = self._forward_and_log_det(u)
         return u, -fldj
+
+
+def _step_inside(bound: np.ndarray, direction: int) -> np.ndarray:
+    """The float32 next to ``bound`` (NaN = none) in ``direction``, at least the smallest normal away."""
+    b = np.nan_to_num(bound.astype(np.float32))
+    tiny = np.finfo(np.float32).tiny
+    step = np.nextafter(b, np.float32(direction * np.inf))
+    return np.where(np.abs(step - b) < tiny, b + direction * tiny, step).astype(np.float32)
+
 
 
 def _log_expm1(t):

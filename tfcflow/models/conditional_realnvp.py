@@ -29,7 +29,9 @@ class ConditionalRealNVP(VectorFlowModel):
       depth: coupling blocks; each = two conditional couplings (one per half) + a mixing of the
         features (+ ActNorm first if ``actnorm``).
       width, hidden_layers: every coupling network is an MLP of ``hidden_layers`` layers of
-        ``width`` units.
+        ``width`` units, or with ``network="residual"`` a network of ``hidden_layers`` residual
+        blocks of ``width`` units whose outputs the condition gates (neural spline flows'
+        conditioner: tfcflow.networks.ResidualNetwork).
       coupling: ``"affine"`` or ``"spline"`` (rational-quadratic splines of ``spline_bins`` bins
         on ``[-spline_bound, spline_bound]``, identity outside; Durkan et al. 2019).
       mixing: ``"permutation"`` (fixed, random; default) or ``"lu"`` (a learned invertible matrix
@@ -51,7 +53,7 @@ class ConditionalRealNVP(VectorFlowModel):
                  mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
                  standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, network: str = "mlp", **kwargs):
         _checks.check_positive_int(depth, "depth")
         hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
                                                                                               "hidden_layers")
@@ -61,7 +63,7 @@ class ConditionalRealNVP(VectorFlowModel):
         self._record_config(locals())
         self.flow = FlowSequence(coupling_blocks(self.event_size, depth, hidden, activation, scale, clamp, actnorm,
                                                  seed, coupling=coupling, bins=spline_bins, bound=spline_bound,
-                                                 mixing=mixing),
+                                                 mixing=mixing, network=network),
                                  name="flow")
         self.flow.build((None, self.event_size), (None, self.feature_dim))
         self.built = True

@@ -31,11 +31,11 @@ import math
 from typing import Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
 from tfcflow import _random
+from tfcflow.holdout import fit_with_holdout, holdout_split
 from tfcflow.models.base import ConditionalFlowModel
 
 
@@ -160,7 +160,8 @@ class FlowEnsemble(ConditionalFlowModel):
         """Trains the members one after another, each as it would be trained alone; returns their
         Keras ``History`` objects.
 
-        Member k draws its own split of the rows (a permutation from ``seed + k``; the first
+        Member k is fitted by ``tfcflow.holdout.fit_with_holdout`` with seed ``seed + k``: it draws
+        its own split of the rows (a permutation from ``seed + k``; the first
         ``validation_fraction`` of it is held out), gets a fresh copy of ``optimizer`` compiled with
         ``compile_kwargs`` (e.g. ``clipnorm``), learns its standardization from its own training rows,
         and stops early on its own validation NLL (``patience`` epochs, best weights restored). With
@@ -179,29 +180,14 @@ class FlowEnsemble(ConditionalFlowModel):
         if isinstance(x, tf.data.Dataset) or y is None:
             raise TypeError("fit_members splits arrays: give x [n, ...] and the conditions y [n, ...] as arrays "
                             "(for a tf.data.Dataset, use fit, which trains the members together)")
-        if not 0.0 <= float(validation_fraction) < 1.0:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-        x, y = np.asarray(x), np.asarray(y)
-        if len(x) != len(y):
-            raise ValueError(f"x and y must have the same number of rows, got {len(x)} and {len(y)}")
-        n_val = int(round(float(validation_fraction) * len(x)))
-        if n_val and len(x) - n_val < 1:
-            raise ValueError(f"validation_fraction {validation_fraction} leaves no training rows of {len(x)}")
+        holdout_split(len(x), validation_fraction, seed)  # refuses a bad fraction before any training
         histories = []
         for k, member in enumerate(self.members):
-            rng = np.random.default_rng(seed + k)
-            order = rng.permutation(len(x))
-            val, train = order[:n_val], order[n_val:]
-            if self.bootstrap:
-                train = rng.choice(train, size=len(train), replace=True)
-            keras.utils.set_random_seed(seed + k)
-            member.compile(optimizer=_fresh_optimizer(optimizer), **compile_kwargs)
-            fit_kwargs = {}
-            if n_val:
-                fit_kwargs = dict(validation_data=(x[val], y[val]), callbacks=[keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=patience, restore_best_weights=True)])
-            histories.append(member.fit(x[train], y[train], batch_size=batch_size, epochs=epochs, verbose=verbose,
-                                        **fit_kwargs))
+            history, _ = fit_with_holdout(member, x, y, epochs=epochs, batch_size=batch_size,
+                                          validation_fraction=validation_fraction, patience=patience,
+                                          optimizer=optimizer, seed=seed + k, bootstrap=self.bootstrap,
+                                          verbose=verbose, **compile_kwargs)
+            histories.append(history)
         return histories
 
     def get_config(self):
@@ -211,13 +197,6 @@ class FlowEnsemble(ConditionalFlowModel):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-
-def _fresh_optimizer(optimizer) -> keras.optimizers.Optimizer:
-    """A new optimizer with no state: one per member (an optimizer holds its variables' slots)."""
-    if isinstance(optimizer, keras.optimizers.Optimizer):
-        return type(optimizer).from_config(optimizer.get_config())
-    return keras.optimizers.get(optimizer)
 
 
 #: P(N <= n) of a Poisson(1) count for n = 0..6 (the chance of 7 or more is 8e-5: counted as 7)

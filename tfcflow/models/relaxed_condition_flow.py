@@ -47,8 +47,8 @@ class RelaxedConditionFlow(VectorFlowModel):
         the flow sees (standardized units when ``standardize``).
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
       depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, mixing, scale, clamp,
-        actnorm, seed: the coupling blocks, as in ``ConditionalRealNVP`` (the networks here see no
-        condition).
+        actnorm, seed, network: the coupling blocks, as in ``ConditionalRealNVP`` (the networks
+        here see no condition).
       standardize, bounds, summary_network: vector_flow.py.
 
     The training padding noise is drawn from the seed given to ``compile``.
@@ -65,7 +65,7 @@ class RelaxedConditionFlow(VectorFlowModel):
                  mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
                  standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, network: str = "mlp", **kwargs):
         _checks.check_positive_int(depth, "depth")
         hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
                                                                                               "hidden_layers")
@@ -88,7 +88,7 @@ class RelaxedConditionFlow(VectorFlowModel):
         self.latent_dim = total - condition_dim
         self.flow = FlowSequence(coupling_blocks(total, depth, hidden, activation, scale, clamp, actnorm, seed,
                                                  coupling=coupling, bins=spline_bins, bound=spline_bound,
-                                                 mixing=mixing),
+                                                 mixing=mixing, network=network),
                                  name="flow")
         self.flow.build((None, total))
         self.built = True

@@ -7,7 +7,7 @@ from tfcflow import _checks
 from tfcflow.bijectors import ActNormLayer, AffineCouplingLayer, RandomPermutationLayer, SplineCouplingLayer
 from tfcflow.bijectors.invertible_conv1x1 import InvertibleConv1x1Layer
 from tfcflow.bijectors.conditional_spline_coupling import check_spline_args, params_per_feature
-from tfcflow.networks import MLPNetwork
+from tfcflow.networks import MLPNetwork, ResidualNetwork
 
 
 def vector_size(shape, name: str) -> int:
@@ -21,11 +21,22 @@ def vector_size(shape, name: str) -> int:
 
 COUPLINGS = ("affine", "spline")
 MIXINGS = ("permutation", "lu")
+NETWORKS = ("mlp", "residual")
+
+
+def coupling_network(output_units: int, hidden_units: Sequence[int], activation: str, network: str, name: str):
+    """The network of one coupling: ``"mlp"`` (``MLPNetwork``, one Dense per entry of
+    ``hidden_units``) or ``"residual"`` (``ResidualNetwork``: ``len(hidden_units)`` condition-gated
+    residual blocks of ``hidden_units[0]`` units)."""
+    if network == "residual":
+        return ResidualNetwork(output_units, hidden_units[0], len(hidden_units), activation, name=name)
+    return MLPNetwork(output_units, hidden_units, activation, name=name)
 
 
 def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activation: str,
                     scale: str, clamp: float, actnorm: bool, seed: int, *, coupling: str = "affine",
-                    bins: int = 8, bound: float = 3.0, mixing: str = "permutation") -> list:
+                    bins: int = 8, bound: float = 3.0, mixing: str = "permutation",
+                    network: str = "mlp") -> list:
     """``depth`` x [ActNorm?, coupling (2nd half | 1st), coupling (1st half | 2nd), mixing].
 
     Each block transforms every feature once (the two couplings of Ardizzone et al.'s INN block)
@@ -35,12 +46,15 @@ def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activatio
     coupling acts along the coordinate axes; a learned matrix lets the couplings act along any
     directions, which matters most in low dimension (in 2-D a permutation is at best a swap).
     ``coupling``: ``"affine"`` (``scale``, ``clamp``) or ``"spline"`` (rational-quadratic splines
-    with ``bins`` bins on ``[-bound, bound]``; ``scale`` and ``clamp`` unused).
+    with ``bins`` bins on ``[-bound, bound]``; ``scale`` and ``clamp`` unused). ``network``: the
+    coupling networks (``coupling_network``).
     """
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
     if mixing not in MIXINGS:
         raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
+    if network not in NETWORKS:
+        raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
     if coupling == "spline":
         bins, bound = check_spline_args(bins, bound)
     if dim < 2:
@@ -53,11 +67,11 @@ def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activatio
         for flip, transformed in ((False, dim - k), (True, k)):
             name = f"block{i}_coupling{int(flip)}"
             if coupling == "spline":
-                net = MLPNetwork(params_per_feature(bins) * transformed, hidden_units, activation,
-                                 name=f"block{i}_net{int(flip)}")
+                net = coupling_network(params_per_feature(bins) * transformed, hidden_units, activation, network,
+                                       f"block{i}_net{int(flip)}")
                 steps.append(SplineCouplingLayer(net, flip=flip, bins=bins, bound=bound, name=name))
             else:
-                net = MLPNetwork(2 * transformed, hidden_units, activation, name=f"block{i}_net{int(flip)}")
+                net = coupling_network(2 * transformed, hidden_units, activation, network, f"block{i}_net{int(flip)}")
                 steps.append(AffineCouplingLayer(net, flip=flip, scale=scale, clamp=clamp, name=name))
         if mixing == "lu":
             steps.append(InvertibleConv1x1Layer(lu=True, seed=seed + i, name=f"block{i}_mix"))
