@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfcflow.holdout import fresh_optimizer, holdout_split
+from tfcflow.holdout import fit_with_holdout, fresh_optimizer, holdout_split
 
 
 def test_split_is_a_seeded_partition_of_the_rows():
@@ -41,3 +41,24 @@ def test_fresh_optimizer_copies_settings_not_state():
     assert copy is not adam and copy.get_config()["clipnorm"] == 2.0
     assert float(copy.learning_rate) == pytest.approx(1e-3)
     assert isinstance(fresh_optimizer("adam"), keras.optimizers.Adam)
+
+
+def test_fit_reduces_the_learning_rate_on_a_plateau_and_restores_the_best_weights():
+    from tests.helpers import tiny_model
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 2)).astype(np.float32)
+    c = rng.standard_normal((64, 8)).astype(np.float32)
+    m = tiny_model("cinn", depth=1, width=8)
+    # a learning rate so small that the held-out loss cannot improve: every epoch is a plateau
+    history, val = fit_with_holdout(m, x, c, epochs=3, batch_size=32, validation_fraction=0.25, patience=10,
+                                    optimizer=keras.optimizers.Adam(1e-9), lr_patience=0, seed=1, verbose=0)
+    np.testing.assert_array_equal(val, holdout_split(64, 0.25, seed=1)[1])
+    assert float(m.optimizer.learning_rate) == pytest.approx(1e-9 * 0.5 ** 2, rel=1e-3)
+    assert len(history.history["val_loss"]) == 3
+
+
+def test_lr_patience_needs_held_out_rows():
+    from tests.helpers import tiny_model
+    x, c = np.zeros((8, 2), np.float32), np.zeros((8, 8), np.float32)
+    with pytest.raises(ValueError, match="lr_patience reads the held-out loss"):
+        fit_with_holdout(tiny_model("cinn", depth=1, width=8), x, c, validation_fraction=0.0, lr_patience=3)

@@ -86,6 +86,8 @@ def main(argv=None) -> dict:
     p.add_argument("--clipnorm", type=float, default=5.0)
     p.add_argument("--validation-fraction", type=float, default=0.1)
     p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--lr-patience", type=int, default=None,
+                   help="halve the learning rate after this many epochs without a better val_loss")
     p.add_argument("--verbose", type=int, default=2, help="keras fit verbosity")
     p.add_argument("--no-bounds", action="store_true", help="ignore the prior's box support")
     a = p.parse_args(argv)
@@ -100,7 +102,7 @@ def main(argv=None) -> dict:
     coupling = {"tfcflow_cinn_affine": "affine", "tfcflow_cinn_spline": "spline", "tfcflow_rcf": a.rcf_coupling,
                 "tfcflow_cinn_ensemble": "affine", "tfcflow_cinn_spline_ensemble": "spline"}[a.contestant]
     settings = {k: getattr(a, k) for k in ("depth", "width", "hidden_layers", "network", "epochs", "batch_size", "lr",
-                                            "clipnorm", "validation_fraction", "patience")}
+                                            "clipnorm", "validation_fraction", "patience", "lr_patience")}
     box = None if a.no_bounds else PRIOR_BOXES.get(a.task)
     bounds = None if box is None else [[box[0], box[1]]] * box[2]
     settings.update(model=classes[a.contestant].__name__, coupling=coupling, mixing=a.mixing, standardize=True,
@@ -120,7 +122,7 @@ def main(argv=None) -> dict:
     from tfcflow.holdout import fit_with_holdout, holdout_split
     fit_args = dict(epochs=a.epochs, batch_size=a.batch_size, validation_fraction=a.validation_fraction,
                     patience=a.patience, optimizer=keras.optimizers.Adam(a.lr), seed=a.seed, verbose=a.verbose,
-                    clipnorm=a.clipnorm)
+                    lr_patience=a.lr_patience, clipnorm=a.clipnorm)
     t0 = time.perf_counter()
     if ensemble:
         # members trained one after another, each on its own 90/10 split with its own early stopping,

@@ -155,8 +155,8 @@ class FlowEnsemble(ConditionalFlowModel):
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def fit_members(self, x, y, *, epochs: int = 200, batch_size: int = 256, validation_fraction: float = 0.1,
-                    patience: int = 20, optimizer="adam", seed: int = 0, verbose="auto",
-                    **compile_kwargs) -> list:
+                    patience: int = 20, optimizer="adam", seed: int = 0, lr_patience: Optional[int] = None,
+                    verbose="auto", **compile_kwargs) -> list:
         """Trains the members one after another, each as it would be trained alone; returns their
         Keras ``History`` objects.
 
@@ -176,6 +176,7 @@ class FlowEnsemble(ConditionalFlowModel):
           validation_fraction: in [0, 1); 0 trains every member on all rows for ``epochs``.
           seed: member k calls ``keras.utils.set_random_seed(seed + k)`` before its ``fit`` (Keras'
             shuffling), so the result is deterministic given ``seed``.
+          lr_patience: ``fit_with_holdout``'s learning-rate reduction on a plateau (off by default).
         """
         if isinstance(x, tf.data.Dataset) or y is None:
             raise TypeError("fit_members splits arrays: give x [n, ...] and the conditions y [n, ...] as arrays "
@@ -186,7 +187,7 @@ class FlowEnsemble(ConditionalFlowModel):
             history, _ = fit_with_holdout(member, x, y, epochs=epochs, batch_size=batch_size,
                                           validation_fraction=validation_fraction, patience=patience,
                                           optimizer=optimizer, seed=seed + k, bootstrap=self.bootstrap,
-                                          verbose=verbose, **compile_kwargs)
+                                          lr_patience=lr_patience, verbose=verbose, **compile_kwargs)
             histories.append(history)
         return histories
 
