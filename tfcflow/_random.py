@@ -74,6 +74,11 @@ def split(seed, num: int) -> tf.Tensor:
     return tf.bitcast(_bits([num, 2], seed), tf.int32)
 
 
+def fold_in_tensor(seed, index) -> tf.Tensor:
+    """The seed derived from ``seed`` for an int tensor ``index`` (e.g. a loop counter in a graph)."""
+    return tf.random.experimental.stateless_fold_in(seed, tf.cast(index, tf.int32))
+
+
 def fold_in(seed, index: int) -> tf.Tensor:
     """The ``index``-th seed derived from ``seed`` (a new stream per index)."""
     return split(seed, index + 1)[index]

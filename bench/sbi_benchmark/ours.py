@@ -93,6 +93,8 @@ def main(argv=None) -> dict:
                    help="halve the learning rate after this many epochs without a better val_loss (0: never)")
     p.add_argument("--verbose", type=int, default=2, help="keras fit verbosity")
     p.add_argument("--no-bounds", action="store_true", help="ignore the prior's box support")
+    p.add_argument("--bounds-method", default="map", choices=("map", "reject"),
+                   help="how the prior's box is enforced (the models' bounds_method argument)")
     a = p.parse_args(argv)
     classes = _model_classes()
 
@@ -109,7 +111,7 @@ def main(argv=None) -> dict:
     box = None if a.no_bounds else PRIOR_BOXES.get(a.task)
     bounds = None if box is None else [[box[0], box[1]]] * box[2]
     settings.update(model=classes[a.contestant].__name__, coupling=coupling, mixing=a.mixing, standardize=True,
-                    bounds=bounds)
+                    bounds=bounds, bounds_method=a.bounds_method)
     spline = {}
     if coupling == "spline":
         spline = dict(spline_bins=a.spline_bins, spline_bound=a.spline_bound)
@@ -120,7 +122,8 @@ def main(argv=None) -> dict:
 
     kwargs = dict(event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth, width=a.width,
                   hidden_layers=a.hidden_layers, network=a.network,
-                  coupling=coupling, mixing=a.mixing, standardize=True, bounds=bounds, **spline)
+                  coupling=coupling, mixing=a.mixing, standardize=True, bounds=bounds,
+                  bounds_method=a.bounds_method, **spline)
 
     from tfcflow.holdout import fit_with_holdout, holdout_split
     fit_args = dict(epochs=a.epochs, batch_size=a.batch_size, validation_fraction=a.validation_fraction,

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfcflow import _random
 from tfcflow.bijectors.box_support import BoxSupport
 from tfcflow.data import sbi_tasks
-from tfcflow.models import ConditionalRealNVP, RelaxedConditionFlow
+from tfcflow.models import ConditionalRealNVP, RelaxedConditionFlow, vector_flow
 from tfcflow.networks import DeepSet, TimeSeriesNetwork
 from tests.helpers import copy_model, perturb
 
@@ -53,11 +53,14 @@ def density_on_grid(model, condition_row, points):
     return np.exp(model.log_prob(points, c).numpy().astype(np.float64))
 
 
-@pytest.fixture(scope="module", params=[("affine", "permutation"), ("spline", "permutation"), ("spline", "lu")])
+@pytest.fixture(scope="module", params=[("affine", "permutation", "map"), ("spline", "permutation", "map"),
+                                        ("spline", "lu", "map"), ("spline", "lu", "reject")],
+                ids=["affine", "spline", "spline-lu", "spline-lu-reject"])
 def boxed(request):
-    """A perturbed, standardized ConditionalRealNVP on BOX, adapted on data inside it."""
-    coupling, mixing = request.param
-    m = make(coupling=coupling, bounds=BOX, mixing=mixing)
+    """A perturbed, standardized ConditionalRealNVP on BOX, adapted on data inside it; the bounds
+    by the support map or by rejection (a truncated flow)."""
+    coupling, mixing, method = request.param
+    m = make(coupling=coupling, bounds=BOX, mixing=mixing, bounds_method=method)
     x, c = box_data(1000, seed=1)
     m.adapt(x, c)
     # 0.1: generic, yet without spikes narrower than the integration grid (0.2 gave spline densities of
@@ -103,7 +106,11 @@ def test_bounded_density_integrates_to_one(boxed):
     for row in c[:2]:
         p = density_on_grid(boxed, row, points)
         assert np.all(np.isfinite(p))
-        assert abs(p.sum() * area - 1.0) < 5e-3, p.sum() * area
+        tol = 5e-3
+        if boxed.bounds_method == "reject":  # Z(c) is a Monte-Carlo estimate: 3 standard errors more
+            z = float(boxed.support_mass(row[None])[0])
+            tol += 3 * np.sqrt((1 - z) / (z * vector_flow.SUPPORT_DRAWS))
+        assert abs(p.sum() * area - 1.0) < tol, p.sum() * area
 
 
 @pytest.mark.parametrize("coupling", ["affine", "spline"])
@@ -128,7 +135,8 @@ def test_samples_lie_inside_the_box(boxed, temperature):
     assert np.all((LO <= s) & (s <= HI))
     if temperature == 1.0:  # strictly inside, and a density there
         assert np.all((LO < s) & (s < HI))
-        assert np.all(np.isfinite(boxed.log_prob(s, c).numpy()))
+        # (200 rows: a truncated flow's log_prob draws SUPPORT_DRAWS samples per distinct condition)
+        assert np.all(np.isfinite(boxed.log_prob(s[:200], c[:200]).numpy()))
 
 
 def test_log_prob_outside_and_on_the_boundary_is_minus_inf(boxed):
@@ -230,6 +238,65 @@ def test_samples_follow_the_density(boxed):
     dof = keep.sum() - 1
     assert chi2 < dof + 5 * np.sqrt(2 * dof), (chi2, dof)
     assert abs(counts[~keep].sum() - expected[~keep].sum()) < 5 * np.sqrt(expected[~keep].sum() + 1) + 1
+
+
+# ---- bounds by rejection (bounds_method="reject") ------------------------------------------------------
+@pytest.fixture(scope="module")
+def leaky():
+    """A truncated flow whose untruncated draws often leave BOX (unadapted, so the flow's mass
+    sits around 0 and spreads past the box's lower bounds)."""
+    m = make(coupling="spline", bounds=BOX, mixing="lu", bounds_method="reject", standardize=False)
+    perturb(m, seed=8, scale=0.1)
+    return m
+
+
+def test_support_mass_is_the_flow_mass_inside_the_box(leaky):
+    _, c = box_data(1, seed=20)
+    points, area, _ = grid(LO, HI)
+    cc = np.repeat(c, len(points), 0)
+    q = np.exp(leaky._flow_log_prob(tf.constant(points), leaky._features(tf.constant(cc))).numpy().astype(np.float64))
+    inside = q.sum() * area
+    z = float(leaky.support_mass(c, draws=100_000)[0])
+    assert 0.05 < z < 0.95, z  # the case is one where rejection matters
+    assert abs(z - inside) < 3 * np.sqrt(z * (1 - z) / 100_000) + 2e-3, (z, inside)
+    # log_prob is the flow's density divided by the (default) estimate of Z(c), inside the box
+    lp = leaky.log_prob(points[:5], cc[:5]).numpy()
+    expected = np.log(q[:5]) - np.log(float(leaky.support_mass(c)[0]))
+    np.testing.assert_allclose(lp, expected, rtol=1e-4, atol=1e-4)
+    # Z(c) of a row does not depend on the other rows of the batch
+    _, others = box_data(4, seed=21)
+    both = leaky.support_mass(np.concatenate([others[:2], c, others[2:]])).numpy()
+    assert both[2] == float(leaky.support_mass(c)[0])
+
+
+def test_rejection_samples_lie_inside_and_are_deterministic_in_any_chunking(leaky):
+    _, c = box_data(3, seed=22)
+    a = leaky.sample(c, num_samples=100, seed=4).numpy()
+    b = leaky.sample(c, num_samples=100, seed=4, batch_size=37).numpy()
+    assert np.all((LO < a) & (a < HI))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    one = leaky.sample(np.repeat(c, 100, 0), seed=4).numpy().reshape(3, 100, 2)
+    np.testing.assert_allclose(a, one, atol=1e-5)  # sample i of row b = row b * N + i of one per row
+    assert not np.allclose(a, leaky.sample(c, num_samples=100, seed=5).numpy())
+    # an empty batch is an empty answer, not an error
+    assert leaky.log_prob(np.zeros((0, 2), np.float32), np.zeros((0, 3), np.float32)).shape == (0,)
+
+
+def test_rejection_that_cannot_succeed_is_a_clear_error():
+    m = make(bounds=[[50.0, 51.0], [50.0, 51.0]], bounds_method="reject", standardize=False)
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="left draws outside the bounds after"):
+        m.sample(np.zeros((2, 3), np.float32), seed=1, num_samples=1)  # (in a graph: the rounds run fast)
+
+
+def test_rejection_bounds_config_and_refusals(leaky):
+    clone = type(leaky).from_config(leaky.get_config())
+    assert clone.get_config()["bounds_method"] == "reject" and clone.bounds == leaky.bounds
+    with pytest.raises(ValueError, match="no TFP view of a truncated flow"):
+        leaky.distribution(np.zeros((1, 3), np.float32))
+    with pytest.raises(ValueError, match="bounds_method must be one of"):
+        make(bounds=BOX, bounds_method="clip")
+    with pytest.raises(ValueError, match="support_mass is the truncation constant"):
+        make(bounds=BOX).support_mass(np.zeros((1, 3), np.float32))
 
 
 # ---- sample(num_samples=...) --------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         self._execution = execution_lib.Execution()
         self._sub_batch_rows = None  # (first row, batch size) of the sub-batch being traced, else None
         self._chunk_rows = None  # the same for the chunk of ``sample(num_samples=...)`` being evaluated
+        self._redraw_rows = None  # (row indices, block size) while only some rows of a block are redrawn
         self._init_trainer()
 
     # ---- shapes ----------------------------------------------------------------------------------
@@ -115,9 +116,20 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         """Per-example noise (``"normal"`` / ``"uniform"``) of ``shape`` for the rows being
         evaluated (``shape[0]``: the batch, or the sub-batch of it being traced), drawn for the
         whole batch of all ``replicas`` and sliced to this replica's and sub-batch's rows: a seed
-        gives the same numbers for any number of replicas and sub-batches."""
+        gives the same numbers for any number of replicas and sub-batches. While ``_redraw_rows``
+        is set (rejection sampling redrawing some rows of a block), ``shape[0]`` is those rows: the
+        block's noise is drawn and their rows kept, so a row's draw never depends on which other
+        rows are redrawn with it."""
         draw = _random.normal if kind == "normal" else _random.uniform
         shape = tf.convert_to_tensor(shape)
+        if self._redraw_rows is not None:
+            index, block = self._redraw_rows
+            self._redraw_rows = None
+            try:
+                full = self._batch_noise(kind, tf.concat([[block], shape[1:]], 0), seed, replicas, replica)
+            finally:
+                self._redraw_rows = (index, block)
+            return tf.gather(full, index)
         rows = self._sub_batch_rows if self._sub_batch_rows is not None else self._chunk_rows
         if rows is None and replicas == 1:
             return draw(shape, seed)

@@ -40,7 +40,7 @@ class ConditionalRealNVP(VectorFlowModel):
       scale: ``"exp_tanh"`` (default; can expand and contract) or ``"sigmoid"`` (Glow); affine only.
       clamp: bound of ``exp_tanh``: per-coupling scale in ``(e^-clamp, e^clamp)``.
       actnorm: an ActNorm at the start of every block (data-dependent initialization).
-      standardize, bounds, summary_network: vector_flow.py (standardization on by default).
+      standardize, bounds, bounds_method, summary_network: vector_flow.py (standardization on by default).
       seed: seed of the permutations / initial rotations.
 
     Shapes: x ``[batch, D]``, condition ``[batch, M]`` (or ``[batch, *condition_shape]``).
@@ -53,12 +53,12 @@ class ConditionalRealNVP(VectorFlowModel):
                  mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
                  standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
-                 seed: int = 0, network: str = "mlp", **kwargs):
+                 seed: int = 0, network: str = "mlp", bounds_method: str = "map", **kwargs):
         _checks.check_positive_int(depth, "depth")
         hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
                                                                                               "hidden_layers")
         super().__init__(event_shape, condition_shape, standardize=standardize, bounds=bounds,
-                         summary_network=summary_network, **kwargs)
+                         summary_network=summary_network, bounds_method=bounds_method, **kwargs)
         event_shape, condition_shape = self.event_shape, self.condition_shape
         self._record_config(locals())
         self.flow = FlowSequence(coupling_blocks(self.event_size, depth, hidden, activation, scale, clamp, actnorm,

@@ -49,7 +49,7 @@ class RelaxedConditionFlow(VectorFlowModel):
       depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, mixing, scale, clamp,
         actnorm, seed, network: the coupling blocks, as in ``ConditionalRealNVP`` (the networks
         here see no condition).
-      standardize, bounds, summary_network: vector_flow.py.
+      standardize, bounds, bounds_method, summary_network: vector_flow.py.
 
     The training padding noise is drawn from the seed given to ``compile``.
 
@@ -65,14 +65,14 @@ class RelaxedConditionFlow(VectorFlowModel):
                  mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
                  standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
-                 seed: int = 0, network: str = "mlp", **kwargs):
+                 seed: int = 0, network: str = "mlp", bounds_method: str = "map", **kwargs):
         _checks.check_positive_int(depth, "depth")
         hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
                                                                                               "hidden_layers")
         epsilon = _checks.check_positive(epsilon, "epsilon")
         padding_noise = _checks.check_positive(padding_noise, "padding_noise")
         super().__init__(event_shape, condition_shape, standardize=standardize, bounds=bounds,
-                         summary_network=summary_network, **kwargs)
+                         summary_network=summary_network, bounds_method=bounds_method, **kwargs)
         event_dim, condition_dim = self.event_size, self.feature_dim
         padding_dim = condition_dim if padding_dim is None else padding_dim
         if isinstance(padding_dim, bool) or not isinstance(padding_dim, int) or padding_dim < 0:

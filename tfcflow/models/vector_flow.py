@@ -5,7 +5,16 @@ A vector model works in three spaces::
     x (original units, inside ``bounds``)  --BoxSupport^-1-->  u (all of R^D)  --standardize-->  v  --flow-->  z
 
 - ``bounds``: an optional per-dimension support (a box prior); every sample lies inside it and
-  ``log_prob`` is the density on it (``-inf`` outside: box_support.py).
+  ``log_prob`` is the density on it (``-inf`` outside). Two ways, ``bounds_method``:
+  ``"map"`` (default): BoxSupport (box_support.py) maps R^D onto the support, and the flow models
+  its preimage u. ``"reject"`` (sbi's way): the flow models x on R^D, and the model is the flow's
+  density q truncated to the support, ``p(x | c) = q(x | c) / Z(c)`` inside, with
+  ``Z(c) = P_q(inside | c)``. Sampling redraws the rows that fall outside (up to
+  ``REJECTION_ROUNDS`` rounds); ``log_prob`` estimates ``Z(c)`` from ``SUPPORT_DRAWS`` seeded draws
+  per row (``support_mass``); training and the validation loss use q's NLL (the truncated
+  likelihood would need Z(c) at every step). Where a posterior is cut off by the box with its
+  density still high at the bound, the map turns the edge into a far tail of u, which the flow
+  fits poorly; truncation keeps the edge sharp (docs/benchmarks.md section 4).
 - ``standardize`` (on by default): the per-dimension mean and std of ``u`` and of the condition,
   learned from the training data (``adapt``; ``fit`` and ``initialize`` do it when it has not been
   done) and kept as non-trainable weights (saved, restored, exported). The user works in original
@@ -28,7 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfcflow import _checks
+from tfcflow import _checks, _random
 from tfcflow.bijectors.box_support import BoxSupport, check_bounds, outside_support
 from tfcflow.bijectors.flow_chain import FlowChain
 from tfcflow.bijectors.standardize import StandardizeLayer
@@ -37,6 +46,15 @@ from tfcflow.models.vector_blocks import vector_size
 
 #: batches of a dataset that ``fit`` reads to learn the standardization (a repeated dataset never ends)
 ADAPT_BATCHES = 64
+
+BOUNDS_METHODS = ("map", "reject")
+#: rounds of rejection sampling (``bounds_method="reject"``) before a row still outside is an error:
+#: with an acceptance rate a, a row is still outside after k rounds with probability (1 - a)^k
+REJECTION_ROUNDS = 200
+#: draws per condition row from which a rejection-bounded ``log_prob`` estimates Z(c)
+SUPPORT_DRAWS = 4096
+#: the seed of those draws (fixed: log_prob is a deterministic function)
+SUPPORT_SEED = (20261204, 0)
 
 Shape = Union[int, Sequence[int]]
 
@@ -69,10 +87,13 @@ class VectorFlowModel(ConditionalFlowModel):
         (any rank; None = any size).
       standardize, bounds, summary_network: see module docstring. ``bounds``: one
         ``[lower, upper]`` pair per dimension, None (null) for an open side.
+      bounds_method: ``"map"`` or ``"reject"`` (module docstring).
     """
 
     def __init__(self, event_shape: Shape, condition_shape: Shape, standardize: bool = True,
-                 bounds=None, summary_network=None, **kwargs):
+                 bounds=None, summary_network=None, bounds_method: str = "map", **kwargs):
+        if bounds_method not in BOUNDS_METHODS:
+            raise ValueError(f"bounds_method must be one of {BOUNDS_METHODS}, got {bounds_method!r}")
         event_dim = vector_size(event_shape, "event_shape")
         summary = summary_layer(summary_network)
         if summary is None:
@@ -87,6 +108,7 @@ class VectorFlowModel(ConditionalFlowModel):
             raise ValueError(f"standardize must be True or False, got {standardize!r}")
         super().__init__((event_dim,), raw_shape, **kwargs)
         self.bounds = None if bounds is None else check_bounds(bounds, event_dim)
+        self.bounds_method = bounds_method
         self.summary_network = summary
         if summary is not None:
             if not summary.built:  # a deserialized network arrives built
@@ -112,10 +134,15 @@ class VectorFlowModel(ConditionalFlowModel):
             self._config["summary_network"] = keras.saving.serialize_keras_object(self.summary_network)
 
     # ---- the maps between x, u, v and the condition features -----------------------------------------
+    @property
+    def _rejects(self) -> bool:
+        """Bounds enforced by truncation (``bounds_method="reject"``), not by the support map."""
+        return self.bounds is not None and self.bounds_method == "reject"
+
     def _outer_bijector(self) -> Optional[FlowChain]:
         """x -> v (normalizing order): the support map, then the standardization."""
         parts = []
-        if self.bounds is not None:
+        if self.bounds is not None and not self._rejects:
             parts.append(BoxSupport(self.bounds))
         if self.x_standardizer is not None:
             parts.append(self.x_standardizer.bijector())
@@ -146,14 +173,8 @@ class VectorFlowModel(ConditionalFlowModel):
         outer = self._outer_bijector()
         if outer is None:
             return v
-        x = outer.forward_and_log_det(v)[0]
-        if self.bounds is not None:
-            # far latents round onto a bound in float32 (sigmoid(20) == 1.0): keep samples strictly
-            # inside, where their density (and best_of_n's ranking) is defined
-            lo = np.array([-np.inf if a is None else a for a, _ in self.bounds], np.float32)
-            hi = np.array([np.inf if b is None else b for _, b in self.bounds], np.float32)
-            x = tf.clip_by_value(x, np.nextafter(lo, np.float32(np.inf)), np.nextafter(hi, np.float32(-np.inf)))
-        return x
+        # (BoxSupport keeps samples strictly inside the support, where their density is defined)
+        return outer.forward_and_log_det(v)[0]
 
     def _features(self, condition):
         """The vector the flow is conditioned on: ``[batch, feature_dim]``."""
@@ -176,15 +197,59 @@ class VectorFlowModel(ConditionalFlowModel):
     # ---- ConditionalFlowModel hooks ----------------------------------------------------------------
     def _log_prob(self, x, condition):
         v, ld, outside = self._to_flow_space(x)
-        lp = self._flow_log_prob(v, self._features(condition)) + ld
+        features = self._features(condition)
+        lp = self._flow_log_prob(v, features) + ld
+        if self._rejects:
+            lp = lp - tf.math.log(self._support_mass(features, SUPPORT_DRAWS, tf.constant(SUPPORT_SEED, tf.int32)))
         return lp if outside is None else tf.where(outside, tf.constant(-np.inf, lp.dtype), lp)
 
-    def _training_losses(self, x, condition, seed):
+    def _validation_nll(self, x, condition):
+        if not self._rejects:
+            return super()._validation_nll(x, condition)
+        # the flow's NLL, as in training (Z(c) per validation row would cost SUPPORT_DRAWS draws each)
         v, ld, outside = self._to_flow_space(x)
-        if outside is not None:  # training data must lie inside the support (fit names the problem)
-            v = _checks.enforce(v, ~outside, "x lies outside the declared bounds")
-        nll = -(self._flow_training_log_prob(v, self._features(condition), seed) + ld)
-        return nll, nll
+        nll = -(self._flow_log_prob(v, self._features(condition)) + ld)
+        return tf.where(outside, tf.constant(np.inf, nll.dtype), nll)
+
+    def support_mass(self, condition, draws: int = SUPPORT_DRAWS, seed=SUPPORT_SEED[0]) -> tf.Tensor:
+        """``[batch]``: Z(c), the share of the flow's draws that fall inside ``bounds``, from
+        ``draws`` draws per condition row (its standard error is ``sqrt(Z (1 - Z) / draws)``).
+        Only for ``bounds_method="reject"``: ``log_prob`` subtracts ``log Z(c)``, and ``1 / Z(c)``
+        is the expected number of rounds a draw takes."""
+        if not self._rejects:
+            raise ValueError("support_mass is the truncation constant of bounds_method='reject'; this model "
+                             f"has bounds={self.bounds}, bounds_method={self.bounds_method!r}")
+        return self._support_mass(self._features(self._check_condition(condition)),
+                                  _checks.check_positive_int(draws, "draws"), _random.seed_tensor(seed))
+
+    def _support_mass(self, features, draws: int, seed) -> tf.Tensor:
+        if tf.executing_eagerly():
+            # one traced graph (an eager loop over conditions runs the flow op by op, ~100x slower)
+            fn = self.__dict__.get("_support_mass_graph")
+            if fn is None:
+                fn = tf.function(self._support_mass_of_rows, reduce_retracing=True)
+                object.__setattr__(self, "_support_mass_graph", fn)  # not a Keras-tracked attribute
+            return fn(features, draws, seed)
+        return self._support_mass_of_rows(features, draws, seed)
+
+    def _support_mass_of_rows(self, features, draws: int, seed) -> tf.Tensor:
+        # once per distinct condition row, one row at a time (memory: `draws` rows), with the same
+        # noise for every condition: Z(c) depends on c and the seed only, not on the batch around it
+        features = tf.stop_gradient(features)
+        index, unique = _distinct_rows(features)
+        saved = self._sub_batch_rows, self._chunk_rows
+        self._sub_batch_rows = self._chunk_rows = None  # these draws are not rows of the batch
+
+        def mass(f):
+            x = self._to_data_space(self._flow_sample(tf.repeat(f[None], draws, axis=0), tf.constant(1.0), seed))
+            return tf.reduce_mean(tf.cast(~outside_support(self.bounds, x), tf.float32))
+
+        try:
+            masses = tf.map_fn(mass, unique, fn_output_signature=tf.float32)
+        finally:
+            self._sub_batch_rows, self._chunk_rows = saved
+        # at least half a draw: a row none of whose draws landed inside gets a finite, large correction
+        return tf.maximum(tf.gather(masses, index), 0.5 / draws)
 
     def _sample(self, condition, temperature, seed):
         return self._sample_from_features(self._features(condition), temperature, seed)
@@ -193,7 +258,29 @@ class VectorFlowModel(ConditionalFlowModel):
         return self._features(condition)
 
     def _sample_from_features(self, features, temperature, seed):
-        return self._to_data_space(self._flow_sample(features, temperature, seed))
+        x = self._to_data_space(self._flow_sample(features, temperature, seed))
+        if not self._rejects:
+            return x
+        # rejection: round r redraws the rows still outside from the seed's r-th stream; a row's
+        # draw depends only on the seed and its own index (``_batch_noise`` under ``_redraw_rows``)
+        block = tf.shape(features)[0]
+
+        def redraw(r, x):
+            index = tf.reshape(tf.where(outside_support(self.bounds, x)), [-1])
+            self._redraw_rows = (index, block)
+            try:
+                new = self._to_data_space(self._flow_sample(tf.gather(features, index), temperature,
+                                                            _random.fold_in_tensor(seed, r)))
+            finally:
+                self._redraw_rows = None
+            return r + 1, tf.tensor_scatter_nd_update(x, index[:, None], new)
+
+        _, x = tf.while_loop(lambda r, x: (r <= REJECTION_ROUNDS) & tf.reduce_any(outside_support(self.bounds, x)),
+                             redraw, [tf.constant(1), x])
+        return _checks.enforce(x, ~tf.reduce_any(outside_support(self.bounds, x)),
+                               f"rejection sampling (bounds_method='reject') left draws outside the bounds after "
+                               f"{REJECTION_ROUNDS} rounds: the posterior's mass inside the bounds is tiny for "
+                               f"this condition (support_mass tells); bounds_method='map' samples inside always")
 
     def _data_init(self, x, condition, force):
         if self.needs_adapting():
@@ -242,6 +329,8 @@ class VectorFlowModel(ConditionalFlowModel):
         if outside.any():
             row = int(np.argmax(outside))
             raise ValueError(f"x row {row} lies outside the declared bounds {self.bounds}: {np.asarray(x)[row]}")
+        if self._rejects:
+            return np.asarray(x)
         return BoxSupport(self.bounds).inverse_and_log_det(x)[0].numpy()
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
@@ -261,5 +350,22 @@ class VectorFlowModel(ConditionalFlowModel):
     # ---- views -------------------------------------------------------------------------------------
     def _distribution_bijector(self, flow_bijector):
         """x <- v <- flow (normalizing order), for ``distribution``."""
+        if self._rejects:
+            raise ValueError("distribution(c) has no TFP view of a truncated flow (bounds_method='reject'): "
+                             "use sample and log_prob, or bounds_method='map'")
         outer = self._outer_bijector()
         return flow_bijector if outer is None else FlowChain(outer.parts + [flow_bijector], event_ndims=1)
+
+
+def _distinct_rows(t: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(index [n], distinct [u, F])`` with ``t == gather(distinct, index)``, for ``t`` ``[n, F]``
+    float32. Rows are compared by a 64-bit hash of their bits (integer ops: nothing here is
+    differentiated, unlike ``UniqueV2`` on floats, which has no gradient and breaks any tape that
+    records the call)."""
+    bits = tf.cast(tf.bitcast(t, tf.int32), tf.int64)
+    # a polynomial hash over the features (int64 arithmetic wraps)
+    weights = tf.constant(np.array([pow(1000003, j, 2 ** 61 - 1) for j in range(t.shape[-1])], np.int64))
+    keys = tf.reduce_sum(bits * weights, axis=-1)
+    distinct_keys, index = tf.unique(keys)
+    first = tf.math.unsorted_segment_min(tf.range(tf.shape(t)[0]), index, tf.shape(distinct_keys)[0])
+    return index, tf.gather(t, first)
