@@ -288,6 +288,20 @@ def test_rejection_that_cannot_succeed_is_a_clear_error():
         m.sample(np.zeros((2, 3), np.float32), seed=1, num_samples=1)  # (in a graph: the rounds run fast)
 
 
+def test_rejection_trains_and_validates_on_the_flows_nll(leaky):
+    # log Z(c) is left out of training and of the validation loss (SUPPORT_DRAWS draws per row and
+    # step would dominate the cost); log_prob = -that NLL - log Z(c)
+    x, c = box_data(6, seed=23)
+    xt, ct = leaky._check_pair(x, c)
+    objective, nll = leaky._training_losses(xt, ct, tf.constant([1, 2]))
+    z = leaky.support_mass(c).numpy()
+    np.testing.assert_allclose(-nll.numpy() - np.log(z), leaky.log_prob(x, c).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(leaky._validation_nll(xt, ct).numpy(), nll.numpy(), rtol=1e-6)
+    # outside the box: -inf, even without a standardization or support map around the flow
+    x[0, 0] = LO[0] - 0.5
+    assert leaky.log_prob(x, c).numpy()[0] == -np.inf
+
+
 def test_rejection_bounds_config_and_refusals(leaky):
     clone = type(leaky).from_config(leaky.get_config())
     assert clone.get_config()["bounds_method"] == "reject" and clone.bounds == leaky.bounds

@@ -151,12 +151,12 @@ class VectorFlowModel(ConditionalFlowModel):
     def _to_flow_space(self, x):
         """``(v, log|dv/dx|, outside)``: outside rows (beyond a bound) get ``v = 0`` (a finite
         stand-in, so nothing NaN reaches a gradient) and must be given ``log_prob = -inf``."""
-        outer = self._outer_bijector()
-        if outer is None:
-            return x, tf.zeros(tf.shape(x)[:1]), None
         outside = outside_support(self.bounds, x) if self.bounds is not None else None
         if outside is not None:
             x = tf.where(outside[:, None], self._inside_point(), x)
+        outer = self._outer_bijector()  # (None: no support map and no standardization)
+        if outer is None:
+            return x, tf.zeros(tf.shape(x)[:1]), outside
         v, ld = outer.inverse_and_log_det(x)
         return v, ld, outside
 
@@ -250,6 +250,14 @@ class VectorFlowModel(ConditionalFlowModel):
             self._sub_batch_rows, self._chunk_rows = saved
         # at least half a draw: a row none of whose draws landed inside gets a finite, large correction
         return tf.maximum(tf.gather(masses, index), 0.5 / draws)
+
+    def _training_losses(self, x, condition, seed):
+        v, ld, outside = self._to_flow_space(x)
+        if outside is not None:  # training data must lie inside the support (fit names the problem)
+            v = _checks.enforce(v, ~outside, "x lies outside the declared bounds")
+        # (with bounds_method="reject": the flow's NLL, without log Z(c); module docstring)
+        nll = -(self._flow_training_log_prob(v, self._features(condition), seed) + ld)
+        return nll, nll
 
     def _sample(self, condition, temperature, seed):
         return self._sample_from_features(self._features(condition), temperature, seed)
