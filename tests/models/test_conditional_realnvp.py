@@ -56,6 +56,13 @@ def test_config_round_trip(model):
     assert clone.count_params() == model.count_params()
 
 
+def _assert_the_training_loss_reaches_every_variable(m, x, c):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(m._training_losses(*m._check_pair(x, c), tf.constant([1, 2]))[0])
+    grads = tape.gradient(loss, m.trainable_variables)
+    assert not [v.path for v, g in zip(m.trainable_variables, grads) if g is None or not np.any(g.numpy())]
+
+
 @pytest.mark.parametrize("kind", ["cinn", "rcf"])
 def test_lu_mixing_is_learned_and_every_variable_gets_a_gradient(kind, gmm_data):
     x, _, c = gmm_data
@@ -67,10 +74,7 @@ def test_lu_mixing_is_learned_and_every_variable_gets_a_gradient(kind, gmm_data)
     assert np.count_nonzero(np.abs(w) > 1e-3) > len(w) and np.allclose(w @ w.T, np.eye(len(w)), atol=1e-5)
     perturb(m, seed=3)  # zero-initialized last layers pass no gradient back at init
     assert len([v for v in m.trainable_variables if "_mix" in v.path]) == 3 * 2  # lower, upper, log|diag|
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(m._training_losses(*m._check_pair(x[:32], c[:32]), tf.constant([1, 2]))[0])
-    grads = tape.gradient(loss, m.trainable_variables)
-    assert not [v.path for v, g in zip(m.trainable_variables, grads) if g is None or not np.any(g.numpy())]
+    _assert_the_training_loss_reaches_every_variable(m, x[:32], c[:32])
     clone = type(m).from_config(m.get_config())
     assert clone.get_config()["mixing"] == "lu" and clone.count_params() == m.count_params()
 
@@ -83,10 +87,7 @@ def test_residual_networks_get_a_gradient_in_every_variable_gates_included(kind,
     gates = [v for v in m.trainable_variables if "_gate" in v.path]
     # the cINN's networks see the condition: 2 blocks x 2 gates (kernel, bias) per network
     assert len(gates) == (2 * 2 * 4 if kind == "cinn" else 0)
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(m._training_losses(*m._check_pair(x[:32], c[:32]), tf.constant([1, 2]))[0])
-    grads = tape.gradient(loss, m.trainable_variables)
-    assert not [v.path for v, g in zip(m.trainable_variables, grads) if g is None or not np.any(g.numpy())]
+    _assert_the_training_loss_reaches_every_variable(m, x[:32], c[:32])
     clone = type(m).from_config(m.get_config())
     assert clone.get_config()["network"] == "residual" and clone.count_params() == m.count_params()
 
