@@ -62,6 +62,23 @@ def _model_classes():
             "tfcflow_cinn_spline_ensemble": ConditionalRealNVP}
 
 
+def _optimizer(a, num_simulations: int):
+    """Adam (AdamW with ``--weight-decay``) at ``--lr``, or on ``--schedule cosine``'s decay (its
+    step count from the training rows of one member's split)."""
+    import keras
+    rate = a.lr
+    if a.schedule == "cosine":
+        if a.lr_patience:
+            raise SystemExit("ours.py: --schedule cosine sets the learning rate; give --lr-patience 0")
+        steps = a.epochs * -(-(num_simulations - int(round(a.validation_fraction * num_simulations))) // a.batch_size)
+        warmup = int(0.05 * steps)
+        rate = keras.optimizers.schedules.CosineDecay(0.1 * a.lr, decay_steps=steps - warmup, alpha=0.0,
+                                                      warmup_target=a.lr, warmup_steps=warmup)
+    if a.weight_decay:
+        return keras.optimizers.AdamW(rate, weight_decay=a.weight_decay)
+    return keras.optimizers.Adam(rate)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", required=True, help="a task of the cache (common.TASKS)")
@@ -86,6 +103,11 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=int, default=200, help="upper bound; early stopping ends sooner")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
+                   help="learning rate: constant (with --lr-patience's plateaus), or a cosine decay to 0 over "
+                        "--epochs after a linear warm-up from 0.1 lr over their first 5%% (BayesFlow's schedule)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="> 0: AdamW with this decoupled weight decay")
+    p.add_argument("--activation", default="relu", help="activation of the coupling networks")
     p.add_argument("--clipnorm", type=float, default=5.0)
     p.add_argument("--validation-fraction", type=float, default=0.1)
     p.add_argument("--patience", type=int, default=20)
@@ -106,8 +128,9 @@ def main(argv=None) -> dict:
     dest = a.dest or common.samples_prefix(a.out, a.task, a.contestant)
     coupling = {"tfcflow_cinn_affine": "affine", "tfcflow_cinn_spline": "spline", "tfcflow_rcf": a.rcf_coupling,
                 "tfcflow_cinn_ensemble": "affine", "tfcflow_cinn_spline_ensemble": "spline"}[a.contestant]
-    settings = {k: getattr(a, k) for k in ("depth", "width", "hidden_layers", "network", "epochs", "batch_size", "lr",
-                                            "clipnorm", "validation_fraction", "patience", "lr_patience")}
+    settings = {k: getattr(a, k) for k in ("depth", "width", "hidden_layers", "network", "activation", "epochs",
+                                            "batch_size", "lr", "schedule", "weight_decay", "clipnorm",
+                                            "validation_fraction", "patience", "lr_patience")}
     box = None if a.no_bounds else PRIOR_BOXES.get(a.task)
     bounds = None if box is None else [[box[0], box[1]]] * box[2]
     settings.update(model=classes[a.contestant].__name__, coupling=coupling, mixing=a.mixing, standardize=True,
@@ -121,13 +144,13 @@ def main(argv=None) -> dict:
         settings.update(model=f"FlowEnsemble of {ensemble} {settings['model']}", ensemble=ensemble)
 
     kwargs = dict(event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth, width=a.width,
-                  hidden_layers=a.hidden_layers, network=a.network,
+                  hidden_layers=a.hidden_layers, network=a.network, activation=a.activation,
                   coupling=coupling, mixing=a.mixing, standardize=True, bounds=bounds,
                   bounds_method=a.bounds_method, **spline)
 
     from tfcflow.holdout import fit_with_holdout, holdout_split
     fit_args = dict(epochs=a.epochs, batch_size=a.batch_size, validation_fraction=a.validation_fraction,
-                    patience=a.patience, optimizer=keras.optimizers.Adam(a.lr), seed=a.seed, verbose=a.verbose,
+                    patience=a.patience, optimizer=_optimizer(a, len(theta)), seed=a.seed, verbose=a.verbose,
                     lr_patience=a.lr_patience or None, clipnorm=a.clipnorm)
     t0 = time.perf_counter()
     if ensemble:
