@@ -43,7 +43,9 @@ def _train_small(model, x, c):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A trained image model (with a learned residual base: what the served graph computes includes
-    g(c)), a trained relaxed-condition model and a trained ensemble of two cINNs, exported."""
+    g(c)), a trained relaxed-condition model, a trained ensemble of two cINNs and a trained cINN
+    truncated to a box that cuts the mixture (bounds_method="reject": the served sampler redraws
+    in a loop, the served log_prob divides by the support mass Z(c)), exported."""
     base = tmp_path_factory.mktemp("export")
     rng = np.random.default_rng(0)
     xi = rng.integers(0, 256, (64, 8, 8, 1)).astype(np.uint8)
@@ -54,9 +56,15 @@ def exported(tmp_path_factory):
     xv, _, cv = gm.sample(256, seed=0)
     rcf = _train_small(RelaxedConditionFlow(2, 8, depth=2, width=16), xv, cv)
     ensemble = _train_small(FlowEnsemble.of(ConditionalRealNVP, 2, 2, 8, depth=2, width=16), xv, cv)
+    box = [[-2.9, 2.9], [-2.9, 2.9]]
+    inside = np.all(np.abs(xv) < 2.9, axis=1)
+    truncated = _train_small(ConditionalRealNVP(2, 8, depth=2, width=16, bounds=box, bounds_method="reject"),
+                             xv[inside], cv[inside])
+    xt, ct = xv[inside][:5], cv[inside][:5]
+    assert np.all(truncated.support_mass(ct).numpy() < 0.99)  # the box cuts the flow: rejection is exercised
     models = {}
     for name, model, x, c in (("glow", glow, xi[:5], ci[:5]), ("rcf", rcf, xv[:5], cv[:5]),
-                              ("ensemble", ensemble, xv[:5], cv[:5])):
+                              ("ensemble", ensemble, xv[:5], cv[:5]), ("truncated", truncated, xt, ct)):
         path = export.save(model, str(base), model_name=name)
         inputs = dict(x=x, condition=c, temperature=np.float32(0.7), seed=np.int64(11), n=np.int32(4),
                       num_samples=np.int32(3))
@@ -113,6 +121,8 @@ def test_fresh_process_loads_and_serves_every_signature(exported, tmp_path):
         if name == "glow":
             many = np.round(many * 255).astype(np.uint8)
         np.testing.assert_allclose(a["sample_many/samples"], many, atol=1 if name == "glow" else 1e-5)
+        if name == "truncated":  # every served draw lies inside the box
+            assert np.all(np.abs(a["sample_many/samples"]) < 2.9) and np.all(np.abs(a["sample/samples"]) < 2.9)
         if name == "rcf":
             np.testing.assert_allclose(a["infer_condition/condition"], model.infer_condition(inputs["x"]).numpy(),
                                        atol=1e-5)
@@ -131,7 +141,8 @@ def test_saved_model_cli_run_every_signature(exported, tmp_path):
         # the TF1 session loader: every signature of the image model; of the vector models, the sampling
         # graphs their own code adds (every signature of each runs in a fresh process above)
         sigs = {"glow": ["log_prob", "sample", "best_of_n", "sample_many"],
-                "rcf": ["sample", "infer_condition"], "ensemble": ["sample_many"]}[name]
+                "rcf": ["sample", "infer_condition"], "ensemble": ["sample_many"],
+                "truncated": ["log_prob", "sample_many"]}[name]
         keys = dict(log_prob=["x", "condition"], sample=["condition", "temperature", "seed"],
                     best_of_n=["condition", "n", "temperature", "seed"], infer_condition=["x"],
                     sample_many=["condition", "num_samples", "temperature", "seed"])
