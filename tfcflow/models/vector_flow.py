@@ -207,9 +207,17 @@ class VectorFlowModel(ConditionalFlowModel):
         if not self._rejects:
             return super()._validation_nll(x, condition)
         # the flow's NLL, as in training (Z(c) per validation row would cost SUPPORT_DRAWS draws each)
-        v, ld, outside = self._to_flow_space(x)
-        nll = -(self._flow_log_prob(v, self._features(condition)) + ld)
+        nll, outside = self._flow_nll(x, condition)
         return tf.where(outside, tf.constant(np.inf, nll.dtype), nll)
+
+    def _flow_nll(self, x, condition, seed=None):
+        """Per example ``(nll, outside)``: minus the flow's log-density of x (mapped to flow space,
+        the map's log-det included, no ``log Z(c)``), with the training noise of step ``seed`` if
+        given; ``outside`` marks the rows outside ``bounds`` (None without bounds)."""
+        v, ld, outside = self._to_flow_space(x)
+        features = self._features(condition)
+        lp = self._flow_log_prob(v, features) if seed is None else self._flow_training_log_prob(v, features, seed)
+        return -(lp + ld), outside
 
     def support_mass(self, condition, draws: int = SUPPORT_DRAWS, seed=SUPPORT_SEED[0]) -> tf.Tensor:
         """``[batch]``: Z(c), the share of the flow's draws that fall inside ``bounds``, from
@@ -252,11 +260,10 @@ class VectorFlowModel(ConditionalFlowModel):
         return tf.maximum(tf.gather(masses, index), 0.5 / draws)
 
     def _training_losses(self, x, condition, seed):
-        v, ld, outside = self._to_flow_space(x)
+        # (with bounds_method="reject" too: the flow's NLL, without log Z(c); module docstring)
+        nll, outside = self._flow_nll(x, condition, seed)
         if outside is not None:  # training data must lie inside the support (fit names the problem)
-            v = _checks.enforce(v, ~outside, "x lies outside the declared bounds")
-        # (with bounds_method="reject": the flow's NLL, without log Z(c); module docstring)
-        nll = -(self._flow_training_log_prob(v, self._features(condition), seed) + ld)
+            nll = _checks.enforce(nll, ~outside, "x lies outside the declared bounds")
         return nll, nll
 
     def _sample(self, condition, temperature, seed):
