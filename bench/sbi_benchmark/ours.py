@@ -8,10 +8,12 @@ trained one after another by ``FlowEnsemble.fit_members``, each with its own hel
 early stopping; ``epochs`` is their sum). Each models p(theta | x): event = theta [D], condition =
 x [M], with ``standardize=True`` (fit learns the statistics of theta and x from the arrays).
 
-Training: Adam (``--lr``), global gradient norm clipped at ``--clipnorm``, batch ``--batch-size``,
-up to ``--epochs`` epochs with early stopping on a held-out ``--validation-fraction`` of the
-simulations (``val_loss``, patience ``--patience``, best weights restored), the learning rate
-halved after ``--lr-patience`` epochs without a better ``val_loss``. Every coupling block ends in
+Training: Adam (``--lr``; AdamW with ``--weight-decay``), global gradient norm clipped at
+``--clipnorm``, batch ``--batch-size``, up to ``--epochs`` epochs with early stopping on a
+held-out ``--validation-fraction`` of the simulations (``val_loss``, patience ``--patience``, best
+weights restored), the learning rate halved after ``--lr-patience`` epochs without a better
+``val_loss`` (or ``--schedule cosine``: BayesFlow's warm-up and cosine decay over ``--epochs``).
+The coupling networks use ``--activation``. Every coupling block ends in
 a learned LU matrix (``--mixing lu``). The defaults are the settings of the published table; the
 smoke test shrinks them. (Before stop 23 the table's runs used ``--mixing permutation`` and no
 learning-rate reduction; docs/benchmarks.md section 4 gives both.)

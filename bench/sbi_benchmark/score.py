@@ -11,11 +11,17 @@ Writes ``OUT/results/<task>__<contestant>.json``: the training record of the sam
 settings, versions, command) plus ``c2st`` per observation, ``c2st_mean``, the scoring metric and
 its versions, and the repository's git revision.
 
+Resumable per observation: one 10-D C2ST takes ~10 CPU-minutes, so each observation's score is
+written to ``OUT/results/<task>__<contestant>.partial.json`` as it finishes, keyed by a digest of
+the samples, the metric and its seed; a rerun on the same samples scores only the missing
+observations, and the partial file is removed once the result is written.
+
     /work/peervenv/bin/python bench/sbi_benchmark/score.py --task two_moons --contestant sbi_nsf
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -42,6 +48,14 @@ def c2st_tfcflow(a, b, seed: int) -> float:
     return float(c2st(a, b, seed=seed))
 
 
+def _score_one(metric, reference, samples, seed: int, k: int) -> tuple:
+    return k, metric(reference, samples, seed)
+
+
+def _score_star(args: tuple) -> tuple:
+    return _score_one(*args)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", required=True)
@@ -64,7 +78,23 @@ def main(argv=None) -> dict:
         metric, seed, pkgs = c2st_sbibm, 1 if a.seed is None else a.seed, ("sbibm", "torch", "scikit-learn")
     else:
         metric, seed, pkgs = c2st_tfcflow, 0 if a.seed is None else a.seed, ("tfcflow", "scikit-learn")
-    if a.jobs > 1:
+    partial_path = common.result_file(a.out, a.task, a.contestant)[:-len(".json")] + ".partial.json"
+    key = dict(samples_sha256=hashlib.sha256(np.ascontiguousarray(samples).tobytes()).hexdigest(),
+               metric=a.metric, metric_seed=seed)
+    done = {}
+    if os.path.exists(partial_path):
+        old = common.read_json(partial_path)
+        if {k: old.get(k) for k in key} == key:
+            done = {int(k): float(v) for k, v in old["c2st"].items()}
+            print(f"score: {a.task} {a.contestant}: resuming, {len(done)} of {len(ids)} observations "
+                  f"already scored", flush=True)
+
+    def keep(k: int, score: float) -> None:
+        done[k] = score
+        common.write_json(partial_path, dict(key, c2st={str(i): v for i, v in sorted(done.items())}))
+
+    todo = [(reference[k], samples[k], seed, k) for k in range(len(ids)) if k not in done]
+    if a.jobs > 1 and len(todo) > 1:
         # one observation per worker process, each with one BLAS thread: the classifiers' small
         # matrices use a second thread poorly, so 2 processes on 2 cores score ~2x faster
         import multiprocessing
@@ -72,9 +102,12 @@ def main(argv=None) -> dict:
         for var in THREAD_VARS:
             os.environ[var] = "1"
         with multiprocessing.get_context("spawn").Pool(a.jobs) as pool:
-            scores = pool.starmap(metric, [(reference[k], samples[k], seed) for k in range(len(ids))])
+            for k, score in pool.imap_unordered(_score_star, [(metric, *t) for t in todo]):
+                keep(k, score)
     else:
-        scores = [metric(reference[k], samples[k], seed) for k in range(len(ids))]
+        for t in todo:
+            keep(*_score_one(metric, *t))
+    scores = [done[k] for k in range(len(ids))]
     if not all(0.0 <= s <= 1.0 for s in scores):
         raise SystemExit(f"score.py: C2ST outside [0, 1]: {scores}")
     meta = json.loads(str(cache["meta"]))
@@ -83,6 +116,7 @@ def main(argv=None) -> dict:
                   smoke=meta["source"] != "sbibm", scoring_versions=common.versions(*pkgs),
                   scoring_command=common.this_command(), git_revision=common.git_revision())
     common.write_json(common.result_file(a.out, a.task, a.contestant), record)
+    os.remove(partial_path)
     print(f"score: {a.task} {a.contestant}: C2ST {record['c2st_mean']:.3f} "
           f"({', '.join(f'{s:.3f}' for s in scores)})", flush=True)
     return record

@@ -72,3 +72,31 @@ def test_the_spline_ensemble_contestant_trains_its_members_one_after_another(smo
     assert 2 <= r["epochs"] <= 4  # the two members' epochs (at most 2 each)
     samples = np.load(out / "ensemble_check.npz")["samples"]
     assert samples.shape[1:] == (300, 2) and np.isfinite(samples).all()
+
+
+def test_scoring_resumes_from_the_observations_already_scored_on_the_same_samples(smoke_run):
+    import hashlib
+
+    import numpy as np
+
+    out, _ = smoke_run
+    score = os.path.join(ROOT, "bench", "sbi_benchmark", "score.py")
+    samples = np.load(out / "samples" / f"two_moons__{CONTESTANT}.npz")["samples"]
+    digest = hashlib.sha256(np.ascontiguousarray(samples).tobytes()).hexdigest()
+    result = out / "results" / f"two_moons__{CONTESTANT}.json"
+    partial = out / "results" / f"two_moons__{CONTESTANT}.partial.json"
+    cmd = [sys.executable, score, "--out", str(out), "--task", "two_moons", "--contestant", CONTESTANT,
+           "--metric", "tfcflow"]
+
+    def rescore(sha):
+        # a planted score no classifier returns: kept only when the partial file matches the samples
+        partial.write_text(json.dumps(dict(samples_sha256=sha, metric="tfcflow", metric_seed=0, c2st={"0": 0.123})))
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert not partial.exists()
+        return json.loads(result.read_text())["c2st"]["1"], proc.stdout
+
+    kept, stdout = rescore(digest)
+    assert kept == 0.123 and "resuming, 1 of 1" in stdout
+    redone, stdout = rescore("0" * 64)
+    assert redone != 0.123 and "resuming" not in stdout and 0.0 <= redone <= 1.0
