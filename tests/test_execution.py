@@ -77,6 +77,8 @@ def _model(kind, n, fused=False):
     tiny_vec = dict(depth=2, width=16)
     if kind == "cinn":
         m = ConditionalRealNVP(2, 8, actnorm=True, **tiny_vec)
+    elif kind == "cinn_dropout":
+        m = ConditionalRealNVP(2, 8, actnorm=True, dropout=0.3, **tiny_vec)
     elif kind == "rcf":
         m = RelaxedConditionFlow(2, 8, actnorm=True, **tiny_vec)
     elif kind == "glow":
@@ -88,7 +90,7 @@ def _model(kind, n, fused=False):
 
 
 def _data(kind, n):
-    if kind in ("cinn", "rcf"):
+    if kind in ("cinn", "cinn_dropout", "rcf"):
         x, _, c = gm.sample(n, seed=1)
         return x, c
     rng = np.random.default_rng(2)
@@ -148,7 +150,8 @@ def _train(kind, n, strategy=None, steps=2):
     return m, hist.history
 
 
-@pytest.mark.parametrize("kind", ["rcf", "caflow"])  # padding noise; two dequantization noises
+# padding noise; dropout masks in the coupling networks; two dequantization noises
+@pytest.mark.parametrize("kind", ["rcf", "cinn_dropout", "caflow"])
 def test_sub_batches_give_the_one_batch_training_update(kind):
     one, h1 = _train(kind, 1)
     for n, strategy in ((3, None), (2, make_strategy("mirrored"))):

@@ -100,3 +100,26 @@ def test_unknown_network_is_refused():
 def test_unknown_mixing_is_refused():
     with pytest.raises(ValueError, match="mixing must be one of"):
         tiny_model("cinn", mixing="householder")
+
+
+@pytest.mark.parametrize("kind", ["cinn", "rcf"])
+def test_dropout_acts_in_the_training_loss_only_seeded_by_the_step(kind, gmm_data):
+    x, _, c = gmm_data
+    m, plain = tiny_model(kind, dropout=0.3), tiny_model(kind)
+    perturb(m, seed=5, scale=0.3)
+    plain.set_weights(m.get_weights())
+    xb, cb = m._check_pair(x[:64], c[:64])
+    # log_prob and sampling evaluate the deterministic flow: the rate changes nothing there
+    np.testing.assert_allclose(m.log_prob(xb, cb).numpy(), plain.log_prob(xb, cb).numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(m.sample(cb, seed=1).numpy(), plain.sample(cb, seed=1).numpy())
+
+    def loss(model, seed):
+        return model._training_losses(xb, cb, tf.constant(seed))[1].numpy()
+
+    a, b, other = loss(m, [1, 2]), loss(m, [1, 2]), loss(m, [1, 3])
+    np.testing.assert_array_equal(a, b)  # the same step's masks
+    assert np.abs(a - other).max() > 1e-3 and np.abs(a - loss(plain, [1, 2])).max() > 1e-3
+    _assert_the_training_loss_reaches_every_variable(m, x[:32], c[:32])
+    clone = type(m).from_config(m.get_config())
+    assert clone.get_config()["dropout"] == 0.3
+    assert all(n.dropout == 0.3 for n in (s.network for s in clone.flow.steps if hasattr(s, "network")))

@@ -40,6 +40,9 @@ class ConditionalRealNVP(VectorFlowModel):
       scale: ``"exp_tanh"`` (default; can expand and contract) or ``"sigmoid"`` (Glow); affine only.
       clamp: bound of ``exp_tanh``: per-coupling scale in ``(e^-clamp, e^clamp)``.
       actnorm: an ActNorm at the start of every block (data-dependent initialization).
+      dropout: dropout rate after the coupling networks' hidden layers while training (seeded by
+        the step; off in ``log_prob`` / ``sample``): a regularizer for small simulation budgets
+        (BayesFlow's couplings use 0.05; docs/benchmarks.md §4).
       standardize, bounds, bounds_method, summary_network: vector_flow.py (standardization on by default).
       seed: seed of the permutations / initial rotations.
 
@@ -53,7 +56,8 @@ class ConditionalRealNVP(VectorFlowModel):
                  mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
                  standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
-                 seed: int = 0, network: str = "mlp", bounds_method: str = "map", **kwargs):
+                 seed: int = 0, network: str = "mlp", bounds_method: str = "map", dropout: float = 0.0,
+                 **kwargs):
         _checks.check_positive_int(depth, "depth")
         hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
                                                                                               "hidden_layers")
@@ -63,7 +67,7 @@ class ConditionalRealNVP(VectorFlowModel):
         self._record_config(locals())
         self.flow = FlowSequence(coupling_blocks(self.event_size, depth, hidden, activation, scale, clamp, actnorm,
                                                  seed, coupling=coupling, bins=spline_bins, bound=spline_bound,
-                                                 mixing=mixing, network=network),
+                                                 mixing=mixing, network=network, dropout=dropout),
                                  name="flow")
         self.flow.build((None, self.event_size), (None, self.feature_dim))
         self.built = True

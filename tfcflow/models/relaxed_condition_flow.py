@@ -47,7 +47,7 @@ class RelaxedConditionFlow(VectorFlowModel):
         the flow sees (standardized units when ``standardize``).
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
       depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, mixing, scale, clamp,
-        actnorm, seed, network: the coupling blocks, as in ``ConditionalRealNVP`` (the networks
+        actnorm, seed, network, dropout: the coupling blocks, as in ``ConditionalRealNVP`` (the networks
         here see no condition).
       standardize, bounds, bounds_method, summary_network: vector_flow.py.
 
@@ -65,7 +65,8 @@ class RelaxedConditionFlow(VectorFlowModel):
                  mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
                  standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
-                 seed: int = 0, network: str = "mlp", bounds_method: str = "map", **kwargs):
+                 seed: int = 0, network: str = "mlp", bounds_method: str = "map", dropout: float = 0.0,
+                 **kwargs):
         _checks.check_positive_int(depth, "depth")
         hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
                                                                                               "hidden_layers")
@@ -88,7 +89,7 @@ class RelaxedConditionFlow(VectorFlowModel):
         self.latent_dim = total - condition_dim
         self.flow = FlowSequence(coupling_blocks(total, depth, hidden, activation, scale, clamp, actnorm, seed,
                                                  coupling=coupling, bins=spline_bins, bound=spline_bound,
-                                                 mixing=mixing, network=network),
+                                                 mixing=mixing, network=network, dropout=dropout),
                                  name="flow")
         self.flow.build((None, total))
         self.built = True

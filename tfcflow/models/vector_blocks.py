@@ -24,19 +24,21 @@ MIXINGS = ("permutation", "lu")
 NETWORKS = ("mlp", "residual")
 
 
-def coupling_network(output_units: int, hidden_units: Sequence[int], activation: str, network: str, name: str):
+def coupling_network(output_units: int, hidden_units: Sequence[int], activation: str, network: str, name: str,
+                     dropout: float = 0.0):
     """The network of one coupling: ``"mlp"`` (``MLPNetwork``, one Dense per entry of
     ``hidden_units``) or ``"residual"`` (``ResidualNetwork``: ``len(hidden_units)`` condition-gated
-    residual blocks of ``hidden_units[0]`` units)."""
+    residual blocks of ``hidden_units[0]`` units); ``dropout`` while training."""
     if network == "residual":
-        return ResidualNetwork(output_units, hidden_units[0], len(hidden_units), activation, name=name)
-    return MLPNetwork(output_units, hidden_units, activation, name=name)
+        return ResidualNetwork(output_units, hidden_units[0], len(hidden_units), activation, dropout=dropout,
+                               name=name)
+    return MLPNetwork(output_units, hidden_units, activation, dropout=dropout, name=name)
 
 
 def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activation: str,
                     scale: str, clamp: float, actnorm: bool, seed: int, *, coupling: str = "affine",
                     bins: int = 8, bound: float = 3.0, mixing: str = "permutation",
-                    network: str = "mlp") -> list:
+                    network: str = "mlp", dropout: float = 0.0) -> list:
     """``depth`` x [ActNorm?, coupling (2nd half | 1st), coupling (1st half | 2nd), mixing].
 
     Each block transforms every feature once (the two couplings of Ardizzone et al.'s INN block)
@@ -47,7 +49,7 @@ def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activatio
     directions, which matters most in low dimension (in 2-D a permutation is at best a swap).
     ``coupling``: ``"affine"`` (``scale``, ``clamp``) or ``"spline"`` (rational-quadratic splines
     with ``bins`` bins on ``[-bound, bound]``; ``scale`` and ``clamp`` unused). ``network``: the
-    coupling networks (``coupling_network``).
+    coupling networks (``coupling_network``), with ``dropout`` while training.
     """
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
@@ -68,10 +70,11 @@ def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activatio
             name = f"block{i}_coupling{int(flip)}"
             if coupling == "spline":
                 net = coupling_network(params_per_feature(bins) * transformed, hidden_units, activation, network,
-                                       f"block{i}_net{int(flip)}")
+                                       f"block{i}_net{int(flip)}", dropout)
                 steps.append(SplineCouplingLayer(net, flip=flip, bins=bins, bound=bound, name=name))
             else:
-                net = coupling_network(2 * transformed, hidden_units, activation, network, f"block{i}_net{int(flip)}")
+                net = coupling_network(2 * transformed, hidden_units, activation, network, f"block{i}_net{int(flip)}",
+                                       dropout)
                 steps.append(AffineCouplingLayer(net, flip=flip, scale=scale, clamp=clamp, name=name))
         if mixing == "lu":
             steps.append(InvertibleConv1x1Layer(lu=True, seed=seed + i, name=f"block{i}_mix"))

@@ -43,6 +43,7 @@ from tfcflow.bijectors.flow_chain import FlowChain
 from tfcflow.bijectors.standardize import StandardizeLayer
 from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.vector_blocks import vector_size
+from tfcflow.networks.dropout import training_dropout
 
 #: batches of a dataset that ``fit`` reads to learn the standardization (a repeated dataset never ends)
 ADAPT_BATCHES = 64
@@ -216,7 +217,16 @@ class VectorFlowModel(ConditionalFlowModel):
         given; ``outside`` marks the rows outside ``bounds`` (None without bounds)."""
         v, ld, outside = self._to_flow_space(x)
         features = self._features(condition)
-        lp = self._flow_log_prob(v, features) if seed is None else self._flow_training_log_prob(v, features, seed)
+        if seed is None:
+            lp = self._flow_log_prob(v, features)
+        else:
+            # the coupling networks' dropout (if any) is on here only, its masks drawn like all
+            # training noise: a stream per layer, sliced by replica and sub-batch
+            def masks(shape, key):
+                return self._training_noise("uniform", shape, _random.fold_in_tensor(seed, key))
+
+            with training_dropout(masks):
+                lp = self._flow_training_log_prob(v, features, seed)
         return -(lp + ld), outside
 
     def support_mass(self, condition, draws: int = SUPPORT_DRAWS, seed=SUPPORT_SEED[0]) -> tf.Tensor:

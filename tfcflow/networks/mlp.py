@@ -6,6 +6,8 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from tfcflow.networks.dropout import check_rate, dropout as _dropout
+
 
 @keras.saving.register_keras_serializable(package="tfcflow")
 class MLPNetwork(keras.layers.Layer):
@@ -13,14 +15,17 @@ class MLPNetwork(keras.layers.Layer):
 
     The output layer starts at zero, so a coupling or injector built on it starts as (near)
     identity. Runs in the layer's dtype policy (mixed precision allowed); the output is float32.
+    ``dropout``: rate of dropout after each hidden layer while a model trains (networks/dropout.py;
+    the identity in ``log_prob`` / ``sample``).
 
     Shapes: inputs ``[[batch, D1], [batch, D2], ...]`` -> ``[batch, output_units]``.
     """
 
     def __init__(self, output_units: int, hidden_units: Sequence[int] = (512, 512),
-                 activation: str = "relu", **kwargs):
+                 activation: str = "relu", dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.output_units = int(output_units)
+        self.dropout = check_rate(dropout)
         self.hidden_units = tuple(int(h) for h in hidden_units)
         self.activation = activation
         self.hidden = [keras.layers.Dense(h, activation=activation, dtype=self.dtype_policy,
@@ -40,9 +45,10 @@ class MLPNetwork(keras.layers.Layer):
     def call(self, inputs):
         h = inputs[0] if len(inputs) == 1 else tf.concat(list(inputs), axis=-1)
         for layer in self.hidden:
-            h = layer(h)
+            h = _dropout(layer(h), self.dropout, f"{self.name}/{layer.name}")
         return tf.cast(self.out(h), tf.float32)
 
     def get_config(self):
         return {**super().get_config(), "output_units": self.output_units,
-                "hidden_units": list(self.hidden_units), "activation": self.activation}
+                "hidden_units": list(self.hidden_units), "activation": self.activation,
+                "dropout": self.dropout}

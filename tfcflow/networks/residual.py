@@ -4,18 +4,21 @@ The conditioner of neural spline flows (Durkan et al. 2019, nflows' ``ResidualNe
 condition enters at the input and again in every block, through a gate::
 
     h = Dense(width)([u, c])
-    per block:  r = Dense(width)(act(Dense(width)(act(h))))
+    per block:  r = Dense(width)(dropout(act(Dense(width)(act(h)))))
                 h = h + r * sigmoid(Dense(width)(c))          (GLU gate; r alone without c)
     out = Dense(output_units)(act(h))                          (zero-initialized)
 
 The gate lets the condition switch features of every block on and off multiplicatively; an MLP
 on ``[u, c]`` sees the condition only once, additively, at its input. Each block's last Dense
-starts near zero, so the network starts close to its input layer.
+starts near zero, so the network starts close to its input layer. ``dropout`` (as nflows'
+``ResidualNet``) acts only while a model trains (networks/dropout.py).
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from tfcflow.networks.dropout import check_rate, dropout as _dropout
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
@@ -26,9 +29,11 @@ class ResidualNetwork(keras.layers.Layer):
     the condition) -> ``[batch, output_units]``, float32.
     """
 
-    def __init__(self, output_units: int, width: int = 128, blocks: int = 2, activation: str = "relu", **kwargs):
+    def __init__(self, output_units: int, width: int = 128, blocks: int = 2, activation: str = "relu",
+                 dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.output_units = int(output_units)
+        self.dropout = check_rate(dropout)
         self.width = int(width)
         self.blocks = int(blocks)
         self.activation = activation
@@ -62,7 +67,7 @@ class ResidualNetwork(keras.layers.Layer):
         c = inputs[1] if self._conditional else None
         h = self.inp(inputs[0] if c is None else tf.concat(list(inputs), axis=-1))
         for first, second, gate in zip(self.first, self.second, self.gates):
-            r = second(self._act(first(self._act(h))))
+            r = second(_dropout(self._act(first(self._act(h))), self.dropout, f"{self.name}/{first.name}"))
             if c is not None:
                 r = r * tf.sigmoid(gate(c))
             h = h + r
@@ -70,4 +75,4 @@ class ResidualNetwork(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "output_units": self.output_units, "width": self.width,
-                "blocks": self.blocks, "activation": self.activation}
+                "blocks": self.blocks, "activation": self.activation, "dropout": self.dropout}
