@@ -18,6 +18,9 @@ a learned LU matrix (``--mixing lu``). The defaults are the settings of the publ
 smoke test shrinks them. (Before stop 23 the table's runs used ``--mixing permutation`` and no
 learning-rate reduction; docs/benchmarks.md section 4 gives both.)
 
+``best_val_loss``: the held-out NLL early stopping kept (per ensemble member), the quick proxy
+used to choose settings before spending a C2ST run (docs/benchmarks.md section 4).
+
 Timing: ``train_seconds`` from building the model to the end of ``fit`` (wall clock, tracing
 included); ``samples_per_second`` = observations x samples / wall time of the sampling calls, after
 one untimed warm-up call on the first observation (the same rule as peers.py).
@@ -163,12 +166,14 @@ def main(argv=None) -> dict:
         model = FlowEnsemble.of(classes[a.contestant], ensemble, seed=a.seed, **kwargs)
         histories = model.fit_members(theta, x, **fit_args)
         epochs = sum(len(h.history["loss"]) for h in histories)
+        best_val = [float(min(h.history["val_loss"])) for h in histories]
         val = holdout_split(len(theta), a.validation_fraction, a.seed)[1]  # member 0's held-out rows
     else:
         keras.utils.set_random_seed(a.seed)  # the initial weights
         model = classes[a.contestant](seed=a.seed, **kwargs)
         history, val = fit_with_holdout(model, theta, x, **fit_args)
         epochs = len(history.history["loss"])
+        best_val = [float(min(history.history["val_loss"]))]
     train_seconds = time.perf_counter() - t0
 
     def sample(x_obs, seed):
@@ -196,6 +201,9 @@ def main(argv=None) -> dict:
               "train_seconds": train_seconds, "sample_seconds": sample_seconds,
               "samples_per_second": samples.shape[0] * samples.shape[1] / sample_seconds,
               "epochs": epochs, "seed": a.seed, "settings": settings,
+              # the held-out NLL that early stopping kept, per member: a quick proxy of C2ST for
+              # comparing settings (--dest to a scratch prefix, no scoring)
+              "best_val_loss": best_val,
               "versions": common.versions(*VERSIONS), "git_revision": common.git_revision(),
               **common.provenance()}
     common.save_npz(dest + ".npz", samples=samples)

@@ -35,6 +35,7 @@ def test_smoke_writes_a_result_and_the_summary(smoke_run):
     assert set(r["c2st"]) == {"1"} and all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in r["c2st"].values())
     assert 0.0 <= r["c2st_mean"] <= 1.0 and r["train_seconds"] > 0 and r["samples_per_second"] > 0
     assert r["command"] and r["versions"]["tfcflow"] and r["git_revision"]
+    assert len(r["best_val_loss"]) == 1 and math.isfinite(r["best_val_loss"][0])
     summary = (out / "summary.md").read_text()
     assert f"| {CONTESTANT} |" in summary and "SMOKE RUN" in summary
     assert "SMOKE" in stdout
@@ -70,6 +71,7 @@ def test_the_spline_ensemble_contestant_trains_its_members_one_after_another(smo
     assert r["settings"]["coupling"] == "spline" and r["settings"]["ensemble"] == 2
     assert r["settings"]["model"] == "FlowEnsemble of 2 ConditionalRealNVP"
     assert 2 <= r["epochs"] <= 4  # the two members' epochs (at most 2 each)
+    assert len(r["best_val_loss"]) == 2 and all(math.isfinite(v) for v in r["best_val_loss"])
     samples = np.load(out / "ensemble_check.npz")["samples"]
     assert samples.shape[1:] == (300, 2) and np.isfinite(samples).all()
 
