@@ -125,6 +125,8 @@ def summary(out: str) -> str:
     """The markdown table of every result in OUT/results (whoever produced it)."""
     results = {}
     for path in glob.glob(os.path.join(out, "results", "*__*.json")):
+        if path.endswith(".partial.json"):  # score.py's observations done so far, not a result
+            continue
         r = common.read_json(path)
         results[(r["task"], r["contestant"])] = r
     tasks = [t for t in common.TASKS if any(k[0] == t for k in results)]

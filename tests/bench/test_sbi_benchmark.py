@@ -51,15 +51,20 @@ def test_a_rerun_skips_the_done_task_and_contestant(smoke_run):
     assert result.stat().st_mtime_ns == mtime
 
 
-def test_the_spline_ensemble_contestant_trains_its_members_one_after_another(smoke_run):
+def _run_module():
     import importlib.util
-
-    import numpy as np
 
     # by path: another test file's bench script may already be imported as "run"
     spec = importlib.util.spec_from_file_location("sbi_benchmark_run", RUN)
     run = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run)
+    return run
+
+
+def test_the_spline_ensemble_contestant_trains_its_members_one_after_another(smoke_run):
+    import numpy as np
+
+    run = _run_module()
     out, _ = smoke_run
     dest = out / "ensemble_check"
     cmd = [sys.executable, os.path.join(ROOT, "bench", "sbi_benchmark", "ours.py"), "--out", str(out), "--task",
@@ -93,6 +98,7 @@ def test_scoring_resumes_from_the_observations_already_scored_on_the_same_sample
     def rescore(sha):
         # a planted score no classifier returns: kept only when the partial file matches the samples
         partial.write_text(json.dumps(dict(samples_sha256=sha, metric="tfcflow", metric_seed=0, c2st={"0": 0.123})))
+        assert f"| {CONTESTANT} |" in _run_module().summary(str(out))  # a partial file is not a result
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert not partial.exists()
