@@ -57,7 +57,13 @@ def _run_module():
     # by path: another test file's bench script may already be imported as "run"
     spec = importlib.util.spec_from_file_location("sbi_benchmark_run", RUN)
     run = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run)
+    path = list(sys.path)
+    try:
+        spec.loader.exec_module(run)
+    finally:
+        # run.py puts its folder first on sys.path: left there, another bench's "import run" in
+        # this worker would find this one (bench/equal_time/run.py has the same module name)
+        sys.path[:] = path
     return run
 
 
