@@ -13,15 +13,16 @@ from typing import Optional
 import keras
 import numpy as np
 
+from tfcflow import _checks
+
 
 def holdout_split(n: int, validation_fraction: float, seed: int, bootstrap: bool = False
                   ) -> tuple[np.ndarray, np.ndarray]:
     """``(train_rows, validation_rows)`` of ``n`` rows: a permutation from ``seed``, the first
     ``round(validation_fraction * n)`` of it held out. With ``bootstrap`` the training rows are
     resampled with replacement (as many as there are), from the same generator."""
-    if not 0.0 <= float(validation_fraction) < 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    n_val = int(round(float(validation_fraction) * n))
+    validation_fraction = _checks.check_fraction(validation_fraction, "validation_fraction")
+    n_val = int(round(validation_fraction * n))
     if n_val and n - n_val < 1:
         raise ValueError(f"validation_fraction {validation_fraction} leaves no training rows of {n}")
     rng = np.random.default_rng(seed)

@@ -6,7 +6,8 @@ import tensorflow as tf
 
 from tfcflow import _random
 from tfcflow.networks import MLPNetwork, ResidualNetwork
-from tfcflow.networks.dropout import check_rate, dropout, layer_key, training_dropout
+from tfcflow._checks import check_fraction
+from tfcflow.networks.dropout import dropout, layer_key, training_dropout
 from tests.helpers import perturb
 
 
@@ -37,9 +38,9 @@ def test_layer_keys_are_stable_and_distinct():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, True, "0.1", None])
 def test_a_rate_outside_0_1_is_refused(bad):
-    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\)"):
-        check_rate(bad)
-    with pytest.raises(ValueError, match="dropout must be"):
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        check_fraction(bad, "dropout")
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
         MLPNetwork(4, (8,), dropout=bad)
 
 

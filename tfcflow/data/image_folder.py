@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfcflow import _random, images as images_lib
+from tfcflow import _checks, _random, images as images_lib
 from tfcflow.data import tasks
 
 PATCH_TASKS = ("super_resolution", "inpainting", "colorization")
@@ -57,8 +57,7 @@ def split_files(folder: str, test_fraction: float = 0.1, split_seed: int = 0) ->
     train_dir, test_dir = os.path.join(folder, "train"), os.path.join(folder, "test")
     if os.path.isdir(train_dir) and os.path.isdir(test_dir):
         return {"train": image_files(train_dir), "test": image_files(test_dir)}
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    _checks.check_fraction(test_fraction, "test_fraction")
     files = image_files(folder)
     n_test = int(round(len(files) * test_fraction))
     if test_fraction > 0 and n_test == 0 and len(files) > 1:

@@ -20,6 +20,8 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from tfcflow import _checks
+
 MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -118,8 +120,7 @@ def import_image_folder(folder: str, name: str, data_dir: str, image_size: Optio
     if len(shapes) > 1:
         raise ValueError(f"images in {folder!r} have different shapes {sorted(shapes)[:4]}...; "
                          f"pass image_size to crop and resize them")
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    _checks.check_fraction(test_fraction, "test_fraction")
     images = np.stack(images)
     order = np.random.default_rng(seed).permutation(len(images))
     n_test = int(round(len(images) * test_fraction))

@@ -6,12 +6,12 @@ draws from a stateful seed generator, while every draw in tfcflow is a function 
 example position) only, the same for any number of replicas and sub-batches.
 
 So the model opens ``training_dropout(noise)`` around the flow's training log-density (the train
-step's ``_flow_nll(..., seed)``); inside it, a network's ``dropout(h, rate, key)`` multiplies the
+step's ``_flow_nll(..., seed)``); inside it, a network's ``dropout(h, rate, name)`` multiplies the
 hidden activations ``h`` ``[batch, units]`` by ``m / (1 - rate)`` with ``m = 1[u >= rate]``,
-``u = noise([batch, units], key)`` uniform on (0, 1) and ``key`` naming the layer (a stream per
-layer). Outside the context (``log_prob``, ``sample``, validation, exports) it is the identity,
-so the flow evaluated is the deterministic one with the trained weights (inverted dropout keeps
-the expected activation equal to the evaluated one).
+``u = noise([batch, units], layer_key(name))`` uniform on (0, 1), a stream per layer. Outside
+the context (``log_prob``, ``sample``, validation, exports) it is the identity, so the flow
+evaluated is the deterministic one with the trained weights (inverted dropout keeps the expected
+activation equal to the evaluated one).
 
 The context is read while a function is traced, like Keras' own call context: the train step's
 graph holds the masks, the other graphs do not.
@@ -29,13 +29,6 @@ _state = threading.local()
 
 #: ``noise(shape, key) -> [rows, units]`` uniform (0, 1), a stream per ``key`` (an int >= 0)
 Noise = Callable[[tf.Tensor, int], tf.Tensor]
-
-
-def check_rate(rate: float, name: str = "dropout") -> float:
-    """A dropout rate in [0, 1)."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= float(rate) < 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1), got {rate!r}")
-    return float(rate)
 
 
 @contextlib.contextmanager

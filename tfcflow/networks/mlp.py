@@ -6,7 +6,8 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
-from tfcflow.networks.dropout import check_rate, dropout as _dropout
+from tfcflow import _checks
+from tfcflow.networks.dropout import dropout as _dropout
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
@@ -25,7 +26,7 @@ class MLPNetwork(keras.layers.Layer):
                  activation: str = "relu", dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.output_units = int(output_units)
-        self.dropout = check_rate(dropout)
+        self.dropout = _checks.check_fraction(dropout, "dropout")
         self.hidden_units = tuple(int(h) for h in hidden_units)
         self.activation = activation
         self.hidden = [keras.layers.Dense(h, activation=activation, dtype=self.dtype_policy,

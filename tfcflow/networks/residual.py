@@ -18,7 +18,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfcflow.networks.dropout import check_rate, dropout as _dropout
+from tfcflow import _checks
+from tfcflow.networks.dropout import dropout as _dropout
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
@@ -33,7 +34,7 @@ class ResidualNetwork(keras.layers.Layer):
                  dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.output_units = int(output_units)
-        self.dropout = check_rate(dropout)
+        self.dropout = _checks.check_fraction(dropout, "dropout")
         self.width = int(width)
         self.blocks = int(blocks)
         self.activation = activation
