@@ -8,6 +8,8 @@ from tfcflow import config
 def test_defaults_fill_in_and_types_are_checked():
     cfg = config.validate({"model": {"class": "CAFlow", "levels": 2}, "train": {"steps": 10}})
     assert cfg["train"]["steps"] == 10 and cfg["train"]["ema"] == 0.999 and cfg["data"]["task"] == "super_resolution"
+    cfg = config.validate({"model": {"class": "CAFlow"}, "data": {"flips": "dihedral", "scales": [0.5, 1.0]}})
+    assert cfg["data"]["flips"] == "dihedral" and cfg["data"]["scales"] == [0.5, 1.0]
     cases = [
         ({"trian": {}}, r"unknown section 'trian' \(did you mean 'train'\?\)"),
         ({"train": {"step": 3}}, r"unknown key train.step \(did you mean 'steps'\?\)"),

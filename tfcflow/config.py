@@ -40,7 +40,8 @@ DEFAULTS: dict = {
         "folder": None,              # path (relative to the config file)
         "prepare_photos": None,      # "skimage" | "bundled": write that photo set into `folder` if it is missing
         "patch_size": 32,
-        "flips": "horizontal",       # "none" | "horizontal" | "both"
+        "flips": "horizontal",       # "none" | "horizontal" | "both" | "dihedral" (also transposed)
+        "scales": None,              # [min, max] in (0, 1]: patches of the image downscaled by a random factor
         "test_fraction": 0.1,
         "split_seed": 0,
         # gaussian_mixture
@@ -100,7 +101,7 @@ DEFAULTS: dict = {
 
 CHOICES = {
     ("data", "source"): ("tfds", "image_folder", "gaussian_mixture", "simulator"),
-    ("data", "flips"): ("none", "horizontal", "both"),
+    ("data", "flips"): ("none", "horizontal", "both", "dihedral"),
     ("data", "prepare_photos"): (None, "skimage", "bundled"),
     ("data", "on_nonfinite"): ("raise", "drop"),
     ("data", "task"): ("super_resolution", "inpainting", "colorization", "class_conditional"),

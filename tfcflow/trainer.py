@@ -129,7 +129,8 @@ class Job:
         common = dict(downsample_method=d["downsample"], mask=d["mask"], test_fraction=d["test_fraction"],
                       split_seed=d["split_seed"])
         self._patches = lambda size, batch, stream_seed: image_folder.patch_dataset(
-            folder, d["task"], size, batch, stream_seed, d["factor"], flips=d["flips"], **common)
+            folder, d["task"], size, batch, stream_seed, d["factor"], flips=d["flips"], scales=d["scales"],
+            **common)
         try:
             self.train_ds = self._patches(d["patch_size"], self.train_cfg["batch_size"], seed)
             self.test_ds = image_folder.whole_images(folder, d["task"], d["factor"], split="test",

@@ -95,6 +95,44 @@ def test_patches_are_crops_of_training_images_flipped_at_random(folder):
     assert not any(_locate(patch, _images(folder))[1] for patch in x)
 
 
+def test_dihedral_flips_add_transposes_and_scales_crop_downscaled_images(folder):
+    def make(**kw):
+        return image_folder.patch_dataset(str(folder), "super_resolution", P, 32, 0, factor=2, test_fraction=0.2,
+                                          **kw)
+
+    (both, _), = _batches(make(flips="both"), 1)
+    (dihedral, c), = _batches(make(flips="dihedral"), 1)
+    # the same crops and flips as 'both', some of them transposed (a draw of their own)
+    transposed = [not np.array_equal(d, b) for d, b in zip(dihedral, both)]
+    assert 0 < sum(transposed) < len(transposed)
+    for d, b, t in zip(dihedral, both, transposed):
+        np.testing.assert_array_equal(d, np.transpose(b, (1, 0, 2)) if t else b)
+    np.testing.assert_array_equal(c, tasks.make_condition("super_resolution", tf.constant(dihedral), factor=2).numpy())
+    # scales (1, 1) is the full resolution: the very patches of the default stream
+    (default, _), = _batches(make(), 1)
+    (full, _), = _batches(make(scales=(1.0, 1.0)), 1)
+    np.testing.assert_array_equal(full, default)
+    # scale 1/2: every patch is the area-downscaled 2P x 2P crop of a training image
+    (half, _), = _batches(make(scales=(0.5, 0.5), flips="none"), 1)
+    images = _images(folder)
+    downscaled = {}
+    for name, im in images.items():
+        windows = np.lib.stride_tricks.sliding_window_view(im, (2 * P, 2 * P, 3))[:, :, 0].astype(np.float64)
+        pooled = windows.reshape(windows.shape[:2] + (P, 2, P, 2, 3)).mean(axis=(3, 5))
+        downscaled[name] = np.round(pooled)
+    for patch in half:
+        assert any(np.any(np.all(np.abs(d - patch) <= 1, axis=(2, 3, 4))) for d in downscaled.values()), \
+            "a patch that is no downscaled crop of any image"
+    assert not np.array_equal(half, default)
+    # random scales in [0.5, 1]: deterministic given the seed
+    first, again = _batches(make(scales=(0.5, 1.0)), 2), _batches(make(scales=(0.5, 1.0)), 2)
+    for (x1, _), (x2, _) in zip(first, again):
+        np.testing.assert_array_equal(x1, x2)
+    for bad in ((0.0, 1.0), (0.8, 0.5), (0.5, 1.5), (0.5,), "half"):
+        with pytest.raises(ValueError, match="scales"):
+            make(scales=bad)
+
+
 def test_colorization_and_inpainting_conditions(folder):
     ds = image_folder.patch_dataset(str(folder), "colorization", P, 16, 1, test_fraction=0.2)
     (x, c), = _batches(ds, 1)

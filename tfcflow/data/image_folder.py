@@ -2,8 +2,10 @@
 
 ``patch_dataset(folder, task, patch_size, batch_size, seed, ...)`` yields endless batches of
 ``(target uint8 [B, P, P, C], condition)``: each example is a random ``P x P`` crop of a random
-training image (uniform over images, then over the crop positions inside it), randomly flipped,
-and its condition is ``tfcflow.data.tasks.make_condition`` of the patch (super-resolution: the
+training image (uniform over images, then over the crop positions inside it), randomly flipped
+(``flips``; ``'dihedral'`` adds transposes: the 8 symmetries of the square), optionally taken from
+the image area-downscaled by a random factor in ``scales`` (more content per patch and new scales
+of texture from few images: SR training sets are augmented this way), and its condition is ``tfcflow.data.tasks.make_condition`` of the patch (super-resolution: the
 area-downsampled patch; colorization: its luminance; inpainting: the patch with a random
 rectangle, or the central square, masked out).
 
@@ -38,7 +40,7 @@ from tfcflow import _checks, _random, images as images_lib
 from tfcflow.data import tasks
 
 PATCH_TASKS = ("super_resolution", "inpainting", "colorization")
-FLIPS = ("none", "horizontal", "both")
+FLIPS = ("none", "horizontal", "both", "dihedral")
 
 
 def image_files(folder: str) -> List[str]:
@@ -91,6 +93,19 @@ def _check_task(task, factor, downsample_method, mask, flips=None):
         raise ValueError(f"flips must be one of {FLIPS}, got {flips!r}")
 
 
+def _check_scales(scales):
+    """``(lo, hi)`` with ``0 < lo <= hi <= 1`` (or None) -> a float pair (or None)."""
+    if scales is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in scales)
+    except (TypeError, ValueError):
+        raise ValueError(f"scales must be a pair (min, max) of factors in (0, 1], got {scales!r}") from None
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ValueError(f"scales must satisfy 0 < min <= max <= 1, got {scales!r}")
+    return lo, hi
+
+
 def _check_colour(task, images, files):
     if task == "colorization" and images and images[0].shape[-1] != 3:
         raise ValueError(f"colorization needs RGB images; {files[0]} (and the others) are grayscale")
@@ -105,18 +120,23 @@ def example_seed(seed: int, index) -> tf.Tensor:
 def patch_dataset(folder: str, task: str, patch_size: int, batch_size: int, seed: int, factor: int = 4, *,
                   downsample_method: str = "area", mask: str = "random", flips: str = "horizontal",
                   channels: Optional[int] = None, test_fraction: float = 0.1, split_seed: int = 0,
-                  start_batch: int = 0) -> tf.data.Dataset:
+                  start_batch: int = 0, scales: Optional[Sequence[float]] = None) -> tf.data.Dataset:
     """Endless batches ``(target uint8 [B, P, P, C], condition)`` of random patches of the training
     images of ``folder`` (see the module docstring).
 
     Args:
       task: ``'super_resolution'`` (``factor`` must divide ``patch_size``), ``'colorization'`` or
         ``'inpainting'`` (``mask``: ``'random'`` rectangles or the ``'central'`` square).
-      flips: ``'horizontal'`` (default), ``'both'`` (also upside down) or ``'none'``.
+      flips: ``'horizontal'`` (default), ``'both'`` (also upside down), ``'dihedral'`` (also
+        transposed) or ``'none'``.
+      scales: ``(min, max)`` in (0, 1]: each patch is cut from its image area-downscaled by a factor
+        ``s`` uniform in ``[min, max]`` (a ``ceil(P / s)`` crop resized to ``P``; at most the
+        image's shorter side); None (default): full resolution only.
       start_batch: begin at batch ``k`` (the same as ``.skip(k)``, without computing the skipped
         batches).
     """
     _check_task(task, factor, downsample_method, mask, flips)
+    scales = _check_scales(scales)
     p = int(patch_size)
     if p < 1 or batch_size < 1:
         raise ValueError(f"patch_size and batch_size must be >= 1, got {patch_size} and {batch_size}")
@@ -143,15 +163,26 @@ def patch_dataset(folder: str, task: str, patch_size: int, batch_size: int, seed
         u = _random.uniform([5], keys[0])
         i = tf.minimum(tf.cast(u[0] * n, tf.int32), n - 1)
         h, w = heights[i], widths[i]
-        top = tf.minimum(tf.cast(u[1] * tf.cast(h - p + 1, tf.float32), tf.int32), h - p)
-        left = tf.minimum(tf.cast(u[2] * tf.cast(w - p + 1, tf.float32), tf.int32), w - p)
+        # the options' draws come from a key of their own, so the default stream stays as it was
+        v = _random.uniform([2], _random.fold_in_tensor(keys[0], 1)) if scales or flips == "dihedral" else None
+        q = p  # the crop's side before resizing
+        if scales:
+            s = scales[0] + (scales[1] - scales[0]) * v[0]
+            q = tf.minimum(tf.cast(tf.math.ceil(p / s), tf.int32), tf.minimum(h, w))
+        top = tf.minimum(tf.cast(u[1] * tf.cast(h - q + 1, tf.float32), tf.int32), h - q)
+        left = tf.minimum(tf.cast(u[2] * tf.cast(w - q + 1, tf.float32), tf.int32), w - q)
         size = tf.cast(h * w * c, tf.int64)
         image = tf.reshape(tf.slice(pixels, offsets[i:i + 1], tf.reshape(size, [1])), tf.stack([h, w, c]))
-        patch = tf.ensure_shape(image[top:top + p, left:left + p], [p, p, c])
+        patch = image[top:top + q, left:left + q]
+        if scales:
+            patch = tf.cast(tf.round(tf.image.resize(patch, [p, p], method="area")), tf.uint8)
+        patch = tf.ensure_shape(patch, [p, p, c])
         if flips != "none":
             patch = tf.where(u[3] < 0.5, tf.reverse(patch, [1]), patch)
-        if flips == "both":
+        if flips in ("both", "dihedral"):
             patch = tf.where(u[4] < 0.5, tf.reverse(patch, [0]), patch)
+        if flips == "dihedral":
+            patch = tf.where(v[1] < 0.5, tf.transpose(patch, [1, 0, 2]), patch)
         cond = tasks.make_condition(task, patch, factor=factor, downsample_method=downsample_method, mask=mask,
                                     mask_seed=keys[1])
         return patch, cond

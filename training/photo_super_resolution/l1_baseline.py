@@ -34,12 +34,15 @@ def main(argv=None) -> dict:
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--flips", default="both", help="image_folder.patch_dataset's flips")
+    p.add_argument("--scales", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="patches of the photos downscaled by a random factor in [MIN, MAX] (default: none)")
     p.add_argument("--eval-every", type=int, default=0, help="also evaluate every this many steps (0: at the end)")
     a = p.parse_args(argv)
     keras.utils.set_random_seed(a.seed)
     factor = 4
     train = image_folder.patch_dataset(a.folder, "super_resolution", a.patch_size, a.batch_size, a.seed, factor,
-                                       flips="both")
+                                       flips=a.flips, scales=a.scales)
     g = ResidualUpsampler(3, factor, a.width, a.depth)
     g.build((None, None, None, 3))
     opt = keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(a.lr, a.steps))
