@@ -5,9 +5,10 @@
 training image (uniform over images, then over the crop positions inside it), randomly flipped
 (``flips``; ``'dihedral'`` adds transposes: the 8 symmetries of the square), optionally taken from
 the image area-downscaled by a random factor in ``scales`` (more content per patch and new scales
-of texture from few images: SR training sets are augmented this way), and its condition is ``tfcflow.data.tasks.make_condition`` of the patch (super-resolution: the
-area-downsampled patch; colorization: its luminance; inpainting: the patch with a random
-rectangle, or the central square, masked out).
+of texture from few images: SR training sets are augmented this way), and its condition is
+``tfcflow.data.tasks.make_condition`` of the patch (super-resolution: the area-downsampled patch;
+colorization: its luminance; inpainting: the patch with a random rectangle, or the central square,
+masked out).
 
 Determinism: example ``j`` (batch ``j // B``) is drawn from the stateless seed ``(seed, j)`` only;
 no state carries from one batch to the next. The same arguments give the same batches on any
