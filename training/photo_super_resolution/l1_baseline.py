@@ -34,7 +34,7 @@ def main(argv=None) -> dict:
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--flips", default="both", help="image_folder.patch_dataset's flips")
+    p.add_argument("--flips", default="both", choices=image_folder.FLIPS, help="image_folder.patch_dataset's flips")
     p.add_argument("--scales", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="patches of the photos downscaled by a random factor in [MIN, MAX] (default: none)")
     p.add_argument("--eval-every", type=int, default=0, help="also evaluate every this many steps (0: at the end)")
