@@ -78,3 +78,35 @@ def test_bad_uses_are_refused():
     base_training.freeze_base(m)
     with pytest.raises(ValueError, match="frozen"):
         base_training.fit_base(m, _dataset(x, c, 4), steps=2)
+
+
+def test_base_training_resumes_from_its_checkpoint_exactly(tmp_path):
+    x, c = _nearest_x2(64)
+
+    def model():
+        keras.utils.set_random_seed(2)
+        return tiny_glow(residual="learned", residual_width=8, residual_depth=1)
+
+    straight = model()
+    history = base_training.fit_base(straight, _dataset(x, c, 8), steps=6, log_every=2, log=None,
+                                     checkpoint_dir=str(tmp_path / "straight"))
+    # a run killed after 5 steps: the checkpoint of step 4 survives (step 5 was in an unfinished block)
+    killed = model()
+    with pytest.raises(ValueError, match="ended after 5 of the 6"):
+        base_training.fit_base(killed, _dataset(x, c, 8).take(5), steps=6, log_every=2, log=None,
+                               checkpoint_dir=str(tmp_path / "resumed"))
+    assert sorted(p.name for p in (tmp_path / "resumed").glob("l1_history-*.json")) == ["l1_history-4.json"]
+    resumed = model()  # a new process: fresh weights, restored from the folder
+    lines = []
+    again = base_training.fit_base(resumed, _dataset(x, c, 8), steps=6, log_every=2, log=lines.append,
+                                   checkpoint_dir=str(tmp_path / "resumed"))
+    assert lines[0].startswith("base training resumed at step 4/6") and len(lines) == 2  # one block trained
+    np.testing.assert_allclose(again, history, rtol=1e-6)
+    for v, w in zip(resumed.upsampler.weights, straight.upsampler.weights):
+        np.testing.assert_allclose(v.numpy(), w.numpy(), rtol=1e-6, atol=1e-7)
+    # finished: a further call trains nothing and returns the same history
+    done = model()
+    assert base_training.fit_base(done, _dataset(x, c, 8), steps=6, log_every=2, log=None,
+                                  checkpoint_dir=str(tmp_path / "resumed")) == again
+    with pytest.raises(ValueError, match="past the 4 asked for"):
+        base_training.fit_base(model(), _dataset(x, c, 8), steps=4, log=None, checkpoint_dir=str(tmp_path / "resumed"))

@@ -5,7 +5,9 @@ Resume: the job writes ``config.json`` and ``checkpoints/`` into its output fold
 with the same command, it restores the latest checkpoint (weights, optimizer moments, EMA,
 iteration counter, plateau state), skips the batches already consumed (the data order is fixed by
 the seed) and continues; a config that differs in anything but ``config.RESUMABLE`` keys is
-refused. Checkpoints are taken every ``train.steps_per_epoch`` steps.
+refused. Checkpoints are taken every ``train.steps_per_epoch`` steps. A learned base trained alone
+first (``train.base_steps``) checkpoints itself in ``base_checkpoints/`` at the same interval, so a
+kill during base training loses at most that many base steps.
 
 Per-task evaluation: if the config file's folder holds ``evaluate.py`` with
 ``evaluate(model, config, context) -> dict``, its results are added to ``results.json``.
@@ -24,6 +26,8 @@ import numpy as np
 
 from tfcflow import config as config_lib
 
+#: the run folder's subfolder where base training (train.base_steps) saves itself
+BASE_CHECKPOINTS = "base_checkpoints"
 
 def _tf():
     import tensorflow as tf
@@ -184,15 +188,12 @@ class Job:
         return Execution(sub_batches=self.train_cfg["sub_batches"], fused_steps=self.train_cfg["fused_steps"])
 
     def _build_model(self):
-        """Builds and compiles the model; a constructor's ValueError becomes a ConfigError naming
-        the ``model.<key>``. Writes nothing."""
-        from tfcflow import optim
-
+        """Builds the model; a constructor's ValueError becomes a ConfigError naming the
+        ``model.<key>``. Writes nothing."""
         m = dict(self.cfg["model"])
         cls = config_lib.model_class(m.pop("class"))
         for key, value in self.shapes.items():
             m.setdefault(key, value)
-        t = self.train_cfg
         with self.strategy.scope():
             try:
                 self.model = cls(**m)
@@ -203,6 +204,13 @@ class Job:
                 elif self.data_cfg["source"] == "image_folder":
                     error = config_lib.ConfigError(f"{error} (data.patch_size {self.data_cfg['patch_size']})")
                 raise error from None
+
+    def _compile_model(self):
+        """Trains the learned base first if asked (train.base_steps; it saves itself in the run
+        folder), then compiles the model with the job's optimizer."""
+        from tfcflow import optim
+
+        t = self.train_cfg
         if t["base_steps"]:
             self._train_base()
         with self.strategy.scope():
@@ -217,7 +225,9 @@ class Job:
 
     def _train_base(self):
         """train.base_steps: g trained alone (its own patch stream, seed + 1), then frozen, before
-        the optimizer is built. A run that holds a checkpoint has g in it: only the freezing is redone."""
+        the optimizer is built. A run that holds a checkpoint has g in it: only the freezing is redone.
+        Before that, base training saves itself in ``base_checkpoints/`` every
+        ``train.steps_per_epoch`` steps and a rerun continues it from there."""
         from tfcflow import base_training
 
         t = self.train_cfg
@@ -227,11 +237,16 @@ class Job:
                 data = self._patches(t["base_patch_size"] or self.data_cfg["patch_size"], batch, self.cfg["seed"] + 1)
             else:
                 data = self.train_ds.unbatch().batch(batch, drop_remainder=True)
+            folder = os.path.join(self.out_dir, BASE_CHECKPOINTS)
+            saved = _tf().train.latest_checkpoint(folder)
             t0 = time.time()
             history = base_training.fit_base(self.model, data, t["base_steps"],
                                              t["base_learning_rate"] or t["learning_rate"],
-                                             log_every=t["steps_per_epoch"], log=print if self.chief else None)
-            self.base_training = dict(steps=t["base_steps"], seconds=time.time() - t0, l1=history)
+                                             log_every=t["steps_per_epoch"], log=print if self.chief else None,
+                                             checkpoint_dir=folder)
+            # resumed_at: the base step this process started from (its checkpoint; 0 = from scratch)
+            self.base_training = dict(steps=t["base_steps"], seconds=time.time() - t0, l1=history,
+                                      resumed_at=int(saved.rsplit("-", 1)[1]) if saved else 0)
         base_training.freeze_base(self.model)
 
     def _latest_checkpoint(self) -> Optional[str]:
@@ -253,7 +268,8 @@ class Job:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise config_lib.ConfigError(f"{path} is not valid JSON ({e}); refusing to touch that run folder: "
                                          f"repair the file or use another --out folder") from None
-        if self._latest_checkpoint() is None:
+        if self._latest_checkpoint() is None and _tf().train.latest_checkpoint(
+                os.path.join(self.out_dir, BASE_CHECKPOINTS)) is None:
             return
         diffs = config_lib.resume_conflicts(saved, self.cfg)
         if diffs:
@@ -396,7 +412,8 @@ class Job:
         self._setup_runtime()
         self._setup_data()
         self._build_model()
-        self._claim_out_dir()
+        self._claim_out_dir()  # before base training writes into the folder
+        self._compile_model()
         start = self._restore()
         history = self._fit(start)
         if self.checkpointing_diverged():
