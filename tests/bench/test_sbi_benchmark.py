@@ -114,3 +114,13 @@ def test_scoring_resumes_from_the_observations_already_scored_on_the_same_sample
     assert kept == 0.123 and "resuming, 1 of 1" in stdout
     redone, stdout = rescore("0" * 64)
     assert redone != 0.123 and "resuming" not in stdout and 0.0 <= redone <= 1.0
+
+
+def test_the_posterior_profile_splits_sampling_and_the_training_step(tmp_path):
+    script = os.path.join(os.path.dirname(RUN), "profile_posterior.py")
+    out = tmp_path / "profile.json"
+    subprocess.run([sys.executable, script, "--smoke", "--json", str(out)], check=True, capture_output=True)
+    record = json.loads(out.read_text())
+    assert record["draws"] == 100 and record["samples_per_second"] > 0 and record["variables"] == 15
+    assert set(record["train_step_ms"]) == {"loss and gradients", "optimizer update", "Keras fit step (all of it)"}
+    assert all(v > 0 for v in record["train_step_ms"].values())
