@@ -79,10 +79,10 @@ def fit_base(model, dataset: tf.data.Dataset, steps: int, learning_rate: float =
         if manager.latest_checkpoint:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             done = int(optimizer.iterations.numpy())
-            with open(_history_path(checkpoint_dir, done)) as f:
-                history = json.load(f)
             if done > steps:
                 raise ValueError(f"{checkpoint_dir} holds base training at step {done}, past the {steps} asked for")
+            with open(_history_path(checkpoint_dir, done)) as f:
+                history = json.load(f)
             if log:
                 log(f"base training resumed at step {done}/{steps} from {manager.latest_checkpoint}")
             dataset = dataset.skip(done)

@@ -29,6 +29,7 @@ from tfcflow import config as config_lib
 #: the run folder's subfolder where base training (train.base_steps) saves itself
 BASE_CHECKPOINTS = "base_checkpoints"
 
+
 def _tf():
     import tensorflow as tf
     return tf
