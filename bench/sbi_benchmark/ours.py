@@ -84,7 +84,8 @@ def _optimizer(a, num_simulations: int):
     return keras.optimizers.Adam(rate)
 
 
-def main(argv=None) -> dict:
+def parser() -> argparse.ArgumentParser:
+    """ours.py's command line (run.py's ``settings_args`` writes its options)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", required=True, help="a task of the cache (common.TASKS)")
     p.add_argument("--contestant", required=True, choices=common.OURS)
@@ -123,7 +124,11 @@ def main(argv=None) -> dict:
     p.add_argument("--no-bounds", action="store_true", help="ignore the prior's box support")
     p.add_argument("--bounds-method", default="map", choices=("map", "reject"),
                    help="how the prior's box is enforced (the models' bounds_method argument)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> dict:
+    a = parser().parse_args(argv)
     classes = _model_classes()
 
     import keras

@@ -15,10 +15,13 @@ sbibm, BayesFlow), tfcflow's contestants in ``--ours-python`` (default: this Pyt
    on average 0.02 lower).
 
 ``--timing``: on two_moons and slcp, alternates one of our contestants and one peer (``--rounds``
-rounds, the order flipped every round, the table's settings) and writes OUT/timing/timing.md
-with the ratios. ``--smoke``: the plumbing only, without the peer environment: tfcflow's
-contestants on two_moons from tfcflow's NumPy simulator, few simulations, a tiny model, a few
-epochs, C2ST by tfcflow.diagnostics.c2st against a rejection-ABC sample (see simulate.py).
+rounds, the order flipped every round) and writes OUT/timing/timing.md with the ratios. Ours runs
+with the settings of its table record on that task (``settings_args``: the model and training that
+produced the table's C2ST, e.g. a task's dropout or bounds method), so the times are times to
+that result; the peers run their defaults, as in the table. ``--smoke``: the plumbing only,
+without the peer environment: tfcflow's contestants on two_moons from tfcflow's NumPy simulator,
+few simulations, a tiny model, a few epochs, C2ST by tfcflow.diagnostics.c2st against a
+rejection-ABC sample (see simulate.py).
 
     python bench/sbi_benchmark/run.py                                   # everything, resumable
     python bench/sbi_benchmark/run.py --contestants ours --redo         # rerun tfcflow's only
@@ -45,6 +48,29 @@ SMOKE_SIMULATE = ["--num-simulations", "500", "--num-reference", "300", "--abc-d
 SMOKE_OURS = ["--num-samples", "300", "--epochs", "2", "--depth", "2", "--width", "16", "--batch-size", "128",
               "--patience", "1", "--verbose", "0"]
 GROUPS = {"all": common.CONTESTANTS, "ours": common.OURS, "peers": common.PEERS}
+
+
+#: ours.py options that a table record's ``settings`` hold (the rest follow from the contestant)
+SETTING_FLAGS = ("depth", "width", "hidden_layers", "network", "activation", "dropout", "epochs", "batch_size",
+                 "lr", "schedule", "weight_decay", "clipnorm", "validation_fraction", "patience", "lr_patience",
+                 "mixing", "bounds_method", "spline_bins", "spline_bound", "ensemble")
+
+
+def settings_args(record: dict) -> list:
+    """ours.py options that reproduce a result record's model and training: its ``settings`` (keys
+    of ``SETTING_FLAGS`` that it has; older records lack some, and ours.py's defaults then apply,
+    as they did for that run), ``--no-bounds`` if it had none, and its seed."""
+    settings = record.get("settings", {})
+    args = []
+    for key in SETTING_FLAGS:
+        value = settings.get(key)
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    if "bounds" in settings and settings["bounds"] is None:
+        args.append("--no-bounds")
+    if "seed" in record:
+        args += ["--seed", str(record["seed"])]
+    return args
 
 
 def contestant_list(spec: str) -> list:
@@ -83,10 +109,15 @@ class Runner:
             return self.call(self.a.ours_python, "simulate.py", "--smoke", *SMOKE_SIMULATE)
         return self.call(self.a.peer_python, "simulate.py", "--tasks", ",".join(tasks))
 
-    def train(self, task: str, contestant: str, dest=None) -> bool:
+    def train(self, task: str, contestant: str, dest=None, table_settings: bool = False) -> bool:
+        """Trains and samples one contestant. ``table_settings``: ours with the settings of its
+        table record on this task (``settings_args``), if there is one; ``--ours-args`` come last."""
         extra = ["--dest", dest] if dest else []
         if contestant in common.OURS:
             ours_args = (SMOKE_OURS if self.a.smoke else []) + shlex.split(self.a.ours_args)
+            record = common.result_file(self.a.out, task, contestant)
+            if table_settings and not self.a.smoke and os.path.exists(record):
+                ours_args = settings_args(common.read_json(record)) + ours_args
             return self.call(self.a.ours_python, "ours.py", "--task", task, "--contestant", contestant, *extra,
                              *ours_args)
         return self.call(self.a.peer_python, "peers.py", "--task", task, "--contestant", contestant, *extra)
@@ -192,7 +223,7 @@ def run_timing(runner: Runner, tasks, ours: str, peer: str, rounds: int) -> None
         for r in range(rounds):
             for c in ((ours, peer) if r % 2 == 0 else (peer, ours)):
                 dest = os.path.join(a.out, "timing", f"{task}__{c}__r{r}")
-                if runner.train(task, c, dest=dest):
+                if runner.train(task, c, dest=dest, table_settings=True):
                     records[c].append(common.read_json(dest + ".json"))
         if not (records[ours] and records[peer]):
             continue

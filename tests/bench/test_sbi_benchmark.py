@@ -124,3 +124,30 @@ def test_the_posterior_profile_splits_sampling_and_the_training_step(tmp_path):
     assert record["draws"] == 100 and record["samples_per_second"] > 0 and record["variables"] == 15
     assert set(record["train_step_ms"]) == {"loss and gradients", "optimizer update", "Keras fit step (all of it)"}
     assert all(v > 0 for v in record["train_step_ms"].values())
+
+
+def test_timing_replays_the_table_records_settings():
+    # run.settings_args turns a result record back into ours.py options: parsed by ours.py, they
+    # give the record's settings (the timing then trains exactly the model behind the table's C2ST)
+    run = _run_module()
+    path = list(sys.path)
+    try:
+        sys.path.insert(0, os.path.dirname(RUN))
+        import ours
+    finally:
+        sys.path[:] = path
+        sys.modules.pop("ours", None)
+    settings = {"depth": 4, "width": 96, "hidden_layers": 3, "network": "residual", "activation": "silu",
+                "dropout": 0.1, "epochs": 50, "batch_size": 128, "lr": 0.001, "schedule": "cosine",
+                "weight_decay": 0.01, "clipnorm": 2.0, "validation_fraction": 0.2, "patience": 7, "lr_patience": 0,
+                "mixing": "permutation", "bounds_method": "reject", "spline_bins": 6, "spline_bound": 4.0,
+                "ensemble": 3, "bounds": None, "model": "ConditionalRealNVP", "coupling": "spline"}
+    args = run.settings_args({"settings": settings, "seed": 5})
+    a = ours.parser().parse_args(["--task", "slcp", "--contestant", "tfcflow_cinn_spline", *args])
+    for key in run.SETTING_FLAGS:
+        assert getattr(a, key) == settings[key], key
+    assert a.no_bounds and a.seed == 5
+    # an older record without some settings: ours.py's defaults stand, as they did for that run
+    a = ours.parser().parse_args(["--task", "slcp", "--contestant", "tfcflow_cinn_spline",
+                                  *run.settings_args({"settings": {"width": 64, "bounds": [[-3.0, 3.0]] * 5}})])
+    assert a.width == 64 and a.dropout == 0.0 and not a.no_bounds and a.seed == 0
