@@ -238,21 +238,21 @@ class Job:
                 data = self._patches(t["base_patch_size"] or self.data_cfg["patch_size"], batch, self.cfg["seed"] + 1)
             else:
                 data = self.train_ds.unbatch().batch(batch, drop_remainder=True)
-            folder = os.path.join(self.out_dir, BASE_CHECKPOINTS)
-            saved = _tf().train.latest_checkpoint(folder)
+            saved = self._latest_checkpoint(BASE_CHECKPOINTS)
             t0 = time.time()
             history = base_training.fit_base(self.model, data, t["base_steps"],
                                              t["base_learning_rate"] or t["learning_rate"],
                                              log_every=t["steps_per_epoch"], log=print if self.chief else None,
-                                             checkpoint_dir=folder)
+                                             checkpoint_dir=os.path.join(self.out_dir, BASE_CHECKPOINTS))
             # resumed_at: the base step this process started from (its checkpoint; 0 = from scratch)
             self.base_training = dict(steps=t["base_steps"], seconds=time.time() - t0, l1=history,
                                       resumed_at=int(saved.rsplit("-", 1)[1]) if saved else 0)
         base_training.freeze_base(self.model)
 
-    def _latest_checkpoint(self) -> Optional[str]:
-        """The run folder's latest checkpoint path, or None before the first one."""
-        return _tf().train.latest_checkpoint(os.path.join(self.out_dir, "checkpoints"))
+    def _latest_checkpoint(self, folder: str = "checkpoints") -> Optional[str]:
+        """The latest checkpoint path in the run folder's ``folder`` (the flow's by default), or None
+        before the first one."""
+        return _tf().train.latest_checkpoint(os.path.join(self.out_dir, folder))
 
     def _check_out_dir(self):
         """Read-only checks of the output folder before anything is built: it is not a file, and a
@@ -269,8 +269,7 @@ class Job:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise config_lib.ConfigError(f"{path} is not valid JSON ({e}); refusing to touch that run folder: "
                                          f"repair the file or use another --out folder") from None
-        if self._latest_checkpoint() is None and _tf().train.latest_checkpoint(
-                os.path.join(self.out_dir, BASE_CHECKPOINTS)) is None:
+        if self._latest_checkpoint() is None and self._latest_checkpoint(BASE_CHECKPOINTS) is None:
             return
         diffs = config_lib.resume_conflicts(saved, self.cfg)
         if diffs:
