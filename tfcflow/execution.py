@@ -14,6 +14,16 @@ computes the same densities and the same seeded samples (up to float rounding) u
   benchmark machine this made log-prob, sampling and training of the benchmark Glow 1.4-1.5x
   faster (docs/benchmarks.md). Seeded draws do not change: models draw per-example noise for the
   whole batch and take each sub-batch's rows (``ConditionalFlowModel._batch_noise``).
+- ``jit_sampling=True``: ``sample(condition, num_samples=N)``, called eagerly, runs each chunk's
+  flow pass as one XLA-compiled function (vector flows: ``ConditionalRealNVP``,
+  ``RelaxedConditionFlow``). A flow pass is a long chain of small ops (the spline's knots, softmax,
+  cumsum, gathers per coupling); XLA fuses them. Shapes are made static for the compiler: a chunk
+  is padded to a power of two rows (at most ``batch_size``) and rejection sampling's redrawn rows
+  (``bounds_method="reject"``) go through in groups of ``REDRAW_GROUP_ROWS``, so a model compiles
+  a few shapes once and reuses them. The draws are the plain graph's (same noise per row, up to
+  float rounding). Inside a user's ``tf.function`` or a SavedModel signature the plain graph runs
+  (serving an XLA function needs a server built with XLA). The first eager call pays the
+  compilation (seconds).
 - ``fused_steps=True``: every ActNorm -> 1x1 conv [-> affine coupling] of a ``FlowSequence`` runs as
   one ``FusedStep`` bijector (the same map with fewer passes over the activations; 1.01-1.08x on the
   benchmark Glow). Off, ``layer.bijector()`` is exactly the chain of its layers' views.
@@ -48,11 +58,13 @@ class Execution:
 
     sub_batches: int = 1
     fused_steps: bool = False
+    jit_sampling: bool = False
 
     def __post_init__(self):
         check_sub_batches(self.sub_batches)
-        if not isinstance(self.fused_steps, bool):
-            raise ValueError(f"fused_steps must be True or False, got {self.fused_steps!r}")
+        for name in ("fused_steps", "jit_sampling"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
 
 def sub_batch_sizes(batch: Union[int, tf.Tensor], n: int):

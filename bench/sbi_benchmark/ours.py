@@ -23,7 +23,8 @@ used to choose settings before spending a C2ST run (docs/benchmarks.md section 4
 
 Timing: ``train_seconds`` from building the model to the end of ``fit`` (wall clock, tracing
 included); ``samples_per_second`` = observations x samples / wall time of the sampling calls, after
-one untimed warm-up call on the first observation (the same rule as peers.py).
+one untimed warm-up call on the first observation (the same rule as peers.py); that call's own time
+(tracing, and XLA's compilation with ``--jit-sampling``) is ``first_sample_seconds``.
 
 Writes ``PREFIX.npz`` (``samples`` [K, N, D]) and ``PREFIX.json``; ``--dest`` gives ``PREFIX``
 (default: ``OUT/samples/<task>__<contestant>``).
@@ -124,6 +125,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bounds", action="store_true", help="ignore the prior's box support")
     p.add_argument("--bounds-method", default="map", choices=("map", "reject"),
                    help="how the prior's box is enforced (the models' bounds_method argument)")
+    p.add_argument("--jit-sampling", action="store_true",
+                   help="sample with Execution(jit_sampling=True): XLA-compiled flow passes (an execution "
+                        "choice, not the model's config)")
+    p.add_argument("--sample-batch-size", type=int,
+                   help="rows per sampling chunk (sample's batch_size; default the library's)")
     return p
 
 
@@ -141,7 +147,8 @@ def main(argv=None) -> dict:
                 "tfcflow_cinn_ensemble": "affine", "tfcflow_cinn_spline_ensemble": "spline"}[a.contestant]
     settings = {k: getattr(a, k) for k in ("depth", "width", "hidden_layers", "network", "activation", "dropout",
                                             "epochs", "batch_size", "lr", "schedule", "weight_decay", "clipnorm",
-                                            "validation_fraction", "patience", "lr_patience")}
+                                            "validation_fraction", "patience", "lr_patience", "jit_sampling",
+                                            "sample_batch_size")}
     box = None if a.no_bounds else PRIOR_BOXES.get(a.task)
     bounds = None if box is None else [[box[0], box[1]]] * box[2]
     settings.update(model=classes[a.contestant].__name__, coupling=coupling, mixing=a.mixing, standardize=True,
@@ -181,10 +188,17 @@ def main(argv=None) -> dict:
         best_val = [float(min(history.history["val_loss"]))]
     train_seconds = time.perf_counter() - t0
 
-    def sample(x_obs, seed):
-        return np.asarray(model.sample(x_obs[None], num_samples=a.num_samples, seed=seed))[0]
+    if a.jit_sampling:
+        from tfcflow.execution import Execution
+        model.execution = Execution(jit_sampling=True)
 
-    sample(observations[0], a.seed)  # warm-up (tracing), untimed
+    def sample(x_obs, seed):
+        return np.asarray(model.sample(x_obs[None], num_samples=a.num_samples, seed=seed,
+                                       batch_size=a.sample_batch_size))[0]
+
+    t0 = time.perf_counter()
+    sample(observations[0], a.seed)  # warm-up (tracing; XLA's compilation with --jit-sampling), untimed
+    first_sample_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     samples = np.stack([sample(o, a.seed + 1 + i) for i, o in enumerate(observations)]).astype(np.float32)
     sample_seconds = time.perf_counter() - t0
@@ -204,6 +218,7 @@ def main(argv=None) -> dict:
 
     record = {"task": a.task, **forward, "contestant": a.contestant, "num_simulations": int(len(theta)),
               "train_seconds": train_seconds, "sample_seconds": sample_seconds,
+              "first_sample_seconds": first_sample_seconds,
               "samples_per_second": samples.shape[0] * samples.shape[1] / sample_seconds,
               "epochs": epochs, "seed": a.seed, "settings": settings,
               # the held-out NLL that early stopping kept, per member: a quick proxy of C2ST for

@@ -53,7 +53,9 @@ GROUPS = {"all": common.CONTESTANTS, "ours": common.OURS, "peers": common.PEERS}
 #: ours.py options that a table record's ``settings`` hold (the rest follow from the contestant)
 SETTING_FLAGS = ("depth", "width", "hidden_layers", "network", "activation", "dropout", "epochs", "batch_size",
                  "lr", "schedule", "weight_decay", "clipnorm", "validation_fraction", "patience", "lr_patience",
-                 "mixing", "bounds_method", "spline_bins", "spline_bound", "ensemble")
+                 "mixing", "bounds_method", "spline_bins", "spline_bound", "ensemble", "sample_batch_size")
+#: settings that are ours.py switches (given when true)
+SETTING_SWITCHES = ("jit_sampling",)
 
 
 def settings_args(record: dict) -> list:
@@ -66,6 +68,7 @@ def settings_args(record: dict) -> list:
         value = settings.get(key)
         if value is not None:
             args += [f"--{key.replace('_', '-')}", str(value)]
+    args += [f"--{key.replace('_', '-')}" for key in SETTING_SWITCHES if settings.get(key)]
     if "bounds" in settings and settings["bounds"] is None:
         args.append("--no-bounds")
     if "seed" in record:

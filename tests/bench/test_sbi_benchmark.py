@@ -51,6 +51,26 @@ def test_a_rerun_skips_the_done_task_and_contestant(smoke_run):
     assert result.stat().st_mtime_ns == mtime
 
 
+def test_ours_samples_xla_compiled_on_request(smoke_run):
+    # --jit-sampling: the same model and seeds as the plain run's, sampled by XLA-compiled passes
+    out, _ = smoke_run
+    script = os.path.join(os.path.dirname(RUN), "ours.py")
+    dest = out / "jit" / "two_moons"
+    smoke = ["--num-samples", "300", "--epochs", "2", "--depth", "2", "--width", "16", "--batch-size", "128",
+             "--patience", "1", "--verbose", "0"]
+    base = [sys.executable, script, "--out", str(out), "--task", "two_moons", "--contestant", "tfcflow_cinn_spline",
+            *smoke]
+    for extra in ([], ["--jit-sampling", "--sample-batch-size", "64"]):
+        proc = subprocess.run(base + ["--dest", f"{dest}{len(extra)}", *extra], capture_output=True, text=True,
+                              cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    plain, jit = (json.loads(open(f"{dest}{k}.json").read()) for k in (0, 3))
+    assert not plain["settings"]["jit_sampling"] and jit["settings"]["jit_sampling"]
+    assert jit["settings"]["sample_batch_size"] == 64 and jit["first_sample_seconds"] > 0
+    import numpy as np
+    np.testing.assert_allclose(np.load(f"{dest}3.npz")["samples"], np.load(f"{dest}0.npz")["samples"], atol=1e-3)
+
+
 def _run_module():
     import importlib.util
 
@@ -141,13 +161,19 @@ def test_timing_replays_the_table_records_settings():
                 "dropout": 0.1, "epochs": 50, "batch_size": 128, "lr": 0.001, "schedule": "cosine",
                 "weight_decay": 0.01, "clipnorm": 2.0, "validation_fraction": 0.2, "patience": 7, "lr_patience": 0,
                 "mixing": "permutation", "bounds_method": "reject", "spline_bins": 6, "spline_bound": 4.0,
-                "ensemble": 3, "bounds": None, "model": "ConditionalRealNVP", "coupling": "spline"}
+                "ensemble": 3, "sample_batch_size": 10000, "jit_sampling": True, "bounds": None,
+                "model": "ConditionalRealNVP", "coupling": "spline"}
     args = run.settings_args({"settings": settings, "seed": 5})
     a = ours.parser().parse_args(["--task", "slcp", "--contestant", "tfcflow_cinn_spline", *args])
-    for key in run.SETTING_FLAGS:
+    for key in run.SETTING_FLAGS + run.SETTING_SWITCHES:
         assert getattr(a, key) == settings[key], key
     assert a.no_bounds and a.seed == 5
+    settings["jit_sampling"] = False
+    a = ours.parser().parse_args(["--task", "slcp", "--contestant", "tfcflow_cinn_spline",
+                                  *run.settings_args({"settings": settings})])
+    assert a.jit_sampling is False
     # an older record without some settings: ours.py's defaults stand, as they did for that run
     a = ours.parser().parse_args(["--task", "slcp", "--contestant", "tfcflow_cinn_spline",
                                   *run.settings_args({"settings": {"width": 64, "bounds": [[-3.0, 3.0]] * 5}})])
     assert a.width == 64 and a.dropout == 0.0 and not a.no_bounds and a.seed == 0
+    assert not a.jit_sampling and a.sample_batch_size is None

@@ -38,6 +38,13 @@ from tfcflow.train_step import FlowTrainer
 #: rows evaluated at a time by ``sample(num_samples=...)`` unless ``batch_size`` says otherwise
 DEFAULT_SAMPLE_ROWS = 4096
 
+
+def padded_rows(total: int, rows: int) -> int:
+    """The static rows of an XLA-compiled sampling chunk (``Execution(jit_sampling=True)``): the
+    smallest power of two >= ``total``, at most ``rows``. Powers of two bound how many shapes a
+    model compiles (one per size class, not per ``num_samples``) and waste < 2x on small calls."""
+    return min(int(rows), 1 << max(0, int(total) - 1).bit_length())
+
 #: the smallest batch ``initialize`` accepts (CAFlow initialized from 1-2 MNIST-like examples gave
 #: held-out log-probs of -1e4 to -6e5 nats instead of about -1.3e3)
 MIN_INIT_EXAMPLES = 4
@@ -54,6 +61,8 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
 
     #: name of the per-dimension NLL metric reported by fit/evaluate
     PER_DIM_METRIC = "nats_per_dim"
+    #: whether ``Execution(jit_sampling=True)`` applies (models whose flow pass XLA compiles)
+    JIT_SAMPLING = False
 
     def __init__(self, event_shape: Sequence[int], condition_shape: Sequence[int], **kwargs):
         super().__init__(**kwargs)
@@ -64,6 +73,7 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         self._sub_batch_rows = None  # (first row, batch size) of the sub-batch being traced, else None
         self._chunk_rows = None  # the same for the chunk of ``sample(num_samples=...)`` being evaluated
         self._redraw_rows = None  # (row indices, block size) while only some rows of a block are redrawn
+        self._jit_sampling = False  # True while an XLA-compiled sample(num_samples=...) graph is traced
         self._init_trainer()
 
     # ---- shapes ----------------------------------------------------------------------------------
@@ -90,6 +100,9 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
     def execution(self, value: execution_lib.Execution) -> None:
         if not isinstance(value, execution_lib.Execution):
             raise ValueError(f"execution must be a tfcflow.execution.Execution, got {value!r}")
+        if value.jit_sampling and not self.JIT_SAMPLING:
+            raise ValueError(f"Execution(jit_sampling=True) applies to vector flows (ConditionalRealNVP, "
+                             f"RelaxedConditionFlow); {type(self).__name__} samples with the plain graph")
         self._execution = value
         for layer in self._flatten_layers():
             if isinstance(layer, FlowSequence):
@@ -197,28 +210,38 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
             fn = graphs.get(self._sample_graph_key())
             if fn is None:
                 fn = graphs[self._sample_graph_key()] = tf.function(self._sample_many, reduce_retracing=True)
-            x = _checks.finite_samples(fn(c, tf.constant(n, tf.int32), temperature, seed, rows))
+            jit = self._execution.jit_sampling
+            if jit:  # static chunk shapes for the compiler, one per size class
+                rows = padded_rows(int(c.shape[0]) * int(n), rows)
+            x = _checks.finite_samples(fn(c, tf.constant(n, tf.int32), temperature, seed, rows, jit))
         else:
             x = _checks.finite_samples(self._sample_many(c, n, temperature, seed, rows))
         return tf.reshape(x, tf.concat([[tf.shape(c)[0], n], tf.shape(x)[1:]], 0))
 
-    def _sample_many(self, c, n, temperature, seed, rows: int) -> tf.Tensor:
+    def _sample_many(self, c, n, temperature, seed, rows: int, jit: bool = False) -> tf.Tensor:
         """``[batch * n, *event_shape]``: n samples of each condition row (row-major), ``rows`` at a
         time. The condition's features are computed once per row and repeated (a summary network
-        runs once per observation, not once per sample)."""
+        runs once per observation, not once per sample). ``jit`` (``Execution(jit_sampling=True)``):
+        every chunk has exactly ``rows`` rows (the last one padded by repeating the final row, its
+        extra draws dropped) and the model's flow passes run XLA-compiled (``_flow_pass``)."""
         features = self._sampling_features(c)
         tiled = tf.nest.map_structure(lambda t: tf.repeat(t, n, axis=0), features)
         total = tf.shape(tf.nest.flatten(tiled)[0])[0]
 
         def chunk(start):
             size = tf.minimum(rows, total - start)
-            part = tf.nest.map_structure(lambda t: t[start:start + size], tiled)
-            self._chunk_rows = (start, total)
+            if jit:
+                index = tf.minimum(start + tf.range(rows), total - 1)
+                part = tf.nest.map_structure(lambda t: tf.gather(t, index), tiled)
+            else:
+                part = tf.nest.map_structure(lambda t: t[start:start + size], tiled)
+            self._chunk_rows, self._jit_sampling = (start, total), jit
             try:
-                return self._in_sub_batches(lambda *f: self._sample_from_features(
+                out = self._in_sub_batches(lambda *f: self._sample_from_features(
                     tf.nest.pack_sequence_as(part, f), temperature, seed), *tf.nest.flatten(part))
             finally:
-                self._chunk_rows = None
+                self._chunk_rows, self._jit_sampling = None, False
+            return out[:size] if jit else out
 
         if tf.executing_eagerly():
             return tf.concat([chunk(tf.constant(s)) for s in range(0, int(total), rows)] or
@@ -235,6 +258,16 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
     def _sample_graph_key(self):
         """Python state that changes what ``_sample_many`` traces (hashable; None: none)."""
         return None
+
+    def _flow_pass(self, fn, *args):
+        """``fn(*args)``: one pass of the flow over a block of rows (noise drawn inside by
+        ``_batch_noise``), XLA-compiled while a ``jit_sampling`` chunk is traced (its tensors'
+        shapes are then static), else inline."""
+        if not self._jit_sampling:
+            return fn(*args)
+        # a new function per trace of the chunk: it reads the Python state set for this trace (the
+        # chunk's rows, the redrawn rows) and captures the tensors it holds
+        return tf.function(fn, jit_compile=True, autograph=False)(*args)
 
     def _sampling_features(self, condition):
         """What ``_sample_from_features`` is conditioned on, computed once per condition row."""

@@ -52,6 +52,9 @@ BOUNDS_METHODS = ("map", "reject")
 #: rounds of rejection sampling (``bounds_method="reject"``) before a row still outside is an error:
 #: with an acceptance rate a, a row is still outside after k rounds with probability (1 - a)^k
 REJECTION_ROUNDS = 200
+#: rows per XLA-compiled pass over redrawn rows (``Execution(jit_sampling=True)``): a static shape
+#: for the compiler, small against a chunk (a round usually redraws a few rows of thousands)
+REDRAW_GROUP_ROWS = 256
 #: draws per condition row from which a rejection-bounded ``log_prob`` estimates Z(c)
 SUPPORT_DRAWS = 4096
 #: the seed of those draws (fixed: log_prob is a deterministic function)
@@ -90,6 +93,8 @@ class VectorFlowModel(ConditionalFlowModel):
         ``[lower, upper]`` pair per dimension, None (null) for an open side.
       bounds_method: ``"map"`` or ``"reject"`` (module docstring).
     """
+
+    JIT_SAMPLING = True
 
     def __init__(self, event_shape: Shape, condition_shape: Shape, standardize: bool = True,
                  bounds=None, summary_network=None, bounds_method: str = "map", **kwargs):
@@ -283,7 +288,10 @@ class VectorFlowModel(ConditionalFlowModel):
         return self._features(condition)
 
     def _sample_from_features(self, features, temperature, seed):
-        x = self._to_data_space(self._flow_sample(features, temperature, seed))
+        def draw(f, s):
+            return self._to_data_space(self._flow_sample(f, temperature, s))
+
+        x = self._flow_pass(draw, features, seed)
         if not self._rejects:
             return x
         # rejection: round r redraws the rows still outside from the seed's r-th stream; a row's
@@ -292,12 +300,7 @@ class VectorFlowModel(ConditionalFlowModel):
 
         def redraw(r, x):
             index = tf.reshape(tf.where(outside_support(self.bounds, x)), [-1])
-            self._redraw_rows = (index, block)
-            try:
-                new = self._to_data_space(self._flow_sample(tf.gather(features, index), temperature,
-                                                            _random.fold_in_tensor(seed, r)))
-            finally:
-                self._redraw_rows = None
+            new = self._redraw(draw, features, index, block, _random.fold_in_tensor(seed, r))
             return r + 1, tf.tensor_scatter_nd_update(x, index[:, None], new)
 
         _, x = tf.while_loop(lambda r, x: (r <= REJECTION_ROUNDS) & tf.reduce_any(outside_support(self.bounds, x)),
@@ -306,6 +309,28 @@ class VectorFlowModel(ConditionalFlowModel):
                                f"rejection sampling (bounds_method='reject') left draws outside the bounds after "
                                f"{REJECTION_ROUNDS} rounds: the posterior's mass inside the bounds is tiny for "
                                f"this condition (support_mass tells); bounds_method='map' samples inside always")
+
+    def _redraw(self, draw, features, index, block, seed):
+        """``draw`` of the rows ``index`` of a block of ``block`` rows, each with its own row of
+        the block's noise. Under ``jit_sampling`` in compiled passes of ``REDRAW_GROUP_ROWS`` rows
+        (``index`` padded by repeating its last entry; the padding's draws are dropped)."""
+        def rows(idx):
+            self._redraw_rows = (idx, block)
+            try:
+                return self._flow_pass(draw, tf.gather(features, idx), seed)
+            finally:
+                self._redraw_rows = None
+
+        if not self._jit_sampling:
+            return rows(index)
+        count = tf.size(index, out_type=tf.int32)
+        groups = (count + REDRAW_GROUP_ROWS - 1) // REDRAW_GROUP_ROWS
+        padded = tf.reshape(tf.gather(index, tf.minimum(tf.range(groups * REDRAW_GROUP_ROWS), count - 1)),
+                            [groups, REDRAW_GROUP_ROWS])
+        out = tf.TensorArray(tf.float32, size=groups, element_shape=[REDRAW_GROUP_ROWS, self.event_size])
+        _, out = tf.while_loop(lambda g, out: g < groups, lambda g, out: (g + 1, out.write(g, rows(padded[g]))),
+                               [tf.constant(0), out])
+        return out.concat()[:count]
 
     def _data_init(self, x, condition, force):
         if self.needs_adapting():
