@@ -17,10 +17,11 @@ computes the same densities and the same seeded samples (up to float rounding) u
 - ``jit_sampling=True``: ``sample(condition, num_samples=N)``, called eagerly, runs each chunk's
   flow pass as one XLA-compiled function (vector flows: ``ConditionalRealNVP``,
   ``RelaxedConditionFlow``). A flow pass is a long chain of small ops (the spline's knots, softmax,
-  cumsum, gathers per coupling); XLA fuses them. Shapes are made static for the compiler: a chunk
-  is padded to a power of two rows (at most ``batch_size``) and rejection sampling's redrawn rows
-  (``bounds_method="reject"``) go through in groups of ``REDRAW_GROUP_ROWS``, so a model compiles
-  a few shapes once and reuses them. The draws are the plain graph's (same noise per row, up to
+  cumsum, gathers per coupling); XLA fuses them. Shapes are made static for the compiler: the
+  chunks are padded to a size class (``models.base.padded_rows``: < 25% padding, at most
+  ``batch_size`` rows) and rejection sampling's redrawn rows (``bounds_method="reject"``) go
+  through in groups of ``vector_flow.REDRAW_GROUP_ROWS``, so a model compiles a few shapes once
+  and reuses them. The draws are the plain graph's (same noise per row, up to
   float rounding). Inside a user's ``tf.function`` or a SavedModel signature the plain graph runs
   (serving an XLA function needs a server built with XLA). The first eager call pays the
   compilation (seconds).

@@ -378,8 +378,8 @@ def _jit(model):
 def test_jit_sampling_gives_the_plain_draws(small):
     _, c = regression_data(3, seed=19)
     jit = _jit(small)
-    # 3 x 7 = 21 rows: one chunk padded to 32; with batch_size 8, three chunks of 8 (the last padded)
-    for batch_size in (None, 8):
+    # 3 x 7 = 21 rows: one chunk padded to 24; with batch_size 8, three chunks of 7 (no padding)
+    for batch_size in (None, 8, 5):  # 5: five chunks of 5, the last one 1 row and 4 padding
         plain = small.sample(c, num_samples=7, seed=12, batch_size=batch_size).numpy()
         compiled = jit.sample(c, num_samples=7, seed=12, batch_size=batch_size).numpy()
         assert compiled.shape == (3, 7, 2)
@@ -416,7 +416,14 @@ def test_jit_sampling_is_asked_for_on_models_that_have_it():
     with pytest.raises(ValueError, match="jit_sampling=True\\) applies to vector flows"):
         FlowEnsemble.of(ConditionalRealNVP, 2, event_shape=2, condition_shape=3, depth=1, width=8).execution = \
             Execution(jit_sampling=True)
-    assert [padded_rows(t, 4096) for t in (1, 2, 3, 21, 4096, 4097, 10 ** 6)] == [1, 2, 4, 32, 4096, 4096, 4096]
+    # chunks of the common size rounded up to 2^k x (1, 1.25, 1.5, 1.75): < 25% padding, few shapes
+    cases = {(1, 4096): 1, (3, 4096): 3, (21, 4096): 24, (10_000, 4096): 3584, (10_000, 16384): 10240,
+             (4096, 4096): 4096, (4097, 4096): 2560, (10 ** 6, 4096): 4096, (12, 8): 6}
+    assert {k: padded_rows(*k) for k in cases} == cases
+    for total in range(1, 3000, 7):
+        size = padded_rows(total, 1024)
+        chunks = -(-total // size)
+        assert size <= 1024 and chunks == -(-total // 1024) and chunks * size < 1.25 * total + 4 * chunks
 
 
 # ---- fit learns the standardization ------------------------------------------------------------------

@@ -40,14 +40,16 @@ DEFAULT_SAMPLE_ROWS = 4096
 
 
 def padded_rows(total: int, rows: int) -> int:
-    """The static rows of an XLA-compiled sampling chunk (``Execution(jit_sampling=True)``): the
-    smallest power of two >= ``total``, at most ``rows``. Powers of two bound how many shapes a
-    model compiles (one per size class, not per ``num_samples``) and waste < 2x on small calls."""
-    return min(int(rows), 1 << max(0, int(total) - 1).bit_length())
-
-#: the smallest batch ``initialize`` accepts (CAFlow initialized from 1-2 MNIST-like examples gave
-#: held-out log-probs of -1e4 to -6e5 nats instead of about -1.3e3)
-MIN_INIT_EXAMPLES = 4
+    """The static rows of every XLA-compiled chunk (``Execution(jit_sampling=True)``) of a call that
+    samples ``total`` rows at most ``rows`` at a time: the chunks' common size rounded up to a size
+    class, 2^k x (1, 1.25, 1.5 or 1.75). The classes bound how many shapes a model compiles (four
+    per doubling, not one per ``num_samples``) and the padding to < 25% of the rows."""
+    total, rows = max(1, int(total)), int(rows)
+    size = -(-total // -(-total // rows))  # ceil(total / number of chunks)
+    if size <= 4:
+        return size
+    step = 1 << (size.bit_length() - 3)  # a quarter of the largest power of two <= size
+    return min(rows, -(-size // step) * step)
 
 
 class ConditionalFlowModel(FlowTrainer, keras.Model):
