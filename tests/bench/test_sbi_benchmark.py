@@ -146,6 +146,17 @@ def test_the_posterior_profile_splits_sampling_and_the_training_step(tmp_path):
     assert all(v > 0 for v in record["train_step_ms"].values())
 
 
+def test_the_sampling_speed_bench_times_plain_and_compiled_sampling(tmp_path):
+    script = os.path.join(os.path.dirname(RUN), "sampling_speed.py")
+    out = tmp_path / "speed.json"
+    env = {**os.environ, "BENCH_MAX_WAIT": "0"}  # no waiting for a quiet machine in CI
+    subprocess.run([sys.executable, script, "--smoke", "--json", str(out)], check=True, capture_output=True, env=env)
+    record = json.loads(out.read_text())
+    (row,) = record["sizes"]
+    assert (row["width"], row["depth"]) == (8, 1) and record["draws"] == 100
+    assert row["plain"]["median"] > 0 and row["jit"]["median"] > 0 and row["jit_first_call_seconds"] > 0
+
+
 def test_timing_replays_the_table_records_settings():
     # run.settings_args turns a result record back into ours.py options: parsed by ours.py, they
     # give the record's settings (the timing then trains exactly the model behind the table's C2ST)

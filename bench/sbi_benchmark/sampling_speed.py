@@ -1,0 +1,97 @@
+"""Posterior samples per second of the spline cINN, plain against ``Execution(jit_sampling=True)``
+(XLA-compiled flow passes), for several coupling-network sizes, in one process.
+
+    python bench/sbi_benchmark/sampling_speed.py [--task two_moons] [--sizes 128x6,64x6,128x4]
+        [--draws 10000] [--batch-size 10000] [--json FILE] [--smoke]
+
+Each size is the table's ``tfcflow_cinn_spline`` (spline couplings, LU mixing, standardization,
+the prior's box mapped: rejection's cost depends on the trained posterior, which one epoch does not
+give) trained for one epoch on the task's cached simulations: the weights barely matter for the
+cost. Per size, the two executions sample ``--draws`` draws of each observation, alternated over
+``--runs`` runs with ``bench/timing.timed`` (clean runs on a quiet machine, medians). The first call
+of each (tracing; XLA's compilation) is timed apart. With ``--smoke`` (CI) a tiny model on random
+data and one run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+import common  # noqa: E402
+from ours import PRIOR_BOXES  # noqa: E402
+from timing import timed  # noqa: E402
+
+
+def _sizes(spec: str) -> list:
+    try:
+        return [tuple(int(v) for v in s.split("x")) for s in spec.split(",")]
+    except ValueError:
+        raise SystemExit(f"--sizes: WIDTHxDEPTH,... (e.g. 128x6,64x6), got {spec!r}") from None
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="two_moons", choices=common.TASKS)
+    p.add_argument("--out", default=os.path.join(common.REPO, "docs", "benchmarks", "sbi"))
+    p.add_argument("--sizes", default="128x6,64x6,128x4,64x4", help="WIDTHxDEPTH of the coupling networks")
+    p.add_argument("--draws", type=int, default=common.NUM_POSTERIOR_SAMPLES, help="draws per observation")
+    p.add_argument("--batch-size", type=int, default=10_000, help="sample's batch_size (rows per chunk)")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--json", help="also write the result here")
+    p.add_argument("--smoke", action="store_true", help="tiny model on random data, one run (CI)")
+    a = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+    from tfcflow.execution import Execution
+    from tfcflow.models import ConditionalRealNVP
+
+    if a.smoke:
+        rng = np.random.default_rng(0)
+        theta, x = rng.uniform(-1, 1, (512, 2)).astype(np.float32), rng.normal(size=(512, 2)).astype(np.float32)
+        observations, box, batch = x[:2], (-1.0, 1.0, 2), 64
+        a.sizes, a.draws, a.batch_size, a.runs = "8x1", 100, 64, 1
+    else:
+        data = np.load(common.cache_file(a.out, a.task))
+        theta, x, observations = (data[k].astype(np.float32) for k in ("theta", "x", "observations"))
+        box, batch = PRIOR_BOXES.get(a.task), 256
+    rows = []
+    for width, depth in _sizes(a.sizes):
+        keras.utils.set_random_seed(0)
+        model = ConditionalRealNVP(theta.shape[1], x.shape[1], depth=depth, width=width, hidden_layers=2,
+                                   coupling="spline", mixing="lu", standardize=True,
+                                   bounds=None if box is None else [[box[0], box[1]]] * box[2])
+        model.compile(optimizer=keras.optimizers.Adam(5e-4), clipnorm=5.0)
+        model.fit(theta, x, batch_size=batch, epochs=1, verbose=0)
+
+        def sample_all():
+            for i, o in enumerate(observations):
+                np.asarray(model.sample(o[None], num_samples=a.draws, seed=i, batch_size=a.batch_size))
+
+        row = {"width": width, "depth": depth}
+        for name, execution in (("plain", Execution()), ("jit", Execution(jit_sampling=True))):
+            model.execution = execution
+            t = time.perf_counter()
+            sample_all()  # tracing (and compiling): timed apart
+            row[f"{name}_first_call_seconds"] = time.perf_counter() - t
+            row[name] = timed(sample_all, a.draws * len(observations), calls=1, runs=a.runs)
+        row["jit_over_plain"] = row["jit"]["median"] / row["plain"]["median"]
+        rows.append(row)
+        print(f"{a.task} spline cINN {width}x{depth}: plain {row['plain']['median']:.0f} samples/s, "
+              f"jit {row['jit']['median']:.0f} samples/s ({row['jit_over_plain']:.2f}x; compiling "
+              f"{row['jit_first_call_seconds']:.1f} s)", flush=True)
+    result = {"task": a.task, "draws": a.draws, "observations": len(observations), "batch_size": a.batch_size,
+              "sizes": rows, "versions": common.versions("tensorflow", "keras", "tensorflow-probability"),
+              "git_revision": common.git_revision(), "command": common.this_command()}
+    if a.json:
+        common.write_json(a.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
