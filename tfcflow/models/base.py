@@ -52,6 +52,11 @@ def padded_rows(total: int, rows: int) -> int:
     return min(rows, -(-size // step) * step)
 
 
+#: the smallest batch ``initialize`` accepts (CAFlow initialized from 1-2 MNIST-like examples gave
+#: held-out log-probs of -1e4 to -6e5 nats instead of about -1.3e3)
+MIN_INIT_EXAMPLES = 4
+
+
 class ConditionalFlowModel(FlowTrainer, keras.Model):
     """Base class (see module docstring). Subclasses build their layers in ``__init__`` (so the
     model is built and its variables exist as soon as it is constructed) and implement the hooks.
