@@ -153,7 +153,7 @@ def test_the_sampling_speed_bench_times_plain_and_compiled_sampling(tmp_path):
     subprocess.run([sys.executable, script, "--smoke", "--json", str(out)], check=True, capture_output=True, env=env)
     record = json.loads(out.read_text())
     (row,) = record["sizes"]
-    assert (row["width"], row["depth"]) == (8, 1) and record["draws"] == 100
+    assert (row["width"], row["depth"], row["hidden_layers"]) == (8, 1, 2) and record["draws"] == 100
     assert row["plain"]["median"] > 0 and row["jit"]["median"] > 0 and row["jit_first_call_seconds"] > 0
 
 
