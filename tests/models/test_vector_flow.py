@@ -386,6 +386,10 @@ def test_jit_sampling_gives_the_plain_draws(small):
         # the same noise per row; XLA's erfinv and fusions differ from the plain kernels in the last bits
         np.testing.assert_allclose(compiled, plain, rtol=1e-4, atol=1e-4)
     assert not np.allclose(jit.sample(c, num_samples=7, seed=13).numpy(), plain, atol=1e-2)
+    # with sub-batches each sub-batch's pass is compiled and draws its own rows' noise
+    jit.execution = Execution(jit_sampling=True, sub_batches=2)
+    np.testing.assert_allclose(jit.sample(c, num_samples=7, seed=12, batch_size=5).numpy(), plain,
+                               rtol=1e-4, atol=1e-4)
     # in a graph of the user's (as in a SavedModel signature) the plain graph runs, with the same draws
     graph = tf.function(lambda cond: jit.sample(cond, num_samples=7, seed=12))(tf.constant(c)).numpy()
     np.testing.assert_allclose(graph, small.sample(c, num_samples=7, seed=12).numpy(), atol=1e-5)
@@ -560,6 +564,9 @@ def test_summary_sample_num_samples(summarized):
     s = m.sample(obs[:3], num_samples=4, seed=2, batch_size=5).numpy()
     assert s.shape == (3, 4, 2)
     np.testing.assert_allclose(s, m.sample(np.repeat(obs[:3], 4, 0), seed=2).numpy().reshape(3, 4, 2), atol=1e-5)
+    # compiled: the summary network runs once per observation outside XLA, the flow passes inside
+    np.testing.assert_allclose(_jit(m).sample(obs[:3], num_samples=4, seed=2, batch_size=5).numpy(), s,
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_summary_every_variable_gets_a_gradient(summarized):
