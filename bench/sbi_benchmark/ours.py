@@ -14,9 +14,10 @@ held-out ``--validation-fraction`` of the simulations (``val_loss``, patience ``
 weights restored), the learning rate halved after ``--lr-patience`` epochs without a better
 ``val_loss`` (or ``--schedule cosine``: BayesFlow's warm-up and cosine decay over ``--epochs``).
 The coupling networks use ``--activation`` and, while training, ``--dropout``. Every coupling block ends in
-a learned LU matrix (``--mixing lu``). The defaults are the settings of the published table; the
-smoke test shrinks them. (Before stop 23 the table's runs used ``--mixing permutation`` and no
-learning-rate reduction; docs/benchmarks.md section 4 gives both.)
+a learned LU matrix (``--mixing lu``). Each table entry's options are in its result's
+``settings`` (run.py's ``--timing`` replays them); where an entry departs from these defaults
+(e.g. the spline cINNs' depth, batch and learning rate since stops 27-28), docs/benchmarks.md
+section 4 says why. The smoke test shrinks the defaults.
 
 ``best_val_loss``: the held-out NLL early stopping kept (per ensemble member), the quick proxy
 used to choose settings before spending a C2ST run (docs/benchmarks.md section 4).
