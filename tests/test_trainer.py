@@ -134,10 +134,10 @@ def test_sub_batches_job_trains_like_one_batch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(tmp_path / "chains" / "results.json") as f:
         chained = json.load(f)
-    assert chained["execution"] == {"sub_batches": 2, "fused_steps": True}
+    assert chained["execution"] == {"sub_batches": 2, "fused_steps": True, "jit_sampling": False}
     assert chained["threads"] == {"intra_op": 1, "inter_op": 2}
     one = trainer.train(RCF_FAST, str(tmp_path / "one"), args)
-    assert one["execution"] == {"sub_batches": 1, "fused_steps": False}
+    assert one["execution"] == {"sub_batches": 1, "fused_steps": False, "jit_sampling": False}
     # the saved model config describes the model, not how the machine ran it
     with open(tmp_path / "chains" / "model.json") as f, open(tmp_path / "one" / "model.json") as g:
         chained_spec, one_spec = json.load(f), json.load(g)
