@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import common  # noqa: E402
-from ours import PRIOR_BOXES  # noqa: E402
+from cost_model import one_epoch_model, task_data  # noqa: E402
 from profile_train_step import op_table  # noqa: E402
 
 
@@ -52,26 +52,15 @@ def main(argv=None) -> dict:
     p.add_argument("--smoke", action="store_true", help="tiny model on random data, one call each (CI)")
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import numpy as np
     import tensorflow as tf
-    from tfcflow.models import ConditionalRealNVP
 
+    theta, x, observations, box = task_data(a.out, a.task, a.smoke)
     if a.smoke:
-        rng = np.random.default_rng(0)
-        theta, x = rng.uniform(-1, 1, (512, 2)).astype(np.float32), rng.normal(size=(512, 2)).astype(np.float32)
-        observations, box = x[:1], (-1.0, 1.0, 2)
         a.width, a.depth, a.calls, a.steps, draws, batch = 8, 1, 1, 1, 100, 64
     else:
-        data = np.load(common.cache_file(a.out, a.task))
-        theta, x, observations = (data[k].astype(np.float32) for k in ("theta", "x", "observations"))
-        box, draws, batch = PRIOR_BOXES.get(a.task), common.NUM_POSTERIOR_SAMPLES, 256
-    keras.utils.set_random_seed(0)
-    model = ConditionalRealNVP(theta.shape[1], x.shape[1], depth=a.depth, width=a.width, hidden_layers=2,
-                               coupling="spline", mixing="lu", standardize=True,
-                               bounds=None if box is None else [[box[0], box[1]]] * box[2])
-    model.compile(optimizer=keras.optimizers.Adam(5e-4), clipnorm=5.0)
-    model.fit(theta, x, batch_size=batch, epochs=1, verbose=0)
+        draws, batch = common.NUM_POSTERIOR_SAMPLES, 256
+    model = one_epoch_model(theta, x, box, a.width, a.depth, batch=batch)
 
     # ---- sampling: op types of `calls` calls of `draws` draws each ---------------------------------
     def sample(i=0):

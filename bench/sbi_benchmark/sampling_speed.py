@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 import common  # noqa: E402
-from ours import PRIOR_BOXES  # noqa: E402
+from cost_model import one_epoch_model, task_data  # noqa: E402
 from timing import timed  # noqa: E402
 
 
@@ -51,28 +51,16 @@ def main(argv=None) -> dict:
     p.add_argument("--smoke", action="store_true", help="tiny model on random data, one run (CI)")
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
     import numpy as np
     from tfcflow.execution import Execution
-    from tfcflow.models import ConditionalRealNVP
 
+    theta, x, observations, box = task_data(a.out, a.task, a.smoke)
+    batch = 256
     if a.smoke:
-        rng = np.random.default_rng(0)
-        theta, x = rng.uniform(-1, 1, (512, 2)).astype(np.float32), rng.normal(size=(512, 2)).astype(np.float32)
-        observations, box, batch = x[:2], (-1.0, 1.0, 2), 64
-        a.sizes, a.draws, a.batch_size, a.runs = "8x1", 100, 64, 1
-    else:
-        data = np.load(common.cache_file(a.out, a.task))
-        theta, x, observations = (data[k].astype(np.float32) for k in ("theta", "x", "observations"))
-        box, batch = PRIOR_BOXES.get(a.task), 256
+        a.sizes, a.draws, a.batch_size, a.runs, batch = "8x1", 100, 64, 1, 64
     rows = []
     for width, depth, hidden in _sizes(a.sizes):
-        keras.utils.set_random_seed(0)
-        model = ConditionalRealNVP(theta.shape[1], x.shape[1], depth=depth, width=width, hidden_layers=hidden,
-                                   coupling="spline", mixing="lu", standardize=True,
-                                   bounds=None if box is None else [[box[0], box[1]]] * box[2])
-        model.compile(optimizer=keras.optimizers.Adam(5e-4), clipnorm=5.0)
-        model.fit(theta, x, batch_size=batch, epochs=1, verbose=0)
+        model = one_epoch_model(theta, x, box, width, depth, hidden, batch)
 
         def sample_all():
             for i, o in enumerate(observations):
