@@ -41,3 +41,24 @@ def test_an_offset_draw_is_the_slice_of_the_whole_draw_eagerly_and_under_xla():
         # the same bits under XLA (its erfinv differs in the last bits, as for whole draws above)
         np.testing.assert_allclose(xla(seed, tf.constant(3 * row, tf.int64)).numpy(), whole_n[row:row + 7], atol=2e-6)
     assert not np.array_equal(_random.normal([7, 3], seed, offset=3).numpy(), whole_n[:7])
+
+
+def test_draws_at_chosen_positions_are_those_elements_of_the_whole_draw():
+    # the Philox rounds run in TF ops here: bit for bit TF's kernel, eagerly, in graphs and under XLA
+    seed = tf.constant([7, 3])
+    whole = _random._bits([5000], seed).numpy()
+    at = np.random.default_rng(0).integers(0, 5000, (37, 3))  # every lane, repeats, any order
+    np.testing.assert_array_equal(_random._bits([37, 3], seed, offset=tf.constant(at)).numpy(), whole[at])
+    bits = tf.function(lambda s, o: _random._bits([37, 3], s, offset=o), jit_compile=True)
+    np.testing.assert_array_equal(bits(seed, tf.constant(at)).numpy(), whole[at])
+    np.testing.assert_array_equal(_random.uniform([37, 3], seed, offset=at).numpy(),
+                                  _random.uniform([5000], seed).numpy()[at])
+    normal = tf.function(lambda s, o: _random.normal([37, 3], s, offset=o), jit_compile=True)
+    np.testing.assert_allclose(normal(seed, tf.constant(at)).numpy(), _random.normal([5000], seed).numpy()[at],
+                               atol=2e-6)
+    # positions around 2^34: the counter passes 2^32 (its first 32-bit word wraps into the second)
+    far = np.arange(2**34 - 5, 2**34 + 15)
+    np.testing.assert_array_equal(_random._bits([20], seed, offset=tf.constant(far)).numpy(),
+                                  _random._bits([20], seed, offset=int(far[0])).numpy())
+    assert not np.array_equal(_random._bits([20], tf.constant([7, 4]), offset=tf.constant(far)).numpy(),
+                              _random._bits([20], seed, offset=tf.constant(far)).numpy())

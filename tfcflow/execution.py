@@ -19,12 +19,12 @@ computes the same densities and the same seeded samples (up to float rounding) u
   ``RelaxedConditionFlow``). A flow pass is a long chain of small ops (the spline's knots, softmax,
   cumsum, gathers per coupling); XLA fuses them. Shapes are made static for the compiler: the
   chunks are padded to a size class (``models.base.padded_rows``: < 25% padding, at most
-  ``batch_size`` rows) and rejection sampling's redrawn rows (``bounds_method="reject"``) go
-  through in groups of ``vector_flow.REDRAW_GROUP_ROWS``, so a model compiles a few shapes once
-  and reuses them. The draws are the plain graph's (same noise per row, up to
-  float rounding). Inside a user's ``tf.function`` or a SavedModel signature the plain graph runs
-  (serving an XLA function needs a server built with XLA). The first eager call pays the
-  compilation (seconds).
+  ``batch_size`` rows) and rejection sampling's redraw rounds (``bounds_method="reject"``) run
+  inside the chunk's compiled pass, in groups of ``vector_flow.REDRAW_GROUP_ROWS`` (row,
+  candidate) pairs, so a model compiles a few shapes once and reuses them. The draws are the
+  plain graph's (same noise per row, up to float rounding). Inside a user's ``tf.function`` or a
+  SavedModel signature the plain graph runs (serving an XLA function needs a server built with
+  XLA). The first eager call pays the compilation (seconds).
 - ``fused_steps=True``: every ActNorm -> 1x1 conv [-> affine coupling] of a ``FlowSequence`` runs as
   one ``FusedStep`` bijector (the same map with fewer passes over the activations; 1.01-1.08x on the
   benchmark Glow). Off, ``layer.bijector()`` is exactly the chain of its layers' views.

@@ -79,7 +79,7 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         self._execution = execution_lib.Execution()
         self._sub_batch_rows = None  # (first row, batch size) of the sub-batch being traced, else None
         self._chunk_rows = None  # the same for the chunk of ``sample(num_samples=...)`` being evaluated
-        self._redraw_rows = None  # (row indices, block size) while only some rows of a block are redrawn
+        self._redraw_rows = None  # (rows, candidates, block size) while some rows of a block are redrawn
         self._jit_sampling = False  # True while an XLA-compiled sample(num_samples=...) graph is traced
         self._init_trainer()
 
@@ -136,28 +136,29 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
         """Per-example noise (``"normal"`` / ``"uniform"``) of ``shape`` for the rows being
         evaluated (``shape[0]``: the batch, or the sub-batch of it being traced), drawn for the
         whole batch of all ``replicas`` and sliced to this replica's and sub-batch's rows: a seed
-        gives the same numbers for any number of replicas and sub-batches. While ``_redraw_rows``
-        is set (rejection sampling redrawing some rows of a block), ``shape[0]`` is those rows: the
-        block's noise is drawn and their rows kept, so a row's draw never depends on which other
-        rows are redrawn with it."""
+        gives the same numbers for any number of replicas and sub-batches.
+
+        While ``_redraw_rows = (index, candidate, block)`` is set (rejection sampling redrawing some
+        rows of a block of ``block`` rows), ``shape[0]`` is ``len(index)`` pairs: for each, row
+        ``index`` of the block, its ``candidate``-th redraw (>= 1). Candidate t of row i is row
+        ``t * R + i`` of the seed's stream, R the rows of the whole batch: past the first draw,
+        and a row's redraws never depend on which other rows are redrawn with it."""
         draw = _random.normal if kind == "normal" else _random.uniform
         shape = tf.convert_to_tensor(shape)
-        if self._redraw_rows is not None:
-            index, block = self._redraw_rows
-            self._redraw_rows = None
-            try:
-                full = self._batch_noise(kind, tf.concat([[block], shape[1:]], 0), seed, replicas, replica)
-            finally:
-                self._redraw_rows = (index, block)
-            return tf.gather(full, index)
         rows = self._sub_batch_rows if self._sub_batch_rows is not None else self._chunk_rows
-        if rows is None and replicas == 1:
+        redraw = self._redraw_rows
+        if rows is None and replicas == 1 and redraw is None:
             return draw(shape, seed)
-        start, local = rows if rows is not None else (0, shape[0])
+        start, local = rows if rows is not None else (0, shape[0] if redraw is None else redraw[2])
         # this block's rows of the one draw for all replicas' rows, drawn from its first row on: the
         # rows before it are skipped, not drawn (a chunked sample(num_samples=N) stays linear in N)
         first = tf.cast(replica, tf.int64) * tf.cast(local, tf.int64) + tf.cast(start, tf.int64)
-        return draw(shape, seed, offset=first * tf.cast(tf.reduce_prod(shape[1:]), tf.int64))
+        width = tf.reduce_prod(tf.cast(shape[1:], tf.int64))
+        if redraw is None:
+            return draw(shape, seed, offset=first * width)
+        index, candidate, _ = redraw
+        row = tf.cast(candidate, tf.int64) * (replicas * tf.cast(local, tf.int64)) + first + tf.cast(index, tf.int64)
+        return draw(shape, seed, offset=tf.reshape(row[:, None] * width + tf.range(width)[None], shape))
 
     # ---- input checks ------------------------------------------------------------------------------
     def _check_x(self, x, name: str = "x") -> tf.Tensor:

@@ -10,7 +10,7 @@ A vector model works in three spaces::
   its preimage u. ``"reject"`` (sbi's way): the flow models x on R^D, and the model is the flow's
   density q truncated to the support, ``p(x | c) = q(x | c) / Z(c)`` inside, with
   ``Z(c) = P_q(inside | c)``. Sampling redraws the rows that fall outside (up to
-  ``REJECTION_ROUNDS`` rounds); ``log_prob`` estimates ``Z(c)`` from ``SUPPORT_DRAWS`` seeded draws
+  ``REJECTION_REDRAWS`` times each); ``log_prob`` estimates ``Z(c)`` from ``SUPPORT_DRAWS`` seeded draws
   per row (``support_mass``); training and the validation loss use q's NLL (the truncated
   likelihood would need Z(c) at every step). Where a posterior is cut off by the box with its
   density still high at the bound, the map turns the edge into a far tail of u, which the flow
@@ -49,11 +49,11 @@ from tfcflow.networks.dropout import training_dropout
 ADAPT_BATCHES = 64
 
 BOUNDS_METHODS = ("map", "reject")
-#: rounds of rejection sampling (``bounds_method="reject"``) before a row still outside is an error:
-#: with an acceptance rate a, a row is still outside after k rounds with probability (1 - a)^k
-REJECTION_ROUNDS = 200
-#: rows per XLA-compiled pass over redrawn rows (``Execution(jit_sampling=True)``): a static shape
-#: for the compiler, small against a chunk (a round usually redraws a few rows of thousands)
+#: redraws of a row in rejection sampling (``bounds_method="reject"``) before a row still outside is
+#: an error: with an acceptance rate a, a row is still outside after k redraws with probability (1 - a)^k
+REJECTION_REDRAWS = 200
+#: (row, candidate) pairs per pass over redrawn rows under ``Execution(jit_sampling=True)``: a static
+#: shape for the compiler, small against a chunk (a round usually redraws a few rows of thousands)
 REDRAW_GROUP_ROWS = 256
 #: draws per condition row from which a rejection-bounded ``log_prob`` estimates Z(c)
 SUPPORT_DRAWS = 4096
@@ -291,46 +291,73 @@ class VectorFlowModel(ConditionalFlowModel):
         def draw(f, s):
             return self._to_data_space(self._flow_sample(f, temperature, s))
 
-        x = self._flow_pass(draw, features, seed)
         if not self._rejects:
-            return x
-        # rejection: round r redraws the rows still outside from the seed's r-th stream; a row's
-        # draw depends only on the seed and its own index (``_batch_noise`` under ``_redraw_rows``)
-        block = tf.shape(features)[0]
-
-        def redraw(r, x):
-            index = tf.reshape(tf.where(outside_support(self.bounds, x)), [-1])
-            new = self._redraw(draw, features, index, block, _random.fold_in_tensor(seed, r))
-            return r + 1, tf.tensor_scatter_nd_update(x, index[:, None], new)
-
-        _, x = tf.while_loop(lambda r, x: (r <= REJECTION_ROUNDS) & tf.reduce_any(outside_support(self.bounds, x)),
-                             redraw, [tf.constant(1), x])
+            return self._flow_pass(draw, features, seed)
+        # under jit_sampling the redraw rounds are part of the one compiled pass
+        x = self._flow_pass(lambda f, s: self._truncated_draw(draw, f, s), features, seed)
         return _checks.enforce(x, ~tf.reduce_any(outside_support(self.bounds, x)),
                                f"rejection sampling (bounds_method='reject') left draws outside the bounds after "
-                               f"{REJECTION_ROUNDS} rounds: the posterior's mass inside the bounds is tiny for "
-                               f"this condition (support_mass tells); bounds_method='map' samples inside always")
+                               f"{REJECTION_REDRAWS} redraws of a row: the posterior's mass inside the bounds is tiny "
+                               f"for this condition (support_mass tells); bounds_method='map' samples inside always")
 
-    def _redraw(self, draw, features, index, block, seed):
-        """``draw`` of the rows ``index`` of a block of ``block`` rows, each with its own row of
-        the block's noise. Under ``jit_sampling`` in compiled passes of ``REDRAW_GROUP_ROWS`` rows
-        (``index`` padded by repeating its last entry; the padding's draws are dropped)."""
-        def rows(idx):
-            self._redraw_rows = (idx, block)
-            try:
-                return self._flow_pass(draw, tf.gather(features, idx), seed)
-            finally:
-                self._redraw_rows = None
+    def _truncated_draw(self, draw, features, seed):
+        """``draw(features, seed)`` ``[block, D]`` truncated to the bounds by rejection. Each row's
+        sample is the first of its draws that lies inside: the first draw, then its redraws 1, 2,
+        ... (candidates, ``_batch_noise``), so it depends only on the seed and the row's index,
+        whatever the other rows and however many candidates a round evaluates. A round redraws
+        the rows still outside: in the plain graph all of them in one pass, one candidate each;
+        under ``jit_sampling`` (static shapes) in groups of ``REDRAW_GROUP_ROWS`` (row, candidate)
+        pairs, a row taking ``REDRAW_GROUP_ROWS // count`` candidates in a round when only
+        ``count`` rows are left (the last few rows need no round each). Rows still outside after
+        ``REJECTION_REDRAWS`` redraws stay outside (the caller's error)."""
+        x = draw(features, seed)
+        block = tf.shape(features)[0]
+        static = self._jit_sampling
 
-        if not self._jit_sampling:
-            return rows(index)
-        count = tf.size(index, out_type=tf.int32)
-        groups = (count + REDRAW_GROUP_ROWS - 1) // REDRAW_GROUP_ROWS
-        padded = tf.reshape(tf.gather(index, tf.minimum(tf.range(groups * REDRAW_GROUP_ROWS), count - 1)),
-                            [groups, REDRAW_GROUP_ROWS])
-        out = tf.TensorArray(tf.float32, size=groups, element_shape=[REDRAW_GROUP_ROWS, self.event_size])
-        _, out = tf.while_loop(lambda g, out: g < groups, lambda g, out: (g + 1, out.write(g, rows(padded[g]))),
-                               [tf.constant(0), out])
-        return out.concat()[:count]
+        def redraw_round(t, x):  # t: the next candidate of every row still outside
+            out = outside_support(self.bounds, x)
+            count = tf.reduce_sum(tf.cast(out, tf.int32))
+            if static:
+                size = REDRAW_GROUP_ROWS
+                per_row = tf.clip_by_value(size // count, 1, REJECTION_REDRAWS + 1 - t)
+                # the rows outside, in order, first (a static-shape tf.where)
+                slot = tf.where(out, tf.cumsum(tf.cast(out, tf.int32)) - 1, block)
+                order = tf.scatter_nd(slot[:, None], tf.range(block), [block + 1])[:block]
+            else:
+                size, per_row = count, tf.constant(1)
+                order = tf.cast(tf.reshape(tf.where(out), [-1]), tf.int32)
+            pairs = count * per_row
+
+            def group(g, x):  # x: [block + 1, D], its last row a sink for the pairs that change nothing
+                local = tf.range(size)
+                pair = tf.minimum(g * size + local, pairs - 1)  # the padding repeats the last pair
+                index, candidate = tf.gather(order, pair // per_row), t + pair % per_row
+                new = self._redraw(draw, features, index, candidate, block, seed)
+                inside = (g * size + local < pairs) & ~outside_support(self.bounds, new)
+                # each row's first candidate inside (rows span several pairs only in a one-group round)
+                first = tf.math.unsorted_segment_min(tf.where(inside, local, size), local // per_row, size)
+                found = first < size
+                first = tf.minimum(first, size - 1)
+                target = tf.where(found, tf.gather(index, first), block)
+                return g + 1, tf.tensor_scatter_nd_update(x, target[:, None], tf.gather(new, first))
+
+            groups = (pairs + size - 1) // size
+            _, sunk = tf.while_loop(lambda g, x: g < groups, group,
+                                    [tf.constant(0), tf.concat([x, tf.zeros_like(x[:1])], 0)])
+            return t + per_row, tf.ensure_shape(sunk[:block], x.shape)
+
+        _, x = tf.while_loop(lambda t, x: (t <= REJECTION_REDRAWS) & tf.reduce_any(outside_support(self.bounds, x)),
+                             redraw_round, [tf.constant(1), x])
+        return x
+
+    def _redraw(self, draw, features, index, candidate, block, seed):
+        """``draw`` of the rows ``index`` ``[m]`` of a block of ``block`` rows, each row's
+        ``candidate``-th redraw ``[m]`` (its own noise: ``_batch_noise``)."""
+        self._redraw_rows = (index, candidate, block)
+        try:
+            return draw(tf.gather(features, index), seed)
+        finally:
+            self._redraw_rows = None
 
     def _data_init(self, x, condition, force):
         if self.needs_adapting():
