@@ -283,6 +283,28 @@ def test_rejection_samples_lie_inside_and_are_deterministic_in_any_chunking(leak
     assert leaky.log_prob(np.zeros((0, 2), np.float32), np.zeros((0, 3), np.float32)).shape == (0,)
 
 
+def test_a_rows_sample_is_its_first_candidate_inside_the_bounds(leaky):
+    # the first draw, then the row's redraws 1, 2, ...: the sample is the first of them inside, in
+    # the plain graph (one candidate per round) and compiled (several per round for the last rows)
+    _, c = box_data(1, seed=25)
+    n = 64
+    features = leaky._features(tf.constant(np.repeat(c, n, 0)))
+    seed = _random.seed_tensor(9)
+
+    def draw(f, s):
+        return leaky._to_data_space(leaky._flow_sample(f, tf.constant(1.0), s))
+
+    candidates = np.stack([draw(features, seed).numpy()] + [
+        leaky._redraw(draw, features, tf.range(n), tf.fill([n], t), n, seed).numpy() for t in range(1, 40)])
+    inside = np.all((LO < candidates) & (candidates < HI), axis=-1)
+    first = np.argmax(inside, axis=0)
+    assert inside.any(axis=0).all() and (first > 0).sum() > 10 and first.max() > 2, first
+    expected = candidates[first, np.arange(n)]
+    np.testing.assert_allclose(leaky.sample(c, num_samples=n, seed=9).numpy()[0], expected, atol=1e-5)
+    compiled = _jit(leaky).sample(c, num_samples=n, seed=9).numpy()[0]
+    assert np.mean(np.all(np.abs(compiled - expected) < 1e-3, axis=-1)) > 0.95
+
+
 def test_rejection_that_cannot_succeed_is_a_clear_error():
     m = make(bounds=[[50.0, 51.0], [50.0, 51.0]], bounds_method="reject", standardize=False)
     with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="left draws outside the bounds after"):
