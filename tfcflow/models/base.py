@@ -221,15 +221,14 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
             jit = self._execution.jit_sampling
             if jit:  # static chunk shapes for the compiler, one per size class
                 rows = padded_rows(int(c.shape[0]) * int(n), rows)
-            x = _checks.finite_samples(fn(c, tf.constant(n, tf.int32), temperature, seed, rows, jit))
-        else:
-            x = _checks.finite_samples(self._sample_many(c, n, temperature, seed, rows))
-        return tf.reshape(x, tf.concat([[tf.shape(c)[0], n], tf.shape(x)[1:]], 0))
+            return _checks.finite_samples(fn(c, tf.constant(n, tf.int32), temperature, seed, rows, jit))
+        return _checks.finite_samples(self._sample_many(c, n, temperature, seed, rows))
 
     def _sample_many(self, c, n, temperature, seed, rows: int, jit: bool = False) -> tf.Tensor:
-        """``[batch * n, *event_shape]``: n samples of each condition row (row-major), ``rows`` at a
-        time. The condition's features are computed once per row and repeated (a summary network
-        runs once per observation, not once per sample). ``jit`` (``Execution(jit_sampling=True)``):
+        """``[batch, n, *event_shape]``: n samples of each condition row, ``rows`` at a time
+        (sample i of row b is row ``b * n + i`` of the chunks). The condition's features are
+        computed once per row and repeated (a summary network runs once per observation, not once
+        per sample). ``jit`` (``Execution(jit_sampling=True)``):
         every chunk has exactly ``rows`` rows (the last one padded by repeating the final row, its
         extra draws dropped) and the model's flow passes run XLA-compiled (``_flow_pass``)."""
         features = self._sampling_features(c)
@@ -252,16 +251,18 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
             return out[:size] if jit else out
 
         if tf.executing_eagerly():
-            return tf.concat([chunk(tf.constant(s)) for s in range(0, int(total), rows)] or
-                             [chunk(tf.constant(0))], axis=0)
-        # in a graph (a SavedModel signature): one chunk traced, run in a loop
-        starts = tf.range(0, total, rows)
-        out = tf.TensorArray(tf.float32, size=tf.size(starts), infer_shape=False,
-                             element_shape=tf.TensorShape([None] * (1 + len(self.event_shape))))
-        i = tf.constant(0)
-        _, out = tf.while_loop(lambda i, out: i < tf.size(starts),
-                               lambda i, out: (i + 1, out.write(i, chunk(starts[i]))), [i, out])
-        return out.concat()
+            x = tf.concat([chunk(tf.constant(s)) for s in range(0, int(total), rows)] or
+                          [chunk(tf.constant(0))], axis=0)
+        else:
+            # in a graph (a SavedModel signature): one chunk traced, run in a loop
+            starts = tf.range(0, total, rows)
+            out = tf.TensorArray(tf.float32, size=tf.size(starts), infer_shape=False,
+                                 element_shape=tf.TensorShape([None] * (1 + len(self.event_shape))))
+            i = tf.constant(0)
+            _, out = tf.while_loop(lambda i, out: i < tf.size(starts),
+                                   lambda i, out: (i + 1, out.write(i, chunk(starts[i]))), [i, out])
+            x = out.concat()
+        return tf.reshape(x, tf.concat([[tf.shape(c)[0], n], tf.shape(x)[1:]], 0))
 
     def _sample_graph_key(self):
         """Python state that changes what ``_sample_many`` traces (hashable; None: none)."""
