@@ -11,10 +11,8 @@ import keras
 import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
-from tfcflow import _checks
-from tfcflow.bijectors import FlowSequence
 from tfcflow.models.gaussian import standard_normal_log_prob
-from tfcflow.models.vector_blocks import coupling_blocks
+from tfcflow.models.vector_blocks import coupling_flow
 from tfcflow.models.vector_flow import VectorFlowModel
 
 
@@ -58,17 +56,13 @@ class ConditionalRealNVP(VectorFlowModel):
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
                  seed: int = 0, network: str = "mlp", bounds_method: str = "map", dropout: float = 0.0,
                  **kwargs):
-        _checks.check_positive_int(depth, "depth")
-        hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
-                                                                                              "hidden_layers")
         super().__init__(event_shape, condition_shape, standardize=standardize, bounds=bounds,
                          summary_network=summary_network, bounds_method=bounds_method, **kwargs)
         event_shape, condition_shape = self.event_shape, self.condition_shape
         self._record_config(locals())
-        self.flow = FlowSequence(coupling_blocks(self.event_size, depth, hidden, activation, scale, clamp, actnorm,
-                                                 seed, coupling=coupling, bins=spline_bins, bound=spline_bound,
-                                                 mixing=mixing, network=network, dropout=dropout),
-                                 name="flow")
+        self.flow = coupling_flow(self.event_size, depth, width, hidden_layers, activation, scale, clamp, actnorm,
+                                  seed, coupling=coupling, bins=spline_bins, bound=spline_bound, mixing=mixing,
+                                  network=network, dropout=dropout)
         self.flow.build((None, self.event_size), (None, self.feature_dim))
         self.built = True
 

@@ -27,9 +27,8 @@ import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
 from tfcflow import _checks, _random
-from tfcflow.bijectors import FlowSequence
 from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
-from tfcflow.models.vector_blocks import coupling_blocks
+from tfcflow.models.vector_blocks import coupling_flow
 from tfcflow.models.vector_flow import VectorFlowModel
 
 
@@ -67,9 +66,6 @@ class RelaxedConditionFlow(VectorFlowModel):
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
                  seed: int = 0, network: str = "mlp", bounds_method: str = "map", dropout: float = 0.0,
                  **kwargs):
-        _checks.check_positive_int(depth, "depth")
-        hidden = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
-                                                                                              "hidden_layers")
         epsilon = _checks.check_positive(epsilon, "epsilon")
         padding_noise = _checks.check_positive(padding_noise, "padding_noise")
         super().__init__(event_shape, condition_shape, standardize=standardize, bounds=bounds,
@@ -87,10 +83,9 @@ class RelaxedConditionFlow(VectorFlowModel):
         self.epsilon, self.padding_noise = epsilon, padding_noise
         self.padding_dim = padding_dim
         self.latent_dim = total - condition_dim
-        self.flow = FlowSequence(coupling_blocks(total, depth, hidden, activation, scale, clamp, actnorm, seed,
-                                                 coupling=coupling, bins=spline_bins, bound=spline_bound,
-                                                 mixing=mixing, network=network, dropout=dropout),
-                                 name="flow")
+        self.flow = coupling_flow(total, depth, width, hidden_layers, activation, scale, clamp, actnorm, seed,
+                                  coupling=coupling, bins=spline_bins, bound=spline_bound, mixing=mixing,
+                                  network=network, dropout=dropout)
         self.flow.build((None, total))
         self.built = True
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfcflow import _checks
-from tfcflow.bijectors import ActNormLayer, AffineCouplingLayer, RandomPermutationLayer, SplineCouplingLayer
+from tfcflow.bijectors import (ActNormLayer, AffineCouplingLayer, FlowSequence, RandomPermutationLayer,
+                               SplineCouplingLayer)
 from tfcflow.bijectors.invertible_conv1x1 import InvertibleConv1x1Layer
 from tfcflow.bijectors.conditional_spline_coupling import check_spline_args, params_per_feature
 from tfcflow.networks import MLPNetwork, ResidualNetwork
@@ -35,11 +36,12 @@ def coupling_network(output_units: int, hidden_units: Sequence[int], activation:
     return MLPNetwork(output_units, hidden_units, activation, dropout=dropout, name=name)
 
 
-def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activation: str,
-                    scale: str, clamp: float, actnorm: bool, seed: int, *, coupling: str = "affine",
-                    bins: int = 8, bound: float = 3.0, mixing: str = "permutation",
-                    network: str = "mlp", dropout: float = 0.0) -> list:
-    """``depth`` x [ActNorm?, coupling (2nd half | 1st), coupling (1st half | 2nd), mixing].
+def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activation: str,
+                  scale: str, clamp: float, actnorm: bool, seed: int, *, coupling: str = "affine",
+                  bins: int = 8, bound: float = 3.0, mixing: str = "permutation",
+                  network: str = "mlp", dropout: float = 0.0) -> FlowSequence:
+    """The ``FlowSequence`` "flow" of a vector model on ``dim`` features: ``depth`` x [ActNorm?,
+    coupling (2nd half | 1st), coupling (1st half | 2nd), mixing].
 
     Each block transforms every feature once (the two couplings of Ardizzone et al.'s INN block)
     and ends in a mixing of the features, seeded ``seed + block``: ``"permutation"`` (fixed,
@@ -49,8 +51,12 @@ def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activatio
     directions, which matters most in low dimension (in 2-D a permutation is at best a swap).
     ``coupling``: ``"affine"`` (``scale``, ``clamp``) or ``"spline"`` (rational-quadratic splines
     with ``bins`` bins on ``[-bound, bound]``; ``scale`` and ``clamp`` unused). ``network``: the
-    coupling networks (``coupling_network``), with ``dropout`` while training.
+    coupling networks (``coupling_network``: ``hidden_layers`` layers of ``width`` units), with
+    ``dropout`` while training.
     """
+    _checks.check_positive_int(depth, "depth")
+    hidden_units = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
+                                                                                               "hidden_layers")
     if coupling not in COUPLINGS:
         raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
     if mixing not in MIXINGS:
@@ -80,4 +86,4 @@ def coupling_blocks(dim: int, depth: int, hidden_units: Sequence[int], activatio
             steps.append(InvertibleConv1x1Layer(lu=True, seed=seed + i, name=f"block{i}_mix"))
         else:
             steps.append(RandomPermutationLayer(seed=seed + i, name=f"block{i}_permute"))
-    return steps
+    return FlowSequence(steps, name="flow")
