@@ -18,6 +18,8 @@ def test_defaults_fill_in_and_types_are_checked():
         ({"train": {"precision": "fp16"}}, r"train.precision must be one of"),
         ({"train": {"strategy": "horovod"}}, r"train.strategy must be one of"),
         ({"train": {"ema": 1.5}}, r"train.ema must be in \(0, 1\)"),
+        ({"data": {"scales": [0.5, 2.0]}}, r"data.scales must satisfy 0 < min <= max <= 1"),
+        ({"data": {"scales": "big"}}, r"data.scales must be a pair \(min, max\)"),
         ({"data": {"task": "denoise"}}, r"data.task must be one of"),
         ({"model": {"class": "Glow"}}, r"model.class must be one of"),
         ({"model": {"class": "CAFlow", "level": 2}}, r"unknown key model.level for CAFlow \(did you mean 'levels'\?\)"),

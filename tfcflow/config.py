@@ -256,12 +256,30 @@ _RANGES = {
 }
 
 
+def check_scales(scales) -> Optional[tuple]:
+    """An image folder's ``scales``: ``(lo, hi)`` with ``0 < lo <= hi <= 1`` (or None) -> a float
+    pair (or None); ValueError otherwise."""
+    if scales is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in scales)
+    except (TypeError, ValueError):
+        raise ValueError(f"scales must be a pair (min, max) of factors in (0, 1], got {scales!r}") from None
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ValueError(f"scales must satisfy 0 < min <= max <= 1, got {scales!r}")
+    return lo, hi
+
+
 def _check_ranges(cfg: dict) -> None:
     for (section, key), (ok, what) in _RANGES.items():
         value = cfg[section].get(key)
         if key in cfg[section] and not ok(value):
             raise ConfigError(f"{section}.{key} must be {what}, got {value}")
     d, t = cfg["data"], cfg["train"]
+    try:
+        check_scales(d.get("scales"))
+    except ValueError as e:
+        raise ConfigError(f"data.{e}") from None
     if d["source"] == "gaussian_mixture" and d["train_size"] < t["batch_size"]:
         raise ConfigError(f"data.train_size must be >= train.batch_size ({t['batch_size']}), got {d['train_size']}")
 

@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcflow import _checks, _random, images as images_lib
+from tfcflow.config import check_scales
 from tfcflow.data import tasks
 
 PATCH_TASKS = ("super_resolution", "inpainting", "colorization")
@@ -94,19 +95,6 @@ def _check_task(task, factor, downsample_method, mask, flips=None):
         raise ValueError(f"flips must be one of {FLIPS}, got {flips!r}")
 
 
-def _check_scales(scales):
-    """``(lo, hi)`` with ``0 < lo <= hi <= 1`` (or None) -> a float pair (or None)."""
-    if scales is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in scales)
-    except (TypeError, ValueError):
-        raise ValueError(f"scales must be a pair (min, max) of factors in (0, 1], got {scales!r}") from None
-    if not 0.0 < lo <= hi <= 1.0:
-        raise ValueError(f"scales must satisfy 0 < min <= max <= 1, got {scales!r}")
-    return lo, hi
-
-
 def _check_colour(task, images, files):
     if task == "colorization" and images and images[0].shape[-1] != 3:
         raise ValueError(f"colorization needs RGB images; {files[0]} (and the others) are grayscale")
@@ -137,7 +125,7 @@ def patch_dataset(folder: str, task: str, patch_size: int, batch_size: int, seed
         batches).
     """
     _check_task(task, factor, downsample_method, mask, flips)
-    scales = _check_scales(scales)
+    scales = check_scales(scales)
     p = int(patch_size)
     if p < 1 or batch_size < 1:
         raise ValueError(f"patch_size and batch_size must be >= 1, got {patch_size} and {batch_size}")
