@@ -241,8 +241,18 @@ def run_timing(runner: Runner, tasks, ours: str, peer: str, rounds: int) -> None
         t["ratios"] = {"train_time_peer_over_ours": t["train_seconds"][peer] / t["train_seconds"][ours],
                        "epoch_time_peer_over_ours": t["seconds_per_epoch"][peer] / t["seconds_per_epoch"][ours],
                        "sampling_speed_ours_over_peer": t["samples_per_second"][ours] / t["samples_per_second"][peer]}
-    report["command"] = common.this_command()
-    common.write_json(os.path.join(a.out, "timing", "timing.json"), report)
+    command = common.this_command()
+    for t in report["tasks"].values():
+        t["command"] = command
+    # a run of some tasks keeps the other tasks' results of an earlier run of the same pair
+    path = os.path.join(a.out, "timing", "timing.json")
+    earlier = common.read_json(path) if os.path.exists(path) else {}
+    if (earlier.get("ours"), earlier.get("peer"), earlier.get("rounds")) == (ours, peer, rounds):
+        for task, t in earlier.get("tasks", {}).items():
+            if task not in report["tasks"]:
+                report["tasks"][task] = {"command": earlier.get("command"), **t}
+    report["command"] = command
+    common.write_json(path, report)
     lines = [f"# Timing: {ours} vs {peer}, {rounds} alternating round(s), medians", "",
              "| task | train s (ours / peer) | s per epoch (ours / peer) | samples/s (ours / peer) | "
              "train time peer/ours | epoch time peer/ours | sampling ours/peer |", "|---|---|---|---|---|---|---|"]
@@ -252,6 +262,7 @@ def run_timing(runner: Runner, tasks, ours: str, peer: str, rounds: int) -> None
         lines.append(f"| {task} | {pair('train_seconds', '.0f')} | {pair('seconds_per_epoch', '.2f')} | "
                      f"{pair('samples_per_second', '.0f')} | {q['train_time_peer_over_ours']:.2f} | "
                      f"{q['epoch_time_peer_over_ours']:.2f} | {q['sampling_speed_ours_over_peer']:.2f} |")
+    lines += ["", "Commands:", ""] + [f"- {task}: `{t['command']}`" for task, t in report["tasks"].items()]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(a.out, "timing", "timing.md"), "w") as f:
         f.write(text)

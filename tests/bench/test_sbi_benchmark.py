@@ -188,3 +188,42 @@ def test_timing_replays_the_table_records_settings():
                                   *run.settings_args({"settings": {"width": 64, "bounds": [[-3.0, 3.0]] * 5}})])
     assert a.width == 64 and a.dropout == 0.0 and not a.no_bounds and a.seed == 0
     assert not a.jit_sampling and a.sample_batch_size is None
+
+
+def test_a_timing_run_of_some_tasks_keeps_the_other_tasks_results(tmp_path):
+    # run_timing medians each contestant's rounds; a later run of one task replaces that task's
+    # results and keeps the others (each task names the command that measured it)
+    import types
+
+    run = _run_module()
+    rates = {}
+
+    class FakeRunner:
+        a = types.SimpleNamespace(out=str(tmp_path))
+
+        def simulate(self, tasks):
+            return True
+
+        def train(self, task, contestant, dest=None, table_settings=False):
+            rate = rates[task, contestant].pop(0)
+            with open(dest + ".json", "w") as f:
+                json.dump({"train_seconds": 10.0, "epochs": 5, "samples_per_second": rate}, f)
+            return True
+
+    rates.update({("a", "ours"): [500.0, 700.0, 600.0], ("a", "peer"): [100.0, 300.0, 200.0],
+                  ("b", "ours"): [50.0] * 3, ("b", "peer"): [10.0] * 3})
+    os.makedirs(tmp_path / "timing")
+    run.run_timing(FakeRunner(), ["a", "b"], "ours", "peer", 3)
+    first = json.loads((tmp_path / "timing" / "timing.json").read_text())
+    assert first["tasks"]["a"]["ratios"]["sampling_speed_ours_over_peer"] == 600.0 / 200.0
+    rates.update({("a", "ours"): [900.0] * 3, ("a", "peer"): [100.0] * 3})
+    run.run_timing(FakeRunner(), ["a"], "ours", "peer", 3)
+    second = json.loads((tmp_path / "timing" / "timing.json").read_text())
+    assert second["tasks"]["a"]["ratios"]["sampling_speed_ours_over_peer"] == 9.0
+    assert second["tasks"]["b"] == first["tasks"]["b"] and second["tasks"]["b"]["command"]
+    text = (tmp_path / "timing" / "timing.md").read_text()
+    assert "| a |" in text and "| b |" in text and "- b: `" in text
+    # another pair of contestants starts a new report
+    rates.update({("a", "ours"): [1.0] * 3, ("a", "other"): [1.0] * 3})
+    run.run_timing(FakeRunner(), ["a"], "ours", "other", 3)
+    assert list(json.loads((tmp_path / "timing" / "timing.json").read_text())["tasks"]) == ["a"]
