@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
-from tfcflow.bijectors import ConditionalSplineCoupling, FlowSequence, SplineCouplingLayer
+from tfcflow.bijectors import ConditionalSplineCoupling, SplineCouplingLayer
 from tfcflow.bijectors.conditional_spline_coupling import spline_params
-from tfcflow.models.vector_blocks import coupling_blocks
+from tfcflow.models.vector_blocks import coupling_flow
 from tfcflow.networks import MLPNetwork
 from tests.helpers import assert_every_variable_gets_a_gradient, check_bijector, fresh, perturb
 
@@ -183,14 +183,13 @@ def test_density_integrates_to_one():
     assert abs(np.trapezoid(conditional, a) - 1.0) < 1e-2
 
 
-def test_coupling_blocks_with_splines_form_an_invertible_chain():
+def test_coupling_flow_with_splines_is_an_invertible_chain():
     keras.utils.set_random_seed(1)
-    steps = coupling_blocks(3, 2, (8,), "relu", "exp_tanh", 2.0, True, 0, coupling="spline", bins=4, bound=2.0)
-    couplings = [s for s in steps if "coupling" in s.name]
+    seq = coupling_flow(3, 2, 8, 1, "relu", "exp_tanh", 2.0, True, 0, coupling="spline", bins=4, bound=2.0)
+    couplings = [s for s in seq.steps if "coupling" in s.name]
     assert [s.name for s in couplings] == ["block0_coupling0", "block0_coupling1",
                                            "block1_coupling0", "block1_coupling1"]
     assert all(isinstance(s, SplineCouplingLayer) and s.bins == 4 for s in couplings)
-    seq = FlowSequence(steps)
     seq.build((None, 3), (None, 2))
     perturb(seq, seed=3, scale=0.1)
     x = 1.5 * tf.random.stateless_normal([4, 3], [1, 2])
@@ -198,7 +197,11 @@ def test_coupling_blocks_with_splines_form_an_invertible_chain():
     z = check_bijector(lambda i=None: seq.bijector(c if i is None else c[i:i + 1]), x, rt_tol=1e-4, ld_tol=1e-3)
     assert np.max(np.abs(z.numpy() - x.numpy())) > 0.1
     with pytest.raises(ValueError, match=r"coupling must be one of \('affine', 'spline'\), got 'foo'"):
-        coupling_blocks(3, 1, (8,), "relu", "exp_tanh", 2.0, False, 0, coupling="foo")
-    default = coupling_blocks(3, 1, (8,), "relu", "exp_tanh", 2.0, False, 0)
-    assert [type(s).__name__ for s in default] == ["AffineCouplingLayer", "AffineCouplingLayer",
-                                                   "RandomPermutationLayer"]
+        coupling_flow(3, 1, 8, 1, "relu", "exp_tanh", 2.0, False, 0, coupling="foo")
+    for bad in ({"depth": 0}, {"width": 0}, {"hidden_layers": 0}):
+        args = {"depth": 1, "width": 8, "hidden_layers": 1, **bad}
+        with pytest.raises(ValueError, match=list(bad)[0]):
+            coupling_flow(3, args["depth"], args["width"], args["hidden_layers"], "relu", "exp_tanh", 2.0, False, 0)
+    default = coupling_flow(3, 1, 8, 1, "relu", "exp_tanh", 2.0, False, 0)
+    assert [type(s).__name__ for s in default.steps] == ["AffineCouplingLayer", "AffineCouplingLayer",
+                                                         "RandomPermutationLayer"]
