@@ -98,6 +98,31 @@ def git_revision() -> str:
         return "unknown"
 
 
+def timed_passes(sample_all, repeats: int):
+    """``(samples of the first pass, [seconds of each pass])``: ``sample_all()`` (every observation's
+    samples, after the caller's untimed warm-up) run ``repeats`` >= 1 times. Ours and the peers time
+    sampling by this one rule; the rate is taken from the median pass (``sampling_record``), so one
+    pass slowed by another job on the machine does not decide it."""
+    import time
+    if repeats < 1:
+        raise SystemExit(f"--sample-repeats must be >= 1, got {repeats}")
+    seconds, first = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        samples = sample_all()
+        seconds.append(time.perf_counter() - t0)
+        first = samples if first is None else first
+    return first, seconds
+
+
+def sampling_record(samples, seconds) -> dict:
+    """The timing fields of a worker's record from ``timed_passes``' results."""
+    import statistics
+    median = statistics.median(seconds)
+    return {"sample_seconds": median, "sample_pass_seconds": seconds,
+            "samples_per_second": samples.shape[0] * samples.shape[1] / median}
+
+
 def this_command() -> str:
     """The command line of the running script, as a shell would take it."""
     return shlex.join([sys.executable, *sys.argv])

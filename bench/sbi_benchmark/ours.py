@@ -23,9 +23,11 @@ section 4 says why. The smoke test shrinks the defaults.
 used to choose settings before spending a C2ST run (docs/benchmarks.md section 4).
 
 Timing: ``train_seconds`` from building the model to the end of ``fit`` (wall clock, tracing
-included); ``samples_per_second`` = observations x samples / wall time of the sampling calls, after
-one untimed warm-up call on the first observation (the same rule as peers.py); that call's own time
-(tracing, and XLA's compilation with ``--jit-sampling``) is ``first_sample_seconds``.
+included); ``samples_per_second`` = observations x samples / wall time of one pass of sampling
+calls over the observations, after one untimed warm-up call on the first observation; with
+``--sample-repeats K`` the median of K passes (the samples kept are the first pass's; the same
+rule as peers.py, ``common.timed_passes``). The warm-up call's own time (tracing, and XLA's
+compilation with ``--jit-sampling``) is ``first_sample_seconds``.
 
 Writes ``PREFIX.npz`` (``samples`` [K, N, D]) and ``PREFIX.json``; ``--dest`` gives ``PREFIX``
 (default: ``OUT/samples/<task>__<contestant>``).
@@ -129,6 +131,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jit-sampling", action="store_true",
                    help="sample with Execution(jit_sampling=True): XLA-compiled flow passes (an execution "
                         "choice, not the model's config)")
+    p.add_argument("--sample-repeats", type=int, default=1,
+                   help="timed sampling passes over the observations; the rate is the median pass's")
     p.add_argument("--sample-batch-size", type=int,
                    help="rows per sampling chunk (sample's batch_size; default the library's)")
     return p
@@ -200,9 +204,9 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     sample(observations[0], a.seed)  # warm-up (tracing; XLA's compilation with --jit-sampling), untimed
     first_sample_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    samples = np.stack([sample(o, a.seed + 1 + i) for i, o in enumerate(observations)]).astype(np.float32)
-    sample_seconds = time.perf_counter() - t0
+    samples, pass_seconds = common.timed_passes(
+        lambda: np.stack([sample(o, a.seed + 1 + i) for i, o in enumerate(observations)]).astype(np.float32),
+        a.sample_repeats)
     if not np.all(np.isfinite(samples)):
         raise SystemExit(f"ours.py: {a.contestant} drew non-finite samples on {a.task}")
 
@@ -218,9 +222,8 @@ def main(argv=None) -> dict:
                    "forward_r2": float(np.mean(1.0 - (err ** 2).mean(axis=0) / std ** 2))}
 
     record = {"task": a.task, **forward, "contestant": a.contestant, "num_simulations": int(len(theta)),
-              "train_seconds": train_seconds, "sample_seconds": sample_seconds,
+              "train_seconds": train_seconds, **common.sampling_record(samples, pass_seconds),
               "first_sample_seconds": first_sample_seconds,
-              "samples_per_second": samples.shape[0] * samples.shape[1] / sample_seconds,
               "epochs": epochs, "seed": a.seed, "settings": settings,
               # the held-out NLL that early stopping kept, per member: a quick proxy of C2ST for
               # comparing settings (--dest to a scratch prefix, no scoring)

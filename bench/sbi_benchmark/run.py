@@ -15,7 +15,8 @@ sbibm, BayesFlow), tfcflow's contestants in ``--ours-python`` (default: this Pyt
    on average 0.02 lower).
 
 ``--timing``: on two_moons and slcp, alternates one of our contestants and one peer (``--rounds``
-rounds, the order flipped every round) and writes OUT/timing/timing.md with the ratios. Ours runs
+rounds, the order flipped every round) and writes OUT/timing/timing.md with the ratios (every
+run's samples/s is its median of ``--sample-repeats`` sampling passes, the same for both). Ours runs
 with the settings of its table record on that task (``settings_args``: the model and training that
 produced the table's C2ST, e.g. a task's dropout or bounds method), so the times are times to
 that result; the peers run their defaults, as in the table. ``--smoke``: the plumbing only,
@@ -115,7 +116,7 @@ class Runner:
     def train(self, task: str, contestant: str, dest=None, table_settings: bool = False) -> bool:
         """Trains and samples one contestant. ``table_settings``: ours with the settings of its
         table record on this task (``settings_args``), if there is one; ``--ours-args`` come last."""
-        extra = ["--dest", dest] if dest else []
+        extra = (["--dest", dest] if dest else []) + ["--sample-repeats", str(self.a.sample_repeats)]
         if contestant in common.OURS:
             ours_args = (SMOKE_OURS if self.a.smoke else []) + shlex.split(self.a.ours_args)
             record = common.result_file(self.a.out, task, contestant)
@@ -287,6 +288,9 @@ def main(argv=None) -> int:
     p.add_argument("--timing-ours", default="tfcflow_cinn_affine", choices=common.OURS)
     p.add_argument("--timing-peer", default="sbi_maf", choices=common.PEERS)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--sample-repeats", type=int, default=5,
+                   help="timed sampling passes over the observations per training run, ours and the peers'; "
+                        "samples/s is the median pass's (table and timing runs alike)")
     a = p.parse_args(argv)
     if a.out is None:
         a.out = (os.path.join(tempfile.gettempdir(), "tfcflow_sbi_smoke") if a.smoke

@@ -34,6 +34,10 @@ def test_smoke_writes_a_result_and_the_summary(smoke_run):
     assert r["smoke"] and r["task"] == "two_moons" and r["contestant"] == CONTESTANT
     assert set(r["c2st"]) == {"1"} and all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in r["c2st"].values())
     assert 0.0 <= r["c2st_mean"] <= 1.0 and r["train_seconds"] > 0 and r["samples_per_second"] > 0
+    # run.py's default: five timed sampling passes, the rate from the median one
+    passes = r["sample_pass_seconds"]
+    assert len(passes) == 5 and r["sample_seconds"] == sorted(passes)[2]
+    assert r["samples_per_second"] == pytest.approx(300 / r["sample_seconds"])
     assert r["command"] and r["versions"]["tfcflow"] and r["git_revision"]
     assert len(r["best_val_loss"]) == 1 and math.isfinite(r["best_val_loss"][0])
     summary = (out / "summary.md").read_text()
@@ -155,6 +159,24 @@ def test_the_sampling_speed_bench_times_plain_and_compiled_sampling(tmp_path):
     (row,) = record["sizes"]
     assert (row["width"], row["depth"], row["hidden_layers"]) == (8, 1, 2) and record["draws"] == 100
     assert row["plain"]["median"] > 0 and row["jit"]["median"] > 0 and row["jit_first_call_seconds"] > 0
+
+
+def test_sampling_passes_keep_the_first_passs_samples_and_time_every_pass():
+    import numpy as np
+
+    common = _run_module().common
+    calls = []
+
+    def sample_all():
+        calls.append(len(calls))
+        return np.full((2, 3, 1), float(len(calls)))
+
+    samples, seconds = common.timed_passes(sample_all, 3)
+    assert calls == [0, 1, 2] and len(seconds) == 3 and np.all(samples == 1.0)
+    record = common.sampling_record(samples, [0.3, 0.1, 0.2])
+    assert record["sample_seconds"] == 0.2 and record["samples_per_second"] == pytest.approx(6 / 0.2)
+    with pytest.raises(SystemExit, match="sample-repeats"):
+        common.timed_passes(sample_all, 0)
 
 
 def test_timing_replays_the_table_records_settings():
