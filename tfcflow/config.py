@@ -76,6 +76,7 @@ DEFAULTS: dict = {
         # CPU execution (tfcflow/execution.py): not part of the model, may change on resume
         "sub_batches": 1,            # >1: the batch as that many sub-batches, one per CPU core
         "fused_steps": False,        # run ActNorm -> 1x1 conv -> coupling as one FusedStep
+        "jit_sampling": False,       # vector models: sample(num_samples=N) as XLA-compiled passes (evaluate's draws)
         "keep_checkpoints": 3,
         "sample_every": None,        # steps between TensorBoard sample grids (images only)
         "nan_policy": "stop",        # "stop" | "skip"
@@ -116,7 +117,7 @@ CHOICES = {
 
 # Keys that may change between a run and its resume (they do not change what was trained so far).
 RESUMABLE = {("train", "steps"), ("train", "sample_every"), ("train", "verbose"), ("train", "plateau_patience"),
-             ("train", "sub_batches"), ("train", "fused_steps"),
+             ("train", "sub_batches"), ("train", "fused_steps"), ("train", "jit_sampling"),
              ("eval", "batch_size"), ("eval", "max_examples"), ("eval", "num_conditions"),
              ("eval", "samples_per_condition"), ("eval", "temperature"),
              ("eval", "diagnostics_simulations"), ("eval", "posterior_samples")}

@@ -1,7 +1,7 @@
 """How a model's computations run on a CPU: explicit choices, never part of a model's config.
 
 ``Execution`` gathers them; set one on a model (``model.execution = Execution(...)``) or per
-training job (``train.sub_batches``, ``train.fused_steps``). The model's ``get_config``, its
+training job (``train.sub_batches``, ``train.fused_steps``, ``train.jit_sampling``). The model's ``get_config``, its
 ``model.json`` and its SavedModel signatures' inputs and outputs do not depend on it: the same model
 computes the same densities and the same seeded samples (up to float rounding) under any setting.
 

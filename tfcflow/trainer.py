@@ -184,9 +184,10 @@ class Job:
         return self.data_cfg["source"] in ("tfds", "image_folder")
 
     def execution(self):
-        """The job's CPU execution choices (train.sub_batches, train.fused_steps)."""
+        """The job's CPU execution choices (train.sub_batches, train.fused_steps, train.jit_sampling)."""
         from tfcflow.execution import Execution
-        return Execution(sub_batches=self.train_cfg["sub_batches"], fused_steps=self.train_cfg["fused_steps"])
+        t = self.train_cfg
+        return Execution(sub_batches=t["sub_batches"], fused_steps=t["fused_steps"], jit_sampling=t["jit_sampling"])
 
     def _build_model(self):
         """Builds the model; a constructor's ValueError becomes a ConfigError naming the
@@ -533,7 +534,7 @@ def load_run(run_dir: str, use_ema: bool = True):
     from tfcflow.execution import Execution
     # how the run executed (runs older than train.sub_batches used train.parallel_chains)
     model.execution = Execution(sub_batches=t.get("sub_batches", t.get("parallel_chains", 1)),
-                                fused_steps=t.get("fused_steps", False))
+                                fused_steps=t.get("fused_steps", False), jit_sampling=t.get("jit_sampling", False))
     opt = optim.make_optimizer(optim.WarmupStepDecay(t["learning_rate"]), ema=t["ema"], precision="float32")
     model.compile(optimizer=opt)
     opt.build(model.trainable_variables)

@@ -2,6 +2,7 @@
 dotted paths, posterior diagnostics and figures, export of the posterior sampler, bad simulators."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -55,6 +56,24 @@ def test_evaluate_writes_the_diagnostics(run, capsys):
     assert cli.main(["evaluate", out]) == 0
     assert os.path.exists(os.path.join(out, "diagnostics", "coverage.png"))
     assert "test_loss" in capsys.readouterr().out
+
+
+def test_jit_sampling_evaluates_with_the_plain_graphs_draws(run, tmp_path):
+    # train.jit_sampling (an execution choice, changeable on a finished run): evaluate's posterior
+    # draws run XLA-compiled, the same seeded draws, so the same diagnostics up to float rounding
+    out, _ = run
+    jit = tmp_path / "jit"
+    shutil.copytree(out, jit)
+    with open(jit / "config.json") as f:
+        cfg = json.load(f)
+    cfg["train"]["jit_sampling"] = True
+    with open(jit / "config.json", "w") as f:
+        json.dump(cfg, f)
+    assert trainer.load_run(str(jit)).execution.jit_sampling and not trainer.load_run(out).execution.jit_sampling
+    plain, compiled = (trainer.evaluate_run(str(d))["diagnostics"] for d in (out, jit))
+    for key in ("mean_z_score", "mean_contraction"):  # (continuous in the draws, unlike rank counts)
+        np.testing.assert_allclose(compiled[key], plain[key], atol=1e-3, err_msg=key)
+    assert compiled["n_sims"] == plain["n_sims"] and compiled["num_samples"] == plain["num_samples"]
 
 
 def _sim_file(tmp_path, body):
