@@ -43,13 +43,14 @@ def wait_quiet(max_wait=None) -> float:
         time.sleep(2)
 
 
-def timed(fn, items_per_call: int, calls: int = 5, runs: int = 5, budget: float = 120.0) -> dict:
+def timed(fn, items_per_call: int, calls: int = 5, runs: int = 5, budget: float = 120.0, max_wait=None) -> dict:
     """Throughput (items/s) of ``calls`` consecutive ``fn()`` per run, over ``runs`` clean runs
-    (retrying dirty runs while within ``budget`` seconds; at least ``runs`` attempts)."""
+    (retrying dirty runs while within ``budget`` seconds; at least ``runs`` attempts), each run
+    after waiting up to ``max_wait`` seconds (default ``MAX_WAIT``) for the machine to go quiet."""
     clean, dirty = [], []
     start = time.time()
     while len(clean) < runs and (len(clean) + len(dirty) < runs or time.time() - start < budget):
-        wait_quiet()
+        wait_quiet(max_wait)
         b0, s0 = _busy_total(), _busy_self()
         t = time.perf_counter()
         for _ in range(calls):

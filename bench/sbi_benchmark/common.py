@@ -98,29 +98,26 @@ def git_revision() -> str:
         return "unknown"
 
 
-def timed_passes(sample_all, repeats: int):
-    """``(samples of the first pass, [seconds of each pass])``: ``sample_all()`` (every observation's
-    samples, after the caller's untimed warm-up) run ``repeats`` >= 1 times. Ours and the peers time
-    sampling by this one rule; the rate is taken from the median pass (``sampling_record``), so one
-    pass slowed by another job on the machine does not decide it."""
-    import time
+def timed_sampling(sample_all, repeats: int, patience: float = 60.0):
+    """``(samples, timing fields of a worker's record)``: ``sample_all()`` returns every
+    observation's samples ``[K, N, D]``; after the caller's warm-up call, one untimed call gives
+    the samples kept, then ``repeats`` >= 1 timed calls give the rate: samples/s of the median
+    clean call, by bench/timing.py's rule (wait for the machine to go quiet, a call during which
+    other processes or the host took CPU time is dirty and retried; with no clean call, the dirty
+    ones). ``patience``: seconds of retries, and of waiting before each call (0: ``repeats``
+    calls, no waiting). Ours and the peers are timed by this one rule."""
     if repeats < 1:
         raise SystemExit(f"--sample-repeats must be >= 1, got {repeats}")
-    seconds, first = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        samples = sample_all()
-        seconds.append(time.perf_counter() - t0)
-        first = samples if first is None else first
-    return first, seconds
-
-
-def sampling_record(samples, seconds) -> dict:
-    """The timing fields of a worker's record from ``timed_passes``' results."""
-    import statistics
-    median = statistics.median(seconds)
-    return {"sample_seconds": median, "sample_pass_seconds": seconds,
-            "samples_per_second": samples.shape[0] * samples.shape[1] / median}
+    sys.path.insert(0, os.path.dirname(HERE))
+    try:
+        import timing
+    finally:
+        sys.path.pop(0)
+    samples = sample_all()
+    items = samples.shape[0] * samples.shape[1]
+    t = timing.timed(sample_all, items, calls=1, runs=repeats, budget=patience, max_wait=min(patience, 20.0))
+    return samples, {"samples_per_second": t["median"], "sample_seconds": items / t["median"],
+                     "sampling_runs": t["runs"], "sampling_clean_runs": t["clean"], "sampling_dirty_runs": t["dirty"]}
 
 
 def this_command() -> str:

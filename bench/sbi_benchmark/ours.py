@@ -24,10 +24,11 @@ used to choose settings before spending a C2ST run (docs/benchmarks.md section 4
 
 Timing: ``train_seconds`` from building the model to the end of ``fit`` (wall clock, tracing
 included); ``samples_per_second`` = observations x samples / wall time of one pass of sampling
-calls over the observations, after one untimed warm-up call on the first observation; with
-``--sample-repeats K`` the median of K passes (the samples kept are the first pass's; the same
-rule as peers.py, ``common.timed_passes``). The warm-up call's own time (tracing, and XLA's
-compilation with ``--jit-sampling``) is ``first_sample_seconds``.
+calls over the observations, after one untimed warm-up call on the first observation and one
+untimed pass (the samples kept): the median of ``--sample-repeats`` timed passes, those during
+which the machine was busy with other work retried (``common.timed_sampling``, the same rule as
+peers.py). The warm-up call's own time (tracing, and XLA's compilation with ``--jit-sampling``) is
+``first_sample_seconds``.
 
 Writes ``PREFIX.npz`` (``samples`` [K, N, D]) and ``PREFIX.json``; ``--dest`` gives ``PREFIX``
 (default: ``OUT/samples/<task>__<contestant>``).
@@ -132,7 +133,9 @@ def parser() -> argparse.ArgumentParser:
                    help="sample with Execution(jit_sampling=True): XLA-compiled flow passes (an execution "
                         "choice, not the model's config)")
     p.add_argument("--sample-repeats", type=int, default=1,
-                   help="timed sampling passes over the observations; the rate is the median pass's")
+                   help="timed sampling passes over the observations (common.timed_sampling)")
+    p.add_argument("--sampling-patience", type=float, default=60.0,
+                   help="seconds of retrying sampling passes slowed by other work (0: none)")
     p.add_argument("--sample-batch-size", type=int,
                    help="rows per sampling chunk (sample's batch_size; default the library's)")
     return p
@@ -204,9 +207,9 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     sample(observations[0], a.seed)  # warm-up (tracing; XLA's compilation with --jit-sampling), untimed
     first_sample_seconds = time.perf_counter() - t0
-    samples, pass_seconds = common.timed_passes(
+    samples, sampling = common.timed_sampling(
         lambda: np.stack([sample(o, a.seed + 1 + i) for i, o in enumerate(observations)]).astype(np.float32),
-        a.sample_repeats)
+        a.sample_repeats, a.sampling_patience)
     if not np.all(np.isfinite(samples)):
         raise SystemExit(f"ours.py: {a.contestant} drew non-finite samples on {a.task}")
 
@@ -222,7 +225,7 @@ def main(argv=None) -> dict:
                    "forward_r2": float(np.mean(1.0 - (err ** 2).mean(axis=0) / std ** 2))}
 
     record = {"task": a.task, **forward, "contestant": a.contestant, "num_simulations": int(len(theta)),
-              "train_seconds": train_seconds, **common.sampling_record(samples, pass_seconds),
+              "train_seconds": train_seconds, **sampling,
               "first_sample_seconds": first_sample_seconds,
               "epochs": epochs, "seed": a.seed, "settings": settings,
               # the held-out NLL that early stopping kept, per member: a quick proxy of C2ST for

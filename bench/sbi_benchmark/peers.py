@@ -24,8 +24,9 @@ Contestants, each with its library's defaults:
 
 Timing: ``train_seconds`` from building the estimator to the end of training (wall clock);
 ``samples_per_second`` = observations x samples / wall time of one pass of sampling calls over
-the observations, after one untimed warm-up call on the first observation; with
-``--sample-repeats K`` the median of K passes (the same rule as ours.py, ``common.timed_passes``).
+the observations, after one untimed warm-up call on the first observation and one untimed pass
+(the samples kept): the median of ``--sample-repeats`` timed passes, those during which the
+machine was busy with other work retried (``common.timed_sampling``, the same rule as ours.py).
 
 Writes ``PREFIX.npz`` (``samples`` [K, N, D]) and ``PREFIX.json``; ``--dest`` gives ``PREFIX``
 (default: ``OUT/samples/<task>__<contestant>``).
@@ -97,7 +98,9 @@ def main(argv=None) -> dict:
     p.add_argument("--num-samples", type=int, default=common.NUM_POSTERIOR_SAMPLES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-repeats", type=int, default=1,
-                   help="timed sampling passes over the observations; the rate is the median pass's")
+                   help="timed sampling passes over the observations (common.timed_sampling)")
+    p.add_argument("--sampling-patience", type=float, default=60.0,
+                   help="seconds of retrying sampling passes slowed by other work (0: none)")
     p.add_argument("--bf-standardize", default="all", help="BayesFlow's standardize argument (docstring)")
     a = p.parse_args(argv)
     import numpy as np
@@ -117,15 +120,15 @@ def main(argv=None) -> dict:
             sample, info = train_bayesflow(theta, x, a.seed, a.bf_standardize)
         train_seconds = time.perf_counter() - t0
         sample(observations[0], a.num_samples)  # warm-up, untimed
-        samples, pass_seconds = common.timed_passes(
+        samples, sampling = common.timed_sampling(
             lambda: np.stack([np.asarray(sample(o, a.num_samples), np.float32) for o in observations]),
-            a.sample_repeats)
+            a.sample_repeats, a.sampling_patience)
     finally:
         os.chdir(cwd)
         shutil.rmtree(workdir, ignore_errors=True)
 
     record = {"task": a.task, "contestant": a.contestant, "num_simulations": int(len(theta)),
-              "train_seconds": train_seconds, **common.sampling_record(samples, pass_seconds),
+              "train_seconds": train_seconds, **sampling,
               "seed": a.seed, "versions": common.versions(*VERSIONS[a.contestant.split("_")[0]]),
               **info, **common.provenance()}
     common.save_npz(dest + ".npz", samples=samples)
