@@ -132,6 +132,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--jit-sampling", action="store_true",
                    help="sample with Execution(jit_sampling=True): XLA-compiled flow passes (an execution "
                         "choice, not the model's config)")
+    p.add_argument("--sample-sub-batches", type=int, default=1,
+                   help="sample with Execution(sub_batches=N): each chunk as N sub-batches in one graph, "
+                        "which TensorFlow runs side by side (one per core; the same draws)")
     p.add_argument("--sample-repeats", type=int, default=1,
                    help="timed sampling passes over the observations (common.timed_sampling)")
     p.add_argument("--sampling-patience", type=float, default=60.0,
@@ -156,7 +159,7 @@ def main(argv=None) -> dict:
     settings = {k: getattr(a, k) for k in ("depth", "width", "hidden_layers", "network", "activation", "dropout",
                                             "epochs", "batch_size", "lr", "schedule", "weight_decay", "clipnorm",
                                             "validation_fraction", "patience", "lr_patience", "jit_sampling",
-                                            "sample_batch_size")}
+                                            "sample_batch_size", "sample_sub_batches")}
     box = None if a.no_bounds else PRIOR_BOXES.get(a.task)
     bounds = None if box is None else [[box[0], box[1]]] * box[2]
     settings.update(model=classes[a.contestant].__name__, coupling=coupling, mixing=a.mixing, standardize=True,
@@ -196,9 +199,10 @@ def main(argv=None) -> dict:
         best_val = [float(min(history.history["val_loss"]))]
     train_seconds = time.perf_counter() - t0
 
-    if a.jit_sampling:
+    if a.jit_sampling or a.sample_sub_batches != 1:
         from tfcflow.execution import Execution
-        model.execution = Execution(jit_sampling=True)
+        # set after training: the execution choices of sampling only
+        model.execution = Execution(jit_sampling=a.jit_sampling, sub_batches=a.sample_sub_batches)
 
     def sample(x_obs, seed):
         return np.asarray(model.sample(x_obs[None], num_samples=a.num_samples, seed=seed,

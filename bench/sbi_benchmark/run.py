@@ -54,7 +54,8 @@ GROUPS = {"all": common.CONTESTANTS, "ours": common.OURS, "peers": common.PEERS}
 #: ours.py options that a table record's ``settings`` hold (the rest follow from the contestant)
 SETTING_FLAGS = ("depth", "width", "hidden_layers", "network", "activation", "dropout", "epochs", "batch_size",
                  "lr", "schedule", "weight_decay", "clipnorm", "validation_fraction", "patience", "lr_patience",
-                 "mixing", "bounds_method", "spline_bins", "spline_bound", "ensemble", "sample_batch_size")
+                 "mixing", "bounds_method", "spline_bins", "spline_bound", "ensemble", "sample_batch_size",
+                 "sample_sub_batches")
 #: settings that are ours.py switches (given when true)
 SETTING_SWITCHES = ("jit_sampling",)
 

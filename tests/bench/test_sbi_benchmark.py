@@ -64,15 +64,20 @@ def test_ours_samples_xla_compiled_on_request(smoke_run):
              "--patience", "1", "--verbose", "0"]
     base = [sys.executable, script, "--out", str(out), "--task", "two_moons", "--contestant", "tfcflow_cinn_spline",
             *smoke]
-    for extra in ([], ["--jit-sampling", "--sample-batch-size", "64"]):
+    for extra in ([], ["--jit-sampling", "--sample-batch-size", "64"],
+                  ["--jit-sampling", "--sample-batch-size", "64", "--sample-sub-batches", "2"]):
         proc = subprocess.run(base + ["--dest", f"{dest}{len(extra)}", *extra], capture_output=True, text=True,
                               cwd=ROOT, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    plain, jit = (json.loads(open(f"{dest}{k}.json").read()) for k in (0, 3))
+    plain, jit, halves = (json.loads(open(f"{dest}{k}.json").read()) for k in (0, 3, 5))
     assert not plain["settings"]["jit_sampling"] and jit["settings"]["jit_sampling"]
     assert jit["settings"]["sample_batch_size"] == 64 and jit["first_sample_seconds"] > 0
+    assert jit["settings"]["sample_sub_batches"] == 1 and halves["settings"]["sample_sub_batches"] == 2
     import numpy as np
-    np.testing.assert_allclose(np.load(f"{dest}3.npz")["samples"], np.load(f"{dest}0.npz")["samples"], atol=1e-3)
+    # the same draws: compiled, and compiled in two sub-batches per chunk
+    for k in (3, 5):
+        np.testing.assert_allclose(np.load(f"{dest}{k}.npz")["samples"], np.load(f"{dest}0.npz")["samples"],
+                                   atol=1e-3)
 
 
 def _run_module():
@@ -195,8 +200,8 @@ def test_timing_replays_the_table_records_settings():
                 "dropout": 0.1, "epochs": 50, "batch_size": 128, "lr": 0.001, "schedule": "cosine",
                 "weight_decay": 0.01, "clipnorm": 2.0, "validation_fraction": 0.2, "patience": 7, "lr_patience": 0,
                 "mixing": "permutation", "bounds_method": "reject", "spline_bins": 6, "spline_bound": 4.0,
-                "ensemble": 3, "sample_batch_size": 10000, "jit_sampling": True, "bounds": None,
-                "model": "ConditionalRealNVP", "coupling": "spline"}
+                "ensemble": 3, "sample_batch_size": 10000, "sample_sub_batches": 2, "jit_sampling": True,
+                "bounds": None, "model": "ConditionalRealNVP", "coupling": "spline"}
     args = run.settings_args({"settings": settings, "seed": 5})
     a = ours.parser().parse_args(["--task", "slcp", "--contestant", "tfcflow_cinn_spline", *args])
     for key in run.SETTING_FLAGS + run.SETTING_SWITCHES:
