@@ -108,6 +108,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--spline-bound", type=float, default=3.0,
                    help="the spline couplings' interval [-B, B] (standardized units; identity outside)")
     p.add_argument("--rcf-coupling", default="affine", choices=("affine", "spline"))
+    p.add_argument("--rcf-padding-noise", type=float, default=0.05,
+                   help="tfcflow_rcf: std of the training noise on the padding (the model's padding_noise; "
+                        "paper: 0.05)")
+    p.add_argument("--rcf-epsilon", type=float, default=0.1,
+                   help="tfcflow_rcf: std of the relaxed condition (the model's epsilon; paper: 0.1)")
     p.add_argument("--mixing", default="lu", choices=("permutation", "lu"),
                    help="what follows each coupling block (the models' mixing argument)")
     p.add_argument("--ensemble", type=int, default=4, help="members of the *_ensemble contestants")
@@ -168,6 +173,10 @@ def main(argv=None) -> dict:
     if coupling == "spline":
         spline = dict(spline_bins=a.spline_bins, spline_bound=a.spline_bound)
         settings.update(spline)
+    relaxed = {}
+    if a.contestant == "tfcflow_rcf":
+        relaxed = dict(padding_noise=a.rcf_padding_noise, epsilon=a.rcf_epsilon)
+        settings.update(rcf_padding_noise=a.rcf_padding_noise, rcf_epsilon=a.rcf_epsilon)
     ensemble = a.ensemble if a.contestant.endswith("_ensemble") else None
     if ensemble:
         settings.update(model=f"FlowEnsemble of {ensemble} {settings['model']}", ensemble=ensemble)
@@ -175,7 +184,7 @@ def main(argv=None) -> dict:
     kwargs = dict(event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth, width=a.width,
                   hidden_layers=a.hidden_layers, network=a.network, activation=a.activation, dropout=a.dropout,
                   coupling=coupling, mixing=a.mixing, standardize=True, bounds=bounds,
-                  bounds_method=a.bounds_method, **spline)
+                  bounds_method=a.bounds_method, **spline, **relaxed)
 
     from tfcflow.holdout import fit_with_holdout, holdout_split
     fit_args = dict(epochs=a.epochs, batch_size=a.batch_size, validation_fraction=a.validation_fraction,

@@ -55,7 +55,7 @@ GROUPS = {"all": common.CONTESTANTS, "ours": common.OURS, "peers": common.PEERS}
 SETTING_FLAGS = ("depth", "width", "hidden_layers", "network", "activation", "dropout", "epochs", "batch_size",
                  "lr", "schedule", "weight_decay", "clipnorm", "validation_fraction", "patience", "lr_patience",
                  "mixing", "bounds_method", "spline_bins", "spline_bound", "ensemble", "sample_batch_size",
-                 "sample_sub_batches")
+                 "sample_sub_batches", "rcf_padding_noise", "rcf_epsilon")
 #: settings that are ours.py switches (given when true)
 SETTING_SWITCHES = ("jit_sampling",)
 

@@ -200,7 +200,8 @@ def test_timing_replays_the_table_records_settings():
                 "dropout": 0.1, "epochs": 50, "batch_size": 128, "lr": 0.001, "schedule": "cosine",
                 "weight_decay": 0.01, "clipnorm": 2.0, "validation_fraction": 0.2, "patience": 7, "lr_patience": 0,
                 "mixing": "permutation", "bounds_method": "reject", "spline_bins": 6, "spline_bound": 4.0,
-                "ensemble": 3, "sample_batch_size": 10000, "sample_sub_batches": 2, "jit_sampling": True,
+                "ensemble": 3, "sample_batch_size": 10000, "sample_sub_batches": 2, "rcf_padding_noise": 0.5,
+                "rcf_epsilon": 0.2, "jit_sampling": True,
                 "bounds": None, "model": "ConditionalRealNVP", "coupling": "spline"}
     args = run.settings_args({"settings": settings, "seed": 5})
     a = ours.parser().parse_args(["--task", "slcp", "--contestant", "tfcflow_cinn_spline", *args])
