@@ -167,15 +167,15 @@ def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES,
         if name != "serving_default":
             setattr(module, name, fn)
     if hasattr(model, "infer_condition"):
-        eps2 = 2.0 * float(model.epsilon) ** 2
-
         @tf.function(input_signature=[x_spec])
         def infer_condition(x):
             c = model.infer_condition(x)
             k = c.shape[-1]
-            # p(class k | x) under the relaxed-condition likelihood N(c~; e_k, eps^2 I)
-            dist = tf.reduce_sum(tf.square(c[:, None, :] - tf.eye(k)[None]), axis=-1)
-            probs = tf.nn.softmax(-dist / eps2, axis=-1)
+            # p(class k | x) under the relaxed-condition likelihood N(c~; e_k, diag(eps^2)) (eps: a
+            # number, or one per dimension when learned)
+            weight = 0.5 / tf.square(tf.cast(model.relaxation, c.dtype))
+            dist = tf.reduce_sum(tf.square(c[:, None, :] - tf.eye(k)[None]) * weight, axis=-1)
+            probs = tf.nn.softmax(-dist, axis=-1)
             return {"condition": c, "class_probabilities": probs, "label": tf.argmax(probs, axis=-1)}
 
         module.infer_condition = infer_condition

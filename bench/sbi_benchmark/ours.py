@@ -89,6 +89,11 @@ def _optimizer(a, num_simulations: int):
     return keras.optimizers.Adam(rate)
 
 
+def _epsilon(text: str):
+    """--rcf-epsilon: a number, or 'learned'."""
+    return text if text == "learned" else float(text)
+
+
 def parser() -> argparse.ArgumentParser:
     """ours.py's command line (run.py's ``settings_args`` writes its options)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -111,8 +116,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rcf-padding-noise", type=float, default=0.05,
                    help="tfcflow_rcf: std of the training noise on the padding (the model's padding_noise; "
                         "paper: 0.05)")
-    p.add_argument("--rcf-epsilon", type=float, default=0.1,
-                   help="tfcflow_rcf: std of the relaxed condition (the model's epsilon; paper: 0.1)")
+    p.add_argument("--rcf-epsilon", type=_epsilon, default=0.1,
+                   help="tfcflow_rcf: std of the relaxed condition, or 'learned' (the model's epsilon; paper: 0.1)")
     p.add_argument("--mixing", default="lu", choices=("permutation", "lu"),
                    help="what follows each coupling block (the models' mixing argument)")
     p.add_argument("--ensemble", type=int, default=4, help="members of the *_ensemble contestants")

@@ -83,6 +83,8 @@ def test_importance_bound_tightens_with_more_samples(model, gmm_data):
 def test_hyper_parameter_errors():
     with pytest.raises(ValueError, match="epsilon must be > 0, got 0"):
         RelaxedConditionFlow(2, 8, epsilon=0)
+    with pytest.raises(ValueError, match="epsilon must be a number > 0 or 'learned', got 'fitted'"):
+        RelaxedConditionFlow(2, 8, epsilon="fitted")
     with pytest.raises(ValueError, match="padding_noise must be > 0, got -0.1"):
         RelaxedConditionFlow(2, 8, padding_noise=-0.1)
     with pytest.raises(ValueError, match="z has at least one dimension"):
@@ -97,3 +99,35 @@ def test_training_noise_is_seeded(model):
     first = model._training_losses(x, c, tf.constant([5, 0]))[0].numpy()
     np.testing.assert_array_equal(model._training_losses(x, c, tf.constant([5, 0]))[0].numpy(), first)
     assert np.all(model._training_losses(x, c, tf.constant([5, 1]))[0].numpy() != first)
+
+
+def test_a_learned_epsilon_fits_the_forward_noise_and_the_posterior():
+    # x ~ N(0, 1), c = x + N(0, 0.5^2): the forward process is noisy. Standardized, c's noise std is
+    # 0.5 / sqrt(1.25) = 0.447, and the posterior p(x | c) has std sqrt(0.2) = 0.447. The paper's
+    # fixed epsilon (0.1) cannot express that noise: its posterior is over-confident; a learned
+    # epsilon fits it (a trainable weight, in the config, receiving gradients)
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4000, 1)).astype(np.float32)
+    c = (x + 0.5 * rng.standard_normal((4000, 1))).astype(np.float32)
+    stds = {}
+    for eps in (0.1, "learned"):
+        keras.utils.set_random_seed(0)
+        m = RelaxedConditionFlow(1, 1, epsilon=eps, depth=2, width=32, hidden_layers=1)
+        if eps == "learned":
+            assert m.get_config()["epsilon"] == "learned" and m.log_epsilon in m.trainable_variables
+            with tf.GradientTape() as tape:
+                loss = -tf.reduce_mean(m.log_prob(x[:64], c[:64]))
+            assert tape.gradient(loss, m.log_epsilon) is not None
+            again = RelaxedConditionFlow.from_config(m.get_config())
+            assert again.log_epsilon is not None and again.log_epsilon.shape == (1,)
+        m.compile(optimizer=keras.optimizers.Adam(1e-2))
+        m.fit(x, c, batch_size=256, epochs=40, verbose=0)
+        s = m.sample(np.array([[1.0]], np.float32), num_samples=4000, seed=1).numpy()[0, :, 0]
+        stds[eps] = float(s.std())
+        if eps == "learned":
+            assert 0.3 < float(m.relaxation[0]) < 0.6, float(m.relaxation[0])
+    # true posterior std at c = 1: 0.447 (mean 0.8)
+    assert abs(stds["learned"] - 0.447) < 0.1, stds
+    assert stds[0.1] < 0.3, stds

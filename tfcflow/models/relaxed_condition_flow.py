@@ -43,7 +43,14 @@ class RelaxedConditionFlow(VectorFlowModel):
       padding_dim: size of the zero padding x0 (default M, so that z has the size of x). The
         latent z has ``D + padding_dim - M >= 1`` dims.
       epsilon: std of the relaxed condition, ``c~ ~ N(c, epsilon^2)`` (paper: 0.1), in the units
-        the flow sees (standardized units when ``standardize``).
+        the flow sees (standardized units when ``standardize``); or ``"learned"``: one std per
+        condition dimension, a trainable weight (``log_epsilon``, starting at 0.1) fitted with the
+        flow. epsilon is the forward process's noise in this model: p(c~ | x) is a Gaussian of std
+        epsilon around the flow's prediction, and the padding cannot carry the simulator's noise
+        (it is drawn independently of c). A fixed small epsilon suits a (nearly) deterministic
+        forward process, as in the paper; for a noisy simulator a small fixed epsilon gives an
+        over-confident posterior centred on the inverse of the mean forward map
+        (docs/benchmarks.md section 4, stop 30), and ``"learned"`` fits the noise.
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
       depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, mixing, scale, clamp,
         actnorm, seed, network, dropout: the coupling blocks, as in ``ConditionalRealNVP`` (the networks
@@ -58,7 +65,7 @@ class RelaxedConditionFlow(VectorFlowModel):
     """
 
     def __init__(self, event_shape: Union[int, Sequence[int]], condition_shape: Union[int, Sequence[int]],
-                 padding_dim: Optional[int] = None, epsilon: float = 0.1, padding_noise: float = 0.05,
+                 padding_dim: Optional[int] = None, epsilon: Union[float, str] = 0.1, padding_noise: float = 0.05,
                  depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
                  coupling: str = "affine", spline_bins: int = 8, spline_bound: float = 3.0,
                  mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
@@ -66,7 +73,11 @@ class RelaxedConditionFlow(VectorFlowModel):
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
                  seed: int = 0, network: str = "mlp", bounds_method: str = "map", dropout: float = 0.0,
                  **kwargs):
-        epsilon = _checks.check_positive(epsilon, "epsilon")
+        learned = isinstance(epsilon, str)
+        if learned and epsilon != "learned":
+            raise ValueError(f"epsilon must be a number > 0 or 'learned', got {epsilon!r}")
+        if not learned:
+            epsilon = _checks.check_positive(epsilon, "epsilon")
         padding_noise = _checks.check_positive(padding_noise, "padding_noise")
         super().__init__(event_shape, condition_shape, standardize=standardize, bounds=bounds,
                          summary_network=summary_network, bounds_method=bounds_method, **kwargs)
@@ -87,7 +98,16 @@ class RelaxedConditionFlow(VectorFlowModel):
                                   coupling=coupling, bins=spline_bins, bound=spline_bound, mixing=mixing,
                                   network=network, dropout=dropout)
         self.flow.build((None, total))
+        self.log_epsilon = None
+        if learned:
+            self.log_epsilon = self.add_weight(shape=(condition_dim,), name="log_epsilon", trainable=True,
+                                               initializer=keras.initializers.Constant(math.log(0.1)))
         self.built = True
+
+    @property
+    def relaxation(self):
+        """The std of c~ around c: epsilon, or ``exp(log_epsilon)`` ``[M]`` when learned."""
+        return self.epsilon if self.log_epsilon is None else tf.exp(self.log_epsilon)
 
     # ---- the paper's quantities (on v, the flow's space, and the condition features f) ------------
     def _pad(self, v, x0=None):
@@ -101,7 +121,7 @@ class RelaxedConditionFlow(VectorFlowModel):
     def _joint_log_prob(self, padded, features):
         latent, log_det = self.flow.bijector().inverse_and_log_det(padded)
         z, c_tilde = self._split_latent(latent)
-        return (standard_normal_log_prob(z) + normal_log_prob(c_tilde, features, self.epsilon)
+        return (standard_normal_log_prob(z) + normal_log_prob(c_tilde, features, self.relaxation)
                 + log_det)
 
     def _padding_log_prob(self, x0):
@@ -159,7 +179,7 @@ class RelaxedConditionFlow(VectorFlowModel):
         batch = tf.shape(features)[0]
         noise = self._batch_noise("normal", tf.stack([batch, self.latent_dim + self.feature_dim]), seed)
         z = temperature * noise[:, :self.latent_dim]
-        c_tilde = features + temperature * self.epsilon * noise[:, self.latent_dim:]
+        c_tilde = features + temperature * self.relaxation * noise[:, self.latent_dim:]
         padded, _ = self.flow.bijector().forward_and_log_det(tf.concat([z, c_tilde], axis=-1))
         return padded[:, :self.event_size]
 
@@ -175,6 +195,6 @@ class RelaxedConditionFlow(VectorFlowModel):
         batch = tf.shape(f)[0]
         loc = tf.concat([tf.zeros([batch, self.latent_dim]), f], axis=-1)
         scale = tf.concat([tf.ones([self.latent_dim]),
-                           tf.fill([self.feature_dim], self.epsilon)], axis=0)
+                           self.relaxation * tf.ones([self.feature_dim])], axis=0)
         base = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
         return tfd.TransformedDistribution(base, self.flow.bijector())
