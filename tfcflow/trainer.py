@@ -185,9 +185,7 @@ class Job:
 
     def execution(self):
         """The job's CPU execution choices (train.sub_batches, train.fused_steps, train.jit_sampling)."""
-        from tfcflow.execution import Execution
-        t = self.train_cfg
-        return Execution(sub_batches=t["sub_batches"], fused_steps=t["fused_steps"], jit_sampling=t["jit_sampling"])
+        return execution_of(self.train_cfg)
 
     def _build_model(self):
         """Builds the model; a constructor's ValueError becomes a ConfigError naming the
@@ -507,6 +505,16 @@ def test_data_job(run_dir: str, max_examples=None, hook: Optional[str] = None) -
     return job
 
 
+def execution_of(train_cfg: dict):
+    """The ``Execution`` a config's ``train`` section asks for; keys a run's saved config lacks
+    (older runs) take their defaults, and runs older than train.sub_batches used
+    train.parallel_chains."""
+    from tfcflow.execution import Execution
+    t = train_cfg
+    return Execution(sub_batches=t.get("sub_batches", t.get("parallel_chains", 1)),
+                     fused_steps=t.get("fused_steps", False), jit_sampling=t.get("jit_sampling", False))
+
+
 def load_run(run_dir: str, use_ema: bool = True):
     """Rebuilds the model of a training run folder and restores its latest checkpoint (weights and,
     with ``use_ema``, the EMA weights swapped in). Returns the model."""
@@ -531,10 +539,7 @@ def load_run(run_dir: str, use_ema: bool = True):
     if t.get("base_steps"):  # g was frozen before the optimizer was built: it has no EMA to swap in
         from tfcflow.base_training import freeze_base
         freeze_base(model)
-    from tfcflow.execution import Execution
-    # how the run executed (runs older than train.sub_batches used train.parallel_chains)
-    model.execution = Execution(sub_batches=t.get("sub_batches", t.get("parallel_chains", 1)),
-                                fused_steps=t.get("fused_steps", False), jit_sampling=t.get("jit_sampling", False))
+    model.execution = execution_of(t)
     opt = optim.make_optimizer(optim.WarmupStepDecay(t["learning_rate"]), ema=t["ema"], precision="float32")
     model.compile(optimizer=opt)
     opt.build(model.trainable_variables)

@@ -98,6 +98,14 @@ def git_revision() -> str:
         return "unknown"
 
 
+def add_sampling_args(parser) -> None:
+    """The sampling-timing options of ours.py and peers.py (``timed_sampling``'s arguments)."""
+    parser.add_argument("--sample-repeats", type=int, default=1,
+                        help="timed sampling passes over the observations (common.timed_sampling)")
+    parser.add_argument("--sampling-patience", type=float, default=60.0,
+                        help="seconds of retrying sampling passes slowed by other work (0: none)")
+
+
 def timed_sampling(sample_all, repeats: int, patience: float = 60.0):
     """``(samples, timing fields of a worker's record)``: ``sample_all()`` returns every
     observation's samples ``[K, N, D]``; after the caller's warm-up call, one untimed call gives

@@ -145,10 +145,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-sub-batches", type=int, default=1,
                    help="sample with Execution(sub_batches=N): each chunk as N sub-batches in one graph, "
                         "which TensorFlow runs side by side (one per core; the same draws)")
-    p.add_argument("--sample-repeats", type=int, default=1,
-                   help="timed sampling passes over the observations (common.timed_sampling)")
-    p.add_argument("--sampling-patience", type=float, default=60.0,
-                   help="seconds of retrying sampling passes slowed by other work (0: none)")
+    common.add_sampling_args(p)
     p.add_argument("--sample-batch-size", type=int,
                    help="rows per sampling chunk (sample's batch_size; default the library's)")
     return p

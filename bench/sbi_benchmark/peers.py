@@ -97,10 +97,7 @@ def main(argv=None) -> dict:
     p.add_argument("--dest", help="output prefix (default OUT/samples/<task>__<contestant>)")
     p.add_argument("--num-samples", type=int, default=common.NUM_POSTERIOR_SAMPLES)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample-repeats", type=int, default=1,
-                   help="timed sampling passes over the observations (common.timed_sampling)")
-    p.add_argument("--sampling-patience", type=float, default=60.0,
-                   help="seconds of retrying sampling passes slowed by other work (0: none)")
+    common.add_sampling_args(p)
     p.add_argument("--bf-standardize", default="all", help="BayesFlow's standardize argument (docstring)")
     a = p.parse_args(argv)
     import numpy as np
