@@ -10,6 +10,11 @@ NumPy's prior/simulator in tfcflow.data.sbi_tasks; one observation simulated fro
 its "reference posterior" is a rejection-ABC sample (the prior draws whose simulations land
 nearest to the observation). That only exercises the plumbing: the numbers mean nothing.
 
+``--heldout N``: also OUT/cache/<task>.heldout.npz, N further pairs (theta, x) from another seed
+(``--seed`` + 1000 + the task's index), never trained on and never scored: the held-out NLL on
+them is what the estimator's defaults are chosen by (docs/benchmarks.md, "How the defaults were
+chosen"), so no choice sees the scored observations.
+
 Arrays in the npz: theta [n, D], x [n, M], observations [K, M], true_parameters [K, D],
 reference [K, R, D] (float32), observation_ids [K] (int), meta (a JSON string).
 An existing cache file is kept (delete it to redraw).
@@ -49,6 +54,23 @@ def simulate_sbibm(task_name: str, num_simulations: int, seed: int, num_observat
                 observation_ids=np.asarray(ids), meta=json.dumps(meta))
 
 
+def simulate_heldout(task_name: str, num_simulations: int, seed: int) -> dict:
+    """``num_simulations`` pairs (theta, x) of a task from ``seed``: selection data (module docstring)."""
+    import numpy as np
+    import sbibm
+    import torch
+
+    torch.manual_seed(seed)
+    task = sbibm.get_task(task_name)
+    theta = task.get_prior()(num_samples=num_simulations)
+    x = task.get_simulator()(theta)
+    f32 = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
+    meta = {"task": task_name, "source": "sbibm", "num_simulations": num_simulations, "seed": seed,
+            "role": "held-out simulations for choosing settings (never scored)",
+            "versions": common.versions("sbibm", "torch", "numpy"), **common.provenance()}
+    return dict(theta=f32(theta), x=f32(x), meta=json.dumps(meta))
+
+
 def simulate_smoke(num_simulations: int, seed: int, num_reference: int, abc_draws: int) -> dict:
     """two_moons from tfcflow's NumPy simulator with a rejection-ABC 'reference' (module docstring)."""
     import numpy as np
@@ -84,10 +106,17 @@ def main(argv=None) -> None:
     p.add_argument("--smoke", action="store_true", help="two_moons from NumPy, ABC reference (module docstring)")
     p.add_argument("--num-reference", type=int, default=500, help="smoke: reference sample size")
     p.add_argument("--abc-draws", type=int, default=100_000, help="smoke: prior simulations the ABC picks from")
+    p.add_argument("--heldout", type=int, default=0,
+                   help="also write OUT/cache/<task>.heldout.npz with this many selection simulations")
     a = p.parse_args(argv)
     tasks = ["two_moons"] if a.smoke else a.tasks.split(",")
     for task in tasks:
         path = common.cache_file(a.out, task)
+        heldout = path.replace(".npz", ".heldout.npz")
+        if a.heldout and not a.smoke and not os.path.exists(heldout):
+            arrays = simulate_heldout(task, a.heldout, a.seed + 1000 + common.TASKS.index(task))
+            common.save_npz(heldout, **arrays)
+            print(f"simulate: {task}: {a.heldout} held-out simulations -> {heldout}", flush=True)
         if os.path.exists(path):
             print(f"simulate: {path} exists, kept", flush=True)
             continue

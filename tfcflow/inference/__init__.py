@@ -1,0 +1,10 @@
+"""Simulation-based inference estimators built on tfcflow's flows, with a TFP prior.
+
+``NPE`` (neural posterior estimation): ``NPE(prior).fit(theta, x)``, ``sample(x_o)``,
+``log_prob(theta, x_o)``, ``diagnose``, ``save`` / ``load``, ``export``. ``PriorSpace``: the
+prior's flat parameter vector and support; ``prior_spec`` / ``prior_from_spec``: the prior as JSON.
+"""
+from tfcflow.inference.npe import DEFAULT_FLOW, NPE, Training
+from tfcflow.inference.prior import PriorSpace, prior_from_spec, prior_spec
+
+__all__ = ["DEFAULT_FLOW", "NPE", "PriorSpace", "Training", "prior_from_spec", "prior_spec"]

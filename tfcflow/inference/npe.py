@@ -1,0 +1,353 @@
+"""Neural posterior estimation: ``NPE(prior).fit(theta, x)``, then ``sample(x_o)``.
+
+Names. In the estimator, ``theta`` is the simulator's parameter and ``x`` its output (the
+observation), as in sbi and sbibm. The flow underneath models ``p(theta | x)``: its modelled
+variable (the flow models' ``x``) is theta, its condition is x. That is the one place the two
+vocabularies meet::
+
+    NPE.fit(theta, x)          ->  flow.fit(theta, x)              (flow x = theta, condition = x)
+    NPE.sample(x_o)            ->  flow.sample(x_o[None], num_samples=N)
+    NPE.log_prob(theta, x_o)   ->  flow.log_prob(theta, x_o)
+
+What the estimator adds around a flow (each a part of the flow model, so the training jobs get the
+same): the support of the prior (``PriorSpace.bounds``, given to the flow as ``bounds``: every draw
+lies inside, and ``log_prob`` is a density on the support), the standardization of theta and x
+(learned by ``fit``), an optional summary network, the held-out split with early stopping
+(``tfcflow.holdout.fit_with_holdout``: best weights restored) and the seeds. The defaults
+(``DEFAULT_FLOW``, ``Training()``) are one configuration for every task, chosen on held-out
+simulations of the benchmark tasks, never on the scored observations (docs/benchmarks.md, "How the
+defaults were chosen").
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Callable, Optional, Union
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfcflow import _checks
+from tfcflow.execution import Execution
+from tfcflow.inference.prior import PriorSpace, prior_from_spec, prior_spec
+
+#: the default flow: ``ConditionalRealNVP`` arguments (every one can be overridden by ``flow={...}``)
+DEFAULT_FLOW = dict(coupling="spline", depth=6, width=128, hidden_layers=2, activation="relu", mixing="lu",
+                    spline_bins=8)
+#: how the prior's support is kept: "truncate" (the flow truncated to the support, rejection
+#: sampling; ``bounds_method="reject"``) or "map" (R^D mapped onto the support)
+SUPPORTS = {"truncate": "reject", "map": "map"}
+DEFAULT_SUPPORT = "truncate"
+#: the save format's version (``estimator.json``)
+FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """How ``fit`` trains: Adam at ``learning_rate`` with the global gradient norm clipped at
+    ``clipnorm``, batches of ``batch_size``, a seeded ``validation_fraction`` held out, stopping
+    after ``patience`` epochs without a better held-out NLL (best weights restored, at most
+    ``epochs``), the learning rate halved after ``lr_patience`` such epochs (None: never)."""
+
+    epochs: int = 500
+    batch_size: int = 256
+    learning_rate: float = 5e-4
+    clipnorm: Optional[float] = 5.0
+    validation_fraction: float = 0.1
+    patience: int = 20
+    lr_patience: Optional[int] = 5
+
+    def __post_init__(self):
+        _checks.check_positive_int(self.epochs, "epochs")
+        _checks.check_positive_int(self.batch_size, "batch_size")
+        _checks.check_positive_int(self.patience, "patience")
+        _checks.check_positive(self.learning_rate, "learning_rate")
+        if self.clipnorm is not None:
+            _checks.check_positive(self.clipnorm, "clipnorm")
+        if self.lr_patience is not None:
+            _checks.check_positive_int(self.lr_patience, "lr_patience")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1) (early stopping reads the held-out NLL), got "
+                             f"{self.validation_fraction}")
+
+
+class NPE:
+    """Neural posterior estimation with a conditional flow (module docstring).
+
+    Args:
+      prior: a TFP distribution over the parameters (``tfd.Independent(tfd.Uniform(low, high), 1)``,
+        ``tfd.MultivariateNormalDiag``, a ``tfd.JointDistribution*``; tfcflow/inference/prior.py).
+      flow: None (the default flow, ``DEFAULT_FLOW``, sized when ``fit`` sees the data), a dict of
+        ``ConditionalRealNVP`` arguments that replace the defaults' (e.g. ``{"depth": 8}``), or a
+        vector flow model of your own (event ``[D]``, condition the observation's shape).
+      summary_network: a Keras layer mapping an observation to the flow's condition vector, trained
+        with the flow (tfcflow.networks.DeepSet for sets, TimeSeriesNetwork for series).
+      support: ``"truncate"`` (default) or ``"map"``: how draws are kept in the prior's support
+        (module ``SUPPORTS``).
+      training: a ``Training`` (default ``Training()``).
+      seed: seeds the initial weights, the held-out split and the shuffling.
+      execution: how sampling runs on this machine (tfcflow.execution); default XLA-compiled
+        sampling passes (the plain graph's draws, up to float rounding). Not part of any config.
+
+    Shapes: theta ``[n, D]`` (or the prior's structure with a leading ``n``), x ``[n, *x_shape]``;
+    ``sample`` of one observation ``x_shape`` -> ``[num_samples, D]``, of a batch
+    ``[b, *x_shape]`` -> ``[b, num_samples, D]``.
+    """
+
+    def __init__(self, prior, flow: Union[None, dict, keras.Model] = None, summary_network=None, *,
+                 support: str = DEFAULT_SUPPORT, training: Optional[Training] = None, seed: int = 0,
+                 execution: Optional[Execution] = None):
+        self.space = PriorSpace(prior)
+        if support not in SUPPORTS:
+            raise ValueError(f"support must be one of {sorted(SUPPORTS)}, got {support!r}")
+        if flow is not None and not isinstance(flow, (dict, keras.Model)):
+            raise ValueError(f"flow must be None, a dict of ConditionalRealNVP arguments or a tfcflow vector model, "
+                             f"got {type(flow).__name__}")
+        if isinstance(flow, dict):
+            for key in ("event_shape", "condition_shape", "bounds", "bounds_method", "summary_network", "seed"):
+                if key in flow:
+                    raise ValueError(f"flow={{{key!r}: ...}}: NPE sets {key} itself (from the prior, the data, "
+                                     f"support=, summary_network= and seed=)")
+        if isinstance(flow, keras.Model) and summary_network is not None:
+            raise ValueError("summary_network is an argument of the flow NPE builds; a flow of your own carries its own")
+        if training is not None and not isinstance(training, Training):
+            raise ValueError(f"training must be a tfcflow.inference.Training, got {type(training).__name__}")
+        if self.space.dim < 2:
+            raise ValueError(f"NPE's coupling flows need at least 2 parameters, the prior has {self.space.dim}")
+        self.prior = prior
+        self.support = support
+        self.training = training or Training()
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        self.seed = int(seed)
+        self.execution = execution if execution is not None else Execution(jit_sampling=True)
+        self._flow_arg = flow
+        self._summary_network = summary_network
+        self.flow = flow if isinstance(flow, keras.Model) else None
+        self.x_shape: Optional[tuple] = None
+        self.history = None
+
+    # ---- training --------------------------------------------------------------------------------
+    def flow_arguments(self, x_shape) -> dict:
+        """The ``ConditionalRealNVP`` arguments of the default flow for observations of ``x_shape``."""
+        args = dict(DEFAULT_FLOW)
+        args.update(self._flow_arg if isinstance(self._flow_arg, dict) else {})
+        args.update(event_shape=self.space.dim, condition_shape=list(x_shape) if self._summary_network is not None
+                    else int(np.prod(x_shape)), bounds=self.space.bounds,
+                    bounds_method=SUPPORTS[self.support], seed=self.seed)
+        return args
+
+    def _build_flow(self, x_shape):
+        from tfcflow.models import ConditionalRealNVP
+        if self._summary_network is None and len(x_shape) != 1:
+            raise ValueError(f"observations of shape {list(x_shape)} need a summary_network (the default flow takes "
+                             f"vectors [n, M])")
+        keras.utils.set_random_seed(self.seed)  # the initial weights
+        return ConditionalRealNVP(summary_network=self._summary_network, **self.flow_arguments(x_shape))
+
+    def fit(self, theta=None, x=None, *, simulator: Optional[Callable] = None, num_simulations: Optional[int] = None,
+            verbose="auto"):
+        """Trains the posterior on simulations; returns the Keras ``History``.
+
+        Data, one of:
+          - ``theta`` ``[n, D]`` (or the prior's structure) and ``x`` ``[n, *x_shape]`` arrays;
+          - ``theta`` a ``tf.data.Dataset`` of ``(theta, x)`` pairs (batched or not), read once
+            into memory (a simulation budget fits in memory);
+          - ``simulator`` and ``num_simulations``: ``num_simulations`` draws of the prior, then
+            ``simulator(theta, rng)`` (``theta`` float32 ``[n, D]``, ``rng`` a seeded
+            ``numpy.random.Generator``; the contract of ``tfcflow.data.simulator``), seeded by ``seed``.
+
+        Under ``with strategy.scope():`` the flow is built and trained with that tf.distribute
+        strategy, like any Keras model. Calling ``fit`` again continues from the trained weights.
+        """
+        theta, x = self._training_data(theta, x, simulator, num_simulations)
+        if self.flow is None:
+            self.flow = self._build_flow(x.shape[1:])
+        elif self.x_shape is not None and tuple(x.shape[1:]) != self.x_shape:
+            raise ValueError(f"x has shape {list(x.shape[1:])} per simulation; this estimator was fitted on "
+                             f"{list(self.x_shape)}")
+        self.x_shape = tuple(int(d) for d in x.shape[1:])
+        from tfcflow.holdout import fit_with_holdout
+        t = self.training
+        optimizer = keras.optimizers.Adam(t.learning_rate)
+        compile_kwargs = {} if t.clipnorm is None else {"clipnorm": t.clipnorm}
+        self.history, _ = fit_with_holdout(self.flow, theta, x, epochs=t.epochs, batch_size=t.batch_size,
+                                           validation_fraction=t.validation_fraction, patience=t.patience,
+                                           optimizer=optimizer, seed=self.seed, lr_patience=t.lr_patience,
+                                           verbose=verbose, **compile_kwargs)
+        self.flow.execution = self.execution
+        return self.history
+
+    def _training_data(self, theta, x, simulator, num_simulations):
+        if simulator is not None:
+            if theta is not None or x is not None:
+                raise ValueError("fit takes either (theta, x) or simulator= with num_simulations=, not both")
+            if num_simulations is None:
+                raise ValueError("fit(simulator=...) needs num_simulations=")
+            from tfcflow.data.simulator import simulate
+            n = _checks.check_positive_int(num_simulations, "num_simulations")
+            space = self.space
+
+            def prior(count, rng):
+                return space.sample(count, int(rng.integers(0, 2 ** 31 - 1)))
+
+            theta, x = simulate(prior, simulator, n, self.seed)
+        elif num_simulations is not None:
+            raise ValueError("num_simulations is for fit(simulator=...); with (theta, x) every row is used")
+        elif isinstance(theta, tf.data.Dataset):
+            if x is not None:
+                raise ValueError("fit(dataset): the dataset holds (theta, x) pairs; give no x")
+            theta, x = _read_pairs(theta)
+        elif theta is None or x is None:
+            raise ValueError("fit needs theta and x (or a tf.data.Dataset of (theta, x), or simulator= and "
+                             "num_simulations=)")
+        theta = self.space.flatten(theta)
+        x = np.asarray(x, np.float32)
+        if x.ndim == 1:
+            x = x[:, None]
+        if len(theta) != len(x):
+            raise ValueError(f"theta and x must have the same number of rows (one simulation each), got {len(theta)} "
+                             f"and {len(x)}")
+        if theta.shape[1] != self.space.dim:
+            raise ValueError(f"theta has {theta.shape[1]} parameters per row; the prior has {self.space.dim}")
+        for name, a in (("theta", theta), ("x", x)):
+            bad = np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1))
+            if len(bad):
+                raise ValueError(f"{name} has non-finite values (NaN or inf) in {len(bad)} rows, e.g. rows "
+                                 f"{bad[:5].tolist()}: drop those simulations (tfcflow.data.simulator.simulate("
+                                 f"..., on_nonfinite='drop') does)")
+        outside = np.flatnonzero(self.space.outside(theta))
+        if len(outside):
+            raise ValueError(f"{len(outside)} of {len(theta)} rows of theta lie outside the prior's support "
+                             f"(e.g. rows {outside[:5].tolist()}: {theta[outside[0]].tolist()}): "
+                             f"simulations must come from parameters the prior can draw")
+        return theta, x
+
+    # ---- the posterior -----------------------------------------------------------------------------
+    def _fitted(self):
+        if self.flow is None or self.x_shape is None:
+            raise ValueError("this NPE has not been fitted: call fit(theta, x) (or fit(simulator=..., "
+                             "num_simulations=...)) first")
+        return self.flow
+
+    def _observations(self, x_o) -> tuple[np.ndarray, bool]:
+        """``(x [b, *x_shape], single)``: one observation gets a batch axis."""
+        x_o = np.asarray(x_o, np.float32)
+        if x_o.shape == self.x_shape:
+            x_o, single = x_o[None], True
+        elif x_o.shape[1:] == self.x_shape and x_o.ndim == len(self.x_shape) + 1:
+            single = False
+        else:
+            raise ValueError(f"x_o must be one observation of shape {list(self.x_shape)} or a batch "
+                             f"[b, {', '.join(map(str, self.x_shape))}], got shape {list(x_o.shape)}")
+        if not np.isfinite(x_o).all():
+            raise ValueError("x_o has non-finite values (NaN or inf)")
+        return x_o, single
+
+    def sample(self, x_o, num_samples: int = 1000, seed: Optional[int] = None) -> np.ndarray:
+        """Draws of the posterior p(theta | x_o): ``[num_samples, D]`` for one observation,
+        ``[b, num_samples, D]`` for a batch; every draw inside the prior's support; deterministic
+        given ``seed``. ``prior_space.unflatten`` gives the prior's structure back."""
+        flow = self._fitted()
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+        x_o, single = self._observations(x_o)
+        draws = np.asarray(flow.sample(x_o, num_samples=int(num_samples), seed=seed))
+        return draws[0] if single else draws
+
+    def log_prob(self, theta, x_o) -> np.ndarray:
+        """``[n]`` log p(theta | x_o) in nats (-inf outside the prior's support): theta ``[n, D]``,
+        x_o one observation (for every row) or ``[n, *x_shape]``."""
+        flow = self._fitted()
+        theta = self.space.flatten(theta)
+        x_o, single = self._observations(x_o)
+        if single:
+            x_o = np.repeat(x_o, len(theta), axis=0)
+        return np.asarray(flow.log_prob(theta, x_o))
+
+    def diagnose(self, *, theta, x, num_samples: int = 500, seed: int = 0, **kwargs) -> dict:
+        """Simulation-based calibration and coverage on held-out simulations (``theta`` ``[n, D]``
+        the true parameters, ``x`` ``[n, *x_shape]`` their simulations): tfcflow.diagnostics.diagnose."""
+        from tfcflow.diagnostics import diagnose
+        flow = self._fitted()
+        x, _ = self._observations(x)
+        return diagnose(flow, x, self.space.flatten(theta), num_samples=num_samples, seed=seed, **kwargs)
+
+    # ---- save, load, export ---------------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Writes ``path/`` (a directory): ``estimator.json`` (prior spec or fingerprint, training,
+        support, seed, observation shape) and ``flow.keras``. An existing ``path`` is replaced only
+        once the new one is complete."""
+        flow = self._fitted()
+        spec = prior_spec(self.prior)
+        record = {"format": FORMAT, "prior": spec, "prior_fingerprint": self.space.fingerprint(),
+                  "support": self.support, "training": dataclasses.asdict(self.training), "seed": self.seed,
+                  "x_shape": list(self.x_shape), "execution": dataclasses.asdict(self.execution)}
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".npe-", dir=parent)
+        try:
+            flow.save(os.path.join(tmp, "flow.keras"))
+            with open(os.path.join(tmp, "estimator.json"), "w") as f:
+                json.dump(record, f, indent=2)
+            old = None
+            if os.path.exists(path):
+                old = tempfile.mkdtemp(prefix=".npe-old-", dir=parent)
+                os.replace(path, os.path.join(old, "previous"))
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str, prior=None) -> "NPE":
+        """An estimator saved by ``save``. ``prior``: required when the prior had no JSON spec (it
+        held Python functions); when given, it must give the saved draws their saved log-densities."""
+        with open(os.path.join(path, "estimator.json")) as f:
+            record = json.load(f)
+        if record.get("format") != FORMAT:
+            raise ValueError(f"{path}: estimator format {record.get('format')!r}, this tfcflow reads {FORMAT}")
+        if prior is None:
+            if record["prior"] is None:
+                raise ValueError(f"{path}: its prior was not stored (it holds Python functions): pass it again, "
+                                 f"NPE.load(path, prior=...)")
+            prior = prior_from_spec(record["prior"])
+        flow = keras.models.load_model(os.path.join(path, "flow.keras"))
+        npe = cls(prior, flow=flow, support=record["support"], training=Training(**record["training"]),
+                  seed=record["seed"], execution=Execution(**record["execution"]))
+        npe.space.check_fingerprint(record["prior_fingerprint"])
+        npe.x_shape = tuple(record["x_shape"])
+        flow.execution = npe.execution
+        return npe
+
+    def export(self, export_dir: str, version: Optional[int] = None, model_name: str = "npe", **kwargs) -> str:
+        """A SavedModel for TF Serving (tfcflow.export.save): ``sample_many`` (``condition`` = x_o
+        ``[b, *x_shape]``, ``num_samples``, ``temperature`` = 1, ``seed``) serves ``sample``'s draws and
+        ``log_prob`` (``x`` = theta, ``condition`` = x) its densities. Returns the version's path."""
+        from tfcflow.export import save
+        return save(self._fitted(), export_dir, version=version, model_name=model_name, **kwargs)
+
+    def __repr__(self) -> str:
+        state = f"fitted on x {list(self.x_shape)}" if self.x_shape is not None else "not fitted"
+        return f"NPE(D={self.space.dim}, support={self.support!r}, {state})"
+
+
+def _read_pairs(dataset: tf.data.Dataset) -> tuple[Any, np.ndarray]:
+    """All ``(theta, x)`` of a finite dataset, batched or not, as arrays."""
+    thetas, xs = [], []
+    for element in dataset:
+        if not (isinstance(element, (tuple, list)) and len(element) == 2):
+            raise ValueError("fit(dataset): the dataset's elements must be (theta, x) pairs")
+        thetas.append(np.asarray(element[0], np.float32))
+        xs.append(np.asarray(element[1], np.float32))
+    if not thetas:
+        raise ValueError("fit(dataset): the dataset is empty")
+    batched = thetas[0].ndim == 2
+    join = np.concatenate if batched else np.stack
+    return join(thetas), join(xs)
