@@ -68,9 +68,10 @@ class PriorSpace:
         """A draw (or a batch ``[n, ...]`` of draws) in the prior's own structure -> ``[n, D]``
         float32. An array that is already ``[n, D]`` passes through."""
         parts = tf.nest.flatten(theta)
-        if len(parts) == 1 and len(self._shapes) == 1:
+        if len(parts) == 1:
             a = np.asarray(parts[0], np.float32)
-            return a.reshape(len(a), -1) if a.ndim >= 2 else a.reshape(-1, self.dim)
+            if len(self._shapes) == 1 or (a.ndim == 2 and a.shape[1] == self.dim):
+                return a.reshape(len(a), -1) if a.ndim >= 2 else a.reshape(-1, self.dim)
         if len(parts) != len(self._shapes):
             raise ValueError(f"theta has {len(parts)} parts; the prior's draws have {len(self._shapes)}")
         arrays = [np.asarray(p, np.float32) for p in parts]
@@ -152,10 +153,13 @@ def check_prior(prior) -> None:
            for s in tf.nest.flatten(prior.event_shape)):
         raise ValueError(f"prior's event shape must be fully known, got {prior.event_shape}")
     try:
-        prior.experimental_default_event_space_bijector()
+        bijector = prior.experimental_default_event_space_bijector()
     except Exception as e:  # NotImplementedError, or a bijector that fails to build
         raise ValueError(f"prior {type(prior).__name__}: its support is unknown (its default event-space bijector "
                          f"fails: {type(e).__name__}: {e})") from None
+    if bijector is None or None in tf.nest.flatten(bijector):
+        raise ValueError(f"prior {type(prior).__name__}: its support is unknown (TFP gives it no event-space "
+                         f"bijector, as for discrete distributions): a flow models continuous parameters only")
 
 
 def _box_of(prior, shapes) -> Optional[list]:

@@ -1,0 +1,89 @@
+"""How ``tfcflow.inference.NPE``'s defaults are chosen: held-out NLL on simulations nobody scores.
+
+For each candidate setting and each task, an ``NPE`` is trained (seed 0) on the task's 10,000
+cached simulations exactly as the benchmark trains it, then scored by its mean negative log
+posterior density ``-log q(theta | x)`` on ``--rows`` of the task's held-out simulations
+(``simulate.py --heldout``; another seed, never trained on, not the benchmark's observations).
+Over the prior predictive that is the expected KL divergence from the true posterior up to a
+constant of the task, so lower is better and differences between settings compare directly (the
+same rows for every candidate).
+
+The rule (docs/benchmarks.md, "How the defaults were chosen"): a candidate replaces the base
+setting only if its held-out NLL is lower on at least 4 of the 5 tasks. Results are appended to
+``OUT/selection/selection.jsonl`` as each run ends; a rerun skips the (candidate, task) pairs
+already there.
+
+    .venv/bin/python bench/sbi_benchmark/select_defaults.py --candidates base,map,fast,silu
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+import priors  # noqa: E402
+
+#: name -> (flow overrides, NPE keyword arguments, Training overrides); "base" is the current default
+CANDIDATES = {
+    "base": ({}, {}, {}),
+    "map": ({}, {"support": "map"}, {}),
+    "fast": ({}, {}, {"batch_size": 1024, "learning_rate": 2e-3}),
+    "silu": ({"activation": "silu"}, {}, {}),
+    "depth4": ({"depth": 4}, {}, {}),
+    "residual": ({"network": "residual"}, {}, {}),
+    "bins12": ({"spline_bins": 12}, {}, {}),
+}
+
+
+def run(candidate: str, task: str, out: str, rows: int, seed: int) -> dict:
+    import keras
+    import numpy as np
+    from tfcflow.inference import NPE, Training
+
+    flow, kwargs, training = CANDIDATES[candidate]
+    data = np.load(common.cache_file(out, task))
+    held = np.load(common.cache_file(out, task).replace(".npz", ".heldout.npz"))
+    keras.backend.clear_session()
+    npe = NPE(priors.prior(task), flow=flow or None, training=Training(**training), seed=seed, **kwargs)
+    t0 = time.perf_counter()
+    history = npe.fit(data["theta"], data["x"], verbose=0)
+    train_seconds = time.perf_counter() - t0
+    lp = npe.log_prob(held["theta"][:rows], held["x"][:rows])
+    return {"candidate": candidate, "task": task, "seed": seed, "heldout_nll": float(-np.mean(lp)),
+            "heldout_rows": int(rows), "train_seconds": train_seconds, "epochs": len(history.history["loss"]),
+            "best_val_loss": float(min(history.history["val_loss"])), "git_revision": common.git_revision()}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=os.path.join(common.REPO, "docs", "benchmarks", "sbi"))
+    p.add_argument("--candidates", default="base", help=f"comma-separated, of {', '.join(CANDIDATES)}")
+    p.add_argument("--tasks", default=",".join(common.TASKS))
+    p.add_argument("--rows", type=int, default=1000, help="held-out simulations scored per task")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    path = os.path.join(a.out, "selection", "selection.jsonl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    done = set()
+    if os.path.exists(path):
+        with open(path) as f:
+            done = {(r["candidate"], r["task"], r["seed"]) for r in map(json.loads, f)}
+    for candidate in a.candidates.split(","):
+        if candidate not in CANDIDATES:
+            raise SystemExit(f"unknown candidate {candidate!r}; one of {', '.join(CANDIDATES)}")
+        for task in a.tasks.split(","):
+            if (candidate, task, a.seed) in done:
+                continue
+            record = run(candidate, task, a.out, a.rows, a.seed)
+            with open(path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(f"select: {candidate} {task}: held-out NLL {record['heldout_nll']:.4f}, "
+                  f"{record['train_seconds']:.0f} s, {record['epochs']} epochs", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""NPE: a TFP prior in, a trained posterior out; the mathematics checked against known answers."""
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_probability import distributions as tfd
+
+from tfcflow.inference import NPE, Training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = {"depth": 2, "width": 32}
+NOISE = 0.5
+
+
+def gaussian_prior():
+    return tfd.MultivariateNormalDiag(loc=[0.0, 0.0], scale_diag=[1.0, 1.0])
+
+
+def box_prior():
+    return tfd.Independent(tfd.Uniform(low=[-1.0, -1.0], high=[1.0, 1.0]), reinterpreted_batch_ndims=1)
+
+
+def noisy_identity(theta, rng):
+    """x = theta + N(0, NOISE^2 I): with a N(0, I) prior the posterior is
+    N(x / (1 + NOISE^2), NOISE^2 / (1 + NOISE^2) I)."""
+    return theta + NOISE * rng.standard_normal(theta.shape).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def gaussian_npe():
+    npe = NPE(gaussian_prior(), flow=TINY, training=Training(epochs=200, batch_size=128, learning_rate=2e-3), seed=0)
+    npe.fit(simulator=noisy_identity, num_simulations=4000, verbose=0)
+    return npe
+
+
+@pytest.fixture(scope="module")
+def box_npe():
+    npe = NPE(box_prior(), flow=TINY, training=Training(epochs=3), seed=1)
+    npe.fit(simulator=noisy_identity, num_simulations=1000, verbose=0)
+    return npe
+
+
+def test_the_posterior_of_a_conjugate_gaussian_is_learned(gaussian_npe):
+    x_o = np.array([1.0, -0.5], np.float32)
+    draws = gaussian_npe.sample(x_o, num_samples=4000, seed=0)
+    assert draws.shape == (4000, 2)
+    mean, std = x_o / (1 + NOISE ** 2), np.sqrt(NOISE ** 2 / (1 + NOISE ** 2))
+    np.testing.assert_allclose(draws.mean(0), mean, atol=0.08)
+    np.testing.assert_allclose(draws.std(0), std, rtol=0.15)
+    # a trained posterior beats the prior on held-out simulations (expected log density)
+    rng = np.random.default_rng(7)
+    theta = rng.standard_normal((500, 2)).astype(np.float32)
+    x = noisy_identity(theta, rng)
+    gain = gaussian_npe.log_prob(theta, x).mean() - gaussian_prior().log_prob(theta).numpy().mean()
+    exact = tfd.MultivariateNormalDiag(x / (1 + NOISE ** 2), np.float32([std, std])).log_prob(theta).numpy().mean() \
+        - gaussian_prior().log_prob(theta).numpy().mean()
+    assert gain > 0.7 * exact > 0
+
+
+def test_samples_are_seeded_and_batched_observations_get_their_own_axis(gaussian_npe):
+    x_o = np.array([0.3, 0.1], np.float32)
+    a = gaussian_npe.sample(x_o, num_samples=50, seed=3)
+    np.testing.assert_array_equal(a, gaussian_npe.sample(x_o, num_samples=50, seed=3))
+    assert not np.array_equal(a, gaussian_npe.sample(x_o, num_samples=50, seed=4))
+    both = gaussian_npe.sample(np.stack([x_o, -x_o]), num_samples=50, seed=3)
+    assert both.shape == (2, 50, 2)
+    np.testing.assert_allclose(both[0], a, atol=1e-5)  # observation 0's draws do not depend on the batch
+
+
+def test_draws_stay_in_the_priors_box_and_the_density_integrates_to_one_on_it(box_npe):
+    x_o = np.array([0.2, -0.4], np.float32)
+    draws = box_npe.sample(x_o, num_samples=3000, seed=0)
+    assert (np.abs(draws) < 1).all()
+    # the truncated flow's density on the box integrates to 1 (midpoint rule, 120 x 120)
+    g = (np.arange(120) + 0.5) / 120 * 2 - 1
+    grid = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2).astype(np.float32)
+    integral = np.exp(box_npe.log_prob(grid, x_o)).sum() * (2 / 120) ** 2
+    assert abs(integral - 1) < 0.03
+    assert np.isneginf(box_npe.log_prob(np.array([[1.5, 0.0]], np.float32), x_o)).all()
+
+
+def test_draws_follow_log_prob(gaussian_npe):
+    """A histogram of the draws agrees with the density's mass per cell."""
+    x_o = np.array([0.5, 0.5], np.float32)
+    draws = gaussian_npe.sample(x_o, num_samples=20000, seed=1)
+    edges = np.linspace(-1.2, 2.0, 9)
+    centers = (edges[:-1] + edges[1:]) / 2
+    cells = np.stack(np.meshgrid(centers, centers, indexing="ij"), -1).reshape(-1, 2).astype(np.float32)
+    mass = np.exp(gaussian_npe.log_prob(cells, x_o)) * (edges[1] - edges[0]) ** 2
+    counts, _, _ = np.histogram2d(draws[:, 0], draws[:, 1], bins=[edges, edges])
+    share = counts.reshape(-1) / len(draws)
+    big = mass > 0.02
+    np.testing.assert_allclose(share[big], mass[big], rtol=0.2, atol=0.005)
+
+
+def test_fit_on_arrays_on_a_dataset_and_on_a_simulator_trains_the_same_model():
+    rng = np.random.default_rng(5)
+    from tfcflow.data.simulator import simulate
+    npe_sim = NPE(box_prior(), flow=TINY, training=Training(epochs=2), seed=2)
+    npe_sim.fit(simulator=noisy_identity, num_simulations=300, verbose=0)
+    # the same simulations the estimator drew: its prior draws, then the simulator, from seed 2
+    space = npe_sim.space
+    theta, x = simulate(lambda n, r: space.sample(n, int(r.integers(0, 2 ** 31 - 1))), noisy_identity, 300, 2)
+    npe_arr = NPE(box_prior(), flow=TINY, training=Training(epochs=2), seed=2)
+    npe_arr.fit(theta, x, verbose=0)
+    npe_ds = NPE(box_prior(), flow=TINY, training=Training(epochs=2), seed=2)
+    npe_ds.fit(tf.data.Dataset.from_tensor_slices((theta, x)).batch(100), verbose=0)
+    x_o = x[0]
+    ref = npe_arr.sample(x_o, num_samples=200, seed=0)
+    np.testing.assert_allclose(npe_sim.sample(x_o, num_samples=200, seed=0), ref, atol=1e-5)
+    np.testing.assert_allclose(npe_ds.sample(x_o, num_samples=200, seed=0), ref, atol=1e-5)
+    del rng
+
+
+def test_save_load_keeps_the_prior_and_the_draws(box_npe, tmp_path):
+    path = str(tmp_path / "npe")
+    box_npe.save(path)
+    box_npe.save(path)  # replacing an existing save
+    record = json.load(open(os.path.join(path, "estimator.json")))
+    assert record["prior"]["class"] == "Independent"
+    loaded = NPE.load(path)
+    x_o = np.array([0.1, 0.2], np.float32)
+    np.testing.assert_array_equal(loaded.sample(x_o, 100, seed=5), box_npe.sample(x_o, 100, seed=5))
+    theta = np.array([[0.1, 0.1], [-0.5, 0.3]], np.float32)
+    np.testing.assert_allclose(loaded.log_prob(theta, x_o), box_npe.log_prob(theta, x_o), rtol=1e-6)
+    with pytest.raises(ValueError, match="not the one the estimator was trained with"):
+        NPE.load(path, prior=tfd.Independent(tfd.Uniform(low=[-2.0, -1.0], high=[1.0, 1.0]), 1))
+
+
+def test_a_prior_of_python_functions_must_be_given_again_at_load(tmp_path):
+    prior = tfd.JointDistributionSequential([tfd.Normal(0.0, 1.0), lambda a: tfd.Normal(a, 1.0)])
+    npe = NPE(prior, flow=TINY, training=Training(epochs=1), seed=0)
+    npe.fit(simulator=noisy_identity, num_simulations=300, verbose=0)
+    draws = npe.sample(np.zeros(2, np.float32), 20, seed=1)
+    assert draws.shape == (20, 2)
+    npe.save(str(tmp_path / "seq"))
+    with pytest.raises(ValueError, match="pass it again"):
+        NPE.load(str(tmp_path / "seq"))
+    again = NPE.load(str(tmp_path / "seq"), prior=prior)
+    np.testing.assert_array_equal(again.sample(np.zeros(2, np.float32), 20, seed=1), draws)
+
+
+def test_a_fresh_tensorflow_process_serves_the_estimators_draws(box_npe, tmp_path):
+    path = box_npe.export(str(tmp_path / "export"))
+    x_o = np.array([[0.1, -0.2]], np.float32)
+    code = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "out = m.signatures['sample_many'](condition=tf.constant([[0.1, -0.2]]), num_samples=tf.constant(300),"
+        " temperature=tf.constant(1.0), seed=tf.constant(4, tf.int64))\n"
+        "np.save(sys.argv[2], out['samples'].numpy())\n")
+    out = str(tmp_path / "served.npy")
+    subprocess.run([sys.executable, "-c", code, path, out], check=True, cwd=ROOT,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True)
+    served = np.load(out)
+    assert served.shape == (1, 300, 2)
+    np.testing.assert_allclose(served[0], box_npe.sample(x_o[0], 300, seed=4), atol=1e-4)
+
+
+def test_fit_under_a_distribution_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    npe = NPE(box_prior(), flow=TINY, training=Training(epochs=2, batch_size=64), seed=0)
+    with strategy.scope():
+        npe.fit(simulator=noisy_identity, num_simulations=400, verbose=0)
+    assert all(isinstance(v.value, tf.distribute.DistributedValues) or hasattr(v, "values")
+               for v in npe.flow.trainable_variables[:1])
+    assert (np.abs(npe.sample(np.zeros(2, np.float32), 50, seed=0)) < 1).all()
+
+
+def test_diagnose_reports_calibration_on_held_out_simulations(gaussian_npe):
+    rng = np.random.default_rng(11)
+    theta = rng.standard_normal((40, 2)).astype(np.float32)
+    report = gaussian_npe.diagnose(theta=theta, x=noisy_identity(theta, rng), num_samples=100)
+    assert report["n_sims"] == 40
+    # a well-trained posterior covers its 90% credible region about 90% of the time
+    levels = np.asarray(report["levels"])
+    coverage = np.asarray(report["coverage"]).mean(axis=1)
+    assert abs(coverage[np.argmin(np.abs(levels - 0.9))] - 0.9) < 0.15
+
+
+# ---- bad input -------------------------------------------------------------------------------------------
+def test_bad_input_gets_a_clear_early_error(box_npe):
+    with pytest.raises(ValueError, match="TensorFlow Probability distribution"):
+        NPE(lambda n, rng: rng.uniform(size=(n, 2)))
+    with pytest.raises(ValueError, match="has not been fitted"):
+        NPE(box_prior()).sample(np.zeros(2, np.float32))
+    npe = NPE(box_prior(), flow=TINY, training=Training(epochs=1))
+    theta = np.zeros((10, 2), np.float32)
+    x = np.zeros((10, 2), np.float32)
+    bad_theta = theta.copy()
+    bad_theta[[3, 7], 0] = 1.5
+    with pytest.raises(ValueError, match=r"2 of 10 rows of theta lie outside the prior's support \(e.g. rows \[3, 7\]"):
+        npe.fit(bad_theta, x)
+    with pytest.raises(ValueError, match="same number of rows"):
+        npe.fit(theta, x[:9])
+    nan_x = x.copy()
+    nan_x[4, 1] = np.nan
+    with pytest.raises(ValueError, match=r"x has non-finite values .* rows \[4\]"):
+        npe.fit(theta, nan_x)
+    with pytest.raises(ValueError, match="needs num_simulations"):
+        npe.fit(simulator=noisy_identity)
+    with pytest.raises(ValueError, match="sets bounds itself"):
+        NPE(box_prior(), flow={"bounds": [[0, 1], [0, 1]]})
+    with pytest.raises(ValueError, match=r"x_o must be one observation of shape \[2\]"):
+        box_npe.sample(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1"):
+        box_npe.sample(np.zeros(2, np.float32), num_samples=0)
+    with pytest.raises(ValueError, match="support must be one of"):
+        NPE(box_prior(), support="clip")
+    assert keras.backend.floatx() == "float32"
