@@ -23,8 +23,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "bernoulli_glm", "gaussian_mixture")
-OURS = ("tfcflow_cinn_affine", "tfcflow_cinn_spline", "tfcflow_rcf", "tfcflow_cinn_ensemble",
-        "tfcflow_cinn_spline_ensemble")
+#: ``tfcflow.inference.NPE`` with its defaults, one contestant per seed (the headline row is their mean)
+NPE_SEEDS = (0, 1, 2)
+NPE = tuple("tfcflow_npe" if s == 0 else f"tfcflow_npe_seed{s}" for s in NPE_SEEDS)
+#: the explorations: flow models with per-task settings (chosen on the scored observations)
+EXPLORATIONS = ("tfcflow_cinn_affine", "tfcflow_cinn_spline", "tfcflow_rcf", "tfcflow_cinn_ensemble",
+                "tfcflow_cinn_spline_ensemble")
+OURS = NPE + EXPLORATIONS
 PEERS = ("sbi_maf", "sbi_nsf", "bayesflow_coupling")
 CONTESTANTS = OURS + PEERS
 NUM_OBSERVATIONS = 5
@@ -33,6 +38,11 @@ NUM_POSTERIOR_SAMPLES = 10_000
 
 #: environment variable through which run.py hands its own command line to the workers
 RUN_COMMAND_ENV = "SBI_BENCH_RUN_COMMAND"
+
+
+def npe_seed(contestant: str) -> int:
+    """The seed of an NPE contestant (``tfcflow_npe``: 0, ``tfcflow_npe_seed<k>``: k)."""
+    return 0 if contestant == "tfcflow_npe" else int(contestant.removeprefix("tfcflow_npe_seed"))
 
 
 def cache_file(out: str, task: str) -> str:

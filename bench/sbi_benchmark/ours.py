@@ -1,6 +1,11 @@
 """tfcflow's contestants (tfcflow environment): train on a task's cached simulations, sample posteriors.
 
-Contestants: ``tfcflow_cinn_affine`` / ``tfcflow_cinn_spline`` (``ConditionalRealNVP`` with
+The headline contestants ``tfcflow_npe`` / ``tfcflow_npe_seed<k>``: ``tfcflow.inference.NPE`` with
+the task's TFP prior (priors.py) and nothing else: the library's defaults, one configuration for
+every task, seed 0 / k (``--seed`` and the model and training options below do not apply to them).
+``NPE.fit(theta, x)`` then ``NPE.sample(x_o, num_samples, seed)``, timed like the others.
+
+Explorations: ``tfcflow_cinn_affine`` / ``tfcflow_cinn_spline`` (``ConditionalRealNVP`` with
 ``coupling="affine" | "spline"``), ``tfcflow_rcf`` (``RelaxedConditionFlow``, coupling from
 ``--rcf-coupling``), ``tfcflow_cinn_ensemble`` / ``tfcflow_cinn_spline_ensemble`` (``FlowEnsemble``
 of ``--ensemble`` affine / spline cINNs of the same settings, seeds ``seed .. seed + K - 1``,
@@ -145,14 +150,64 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-sub-batches", type=int, default=1,
                    help="sample with Execution(sub_batches=N): each chunk as N sub-batches in one graph, "
                         "which TensorFlow runs side by side (one per core; the same draws)")
+    p.add_argument("--smoke", action="store_true", help="tfcflow_npe*: a tiny flow for 2 epochs (run.py --smoke)")
     common.add_sampling_args(p)
     p.add_argument("--sample-batch-size", type=int,
                    help="rows per sampling chunk (sample's batch_size; default the library's)")
     return p
 
 
+def npe_main(a) -> dict:
+    """``tfcflow_npe*``: the estimator with its defaults (module docstring)."""
+    import dataclasses
+
+    import numpy as np
+    import priors
+    from tfcflow.inference import DEFAULT_FLOW, NPE
+
+    from tfcflow.inference import Training
+
+    seed = common.npe_seed(a.contestant)
+    data = np.load(common.cache_file(a.out, a.task))
+    theta, x, observations = data["theta"], data["x"], data["observations"]
+    dest = a.dest or common.samples_prefix(a.out, a.task, a.contestant)
+    # smoke mode (run.py --smoke): the plumbing only, a tiny flow for 2 epochs
+    tiny = dict(flow={"depth": 2, "width": 16}, training=Training(epochs=2)) if a.smoke else {}
+    t0 = time.perf_counter()
+    npe = NPE(priors.prior(a.task), seed=seed, **tiny)
+    history = npe.fit(theta, x, verbose=a.verbose)
+    train_seconds = time.perf_counter() - t0
+    settings = {"estimator": "NPE (smoke: tiny)" if a.smoke else "NPE (defaults)", "flow": npe.flow_arguments(x.shape[1:]), "support": npe.support,
+                "training": dataclasses.asdict(npe.training), "execution": dataclasses.asdict(npe.execution)}
+    settings["flow"] = {k: v for k, v in settings["flow"].items() if k in DEFAULT_FLOW or k == "bounds"}
+
+    def sample(x_obs, s):
+        return npe.sample(x_obs, num_samples=a.num_samples, seed=s)
+
+    t0 = time.perf_counter()
+    sample(observations[0], seed)  # warm-up (tracing, XLA's compilation), untimed
+    first_sample_seconds = time.perf_counter() - t0
+    samples, sampling = common.timed_sampling(
+        lambda: np.stack([sample(o, seed + 1 + i) for i, o in enumerate(observations)]).astype(np.float32),
+        a.sample_repeats, a.sampling_patience)
+    if not np.all(np.isfinite(samples)):
+        raise SystemExit(f"ours.py: {a.contestant} drew non-finite samples on {a.task}")
+    record = {"task": a.task, "contestant": a.contestant, "num_simulations": int(len(theta)),
+              "train_seconds": train_seconds, **sampling, "first_sample_seconds": first_sample_seconds,
+              "epochs": len(history.history["loss"]), "seed": seed, "settings": settings,
+              "best_val_loss": [float(min(history.history["val_loss"]))],
+              "versions": common.versions(*VERSIONS), "git_revision": common.git_revision(), **common.provenance()}
+    common.save_npz(dest + ".npz", samples=samples)
+    common.write_json(dest + ".json", record)
+    print(f"ours: {a.task} {a.contestant}: trained {train_seconds:.1f} s ({record['epochs']} epochs), "
+          f"{record['samples_per_second']:.0f} samples/s -> {dest}.npz", flush=True)
+    return record
+
+
 def main(argv=None) -> dict:
     a = parser().parse_args(argv)
+    if a.contestant in common.NPE:
+        return npe_main(a)
     classes = _model_classes()
 
     import keras

@@ -46,9 +46,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 SMOKE_SIMULATE = ["--num-simulations", "500", "--num-reference", "300", "--abc-draws", "50000"]
-SMOKE_OURS = ["--num-samples", "300", "--epochs", "2", "--depth", "2", "--width", "16", "--batch-size", "128",
+SMOKE_OURS = ["--smoke", "--num-samples", "300", "--epochs", "2", "--depth", "2", "--width", "16", "--batch-size", "128",
               "--patience", "1", "--verbose", "0", "--sampling-patience", "0"]
-GROUPS = {"all": common.CONTESTANTS, "ours": common.OURS, "peers": common.PEERS}
+GROUPS = {"all": common.CONTESTANTS, "ours": common.OURS, "npe": common.NPE, "explorations": common.EXPLORATIONS,
+          "peers": common.PEERS}
 
 
 #: ours.py options that a table record's ``settings`` hold (the rest follow from the contestant)
@@ -157,8 +158,35 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+PEER_LABELS = {"sbi_maf": "sbi NPE, MAF (defaults)", "sbi_nsf": "sbi NPE, NSF (defaults)",
+               "bayesflow_coupling": "BayesFlow coupling flow (defaults)"}
+NPE_LABEL = "tfcflow NPE (defaults)"
+
+
+def headline(results: dict, tasks) -> dict:
+    """``{row label: {task: {"c2st", "c2st_seeds", "train_seconds", "samples_per_second"}}}``: one row
+    per estimator with its defaults; tfcflow's NPE is the mean over its seeds (common.NPE)."""
+    rows = {}
+    for task in tasks:
+        seeds = [results[(task, c)] for c in common.NPE if (task, c) in results]
+        if seeds:
+            rows.setdefault(NPE_LABEL, {})[task] = {
+                "c2st": statistics.fmean(r["c2st_mean"] for r in seeds),
+                "c2st_seeds": [r["c2st_mean"] for r in seeds],
+                "train_seconds": statistics.fmean(r["train_seconds"] for r in seeds),
+                "samples_per_second": statistics.fmean(r["samples_per_second"] for r in seeds)}
+        for c, label in PEER_LABELS.items():
+            r = results.get((task, c))
+            if r is not None:
+                rows.setdefault(label, {})[task] = {"c2st": r["c2st_mean"], "c2st_seeds": [r["c2st_mean"]],
+                                                    "train_seconds": r["train_seconds"],
+                                                    "samples_per_second": r["samples_per_second"]}
+    return rows
+
+
 def summary(out: str) -> str:
-    """The markdown table of every result in OUT/results (whoever produced it)."""
+    """The markdown tables of every result in OUT/results (whoever produced it): the headline (one
+    row per estimator with its defaults), its goals, then every run per task (explorations)."""
     results = {}
     for path in glob.glob(os.path.join(out, "results", "*__*.json")):
         if path.endswith(".partial.json"):  # score.py's observations done so far, not a result
@@ -167,18 +195,59 @@ def summary(out: str) -> str:
         results[(r["task"], r["contestant"])] = r
     tasks = [t for t in common.TASKS if any(k[0] == t for k in results)]
     sims = sorted({r["num_simulations"] for r in results.values()})
-    lines = ["# SBI benchmark: sbibm tasks", "", f"Simulations per task: {', '.join(map(str, sims)) or '-'}.", ""]
+    lines = ["# SBI benchmark: sbibm tasks", "", f"Simulations per task: {', '.join(map(str, sims)) or '-'}; "
+             f"observations 1-5 of each task scored.", ""]
     if any(r.get("smoke") for r in results.values()):
         lines += ["**SMOKE RUN: plumbing check only.** Few simulations, tiny models, a rejection-ABC 'reference' "
                   "and tfcflow's own C2ST: these numbers say nothing about accuracy.", ""]
     lines += ["C2ST: accuracy of a classifier telling the contestant's posterior samples from the reference "
               "samples (0.5 = indistinguishable), mean over the observations; train: wall-clock seconds; "
-              "samples/s: posterior samples per second (after a warm-up call); forward nRMSE: the "
-              "relaxed-condition flow's prediction of the observation x from theta (infer_condition) on the "
-              "held-out 10%, RMSE over x's std (1 = predicting the mean), with R^2.", ""]
-    goals = []
+              "samples/s: posterior samples per second (after a warm-up call).", ""]
+    rows = headline(results, tasks)
+    if rows:
+        head = "| estimator | " + " | ".join(tasks) + " | mean |"
+        rule = "|---|" + "---|" * (len(tasks) + 1)
+        lines += ["## Headline: every estimator with its defaults, one configuration for every task", "",
+                  f"{NPE_LABEL}: the mean over seeds {', '.join(map(str, common.NPE_SEEDS))} (each seed's C2ST in "
+                  "the per-task tables below); the peers: one run each (seed 0).", "", "### C2ST", "", head, rule]
+        for label, per in rows.items():
+            vals = [per[t]["c2st"] if t in per else None for t in tasks]
+            known = [v for v in vals if v is not None]
+            lines.append(f"| {label} | " + " | ".join(_fmt(v, ".3f") for v in vals)
+                         + f" | {_fmt(statistics.fmean(known) if len(known) == len(tasks) else None, '.3f')} |")
+        lines += ["", "### Training seconds", "", head.replace("| mean |", "| sum |"), rule]
+        for label, per in rows.items():
+            vals = [per[t]["train_seconds"] if t in per else None for t in tasks]
+            lines.append(f"| {label} | " + " | ".join(_fmt(v, ".0f") for v in vals)
+                         + f" | {_fmt(sum(vals) if None not in vals else None, '.0f')} |")
+        lines += ["", "### Posterior samples per second", "", "| estimator | " + " | ".join(tasks) + " |",
+                  "|---|" + "---|" * len(tasks)]
+        for label, per in rows.items():
+            lines.append(f"| {label} | " + " | ".join(_fmt(per[t]["samples_per_second"] if t in per else None, ".0f")
+                                                     for t in tasks) + " |")
+        lines += ["", "### Goals", "", "| task | tfcflow NPE | best peer | best peer - NPE | NPE <= peer |",
+                  "|---|---|---|---|---|"]
+        gaps = []
+        for task in tasks:
+            ours = rows.get(NPE_LABEL, {}).get(task)
+            peers = [(per[task]["c2st"], label) for label, per in rows.items() if label != NPE_LABEL and task in per]
+            peer = min(peers) if peers else None
+            gap = None if ours is None or peer is None else peer[0] - ours["c2st"]
+            if gap is not None:
+                gaps.append(gap)
+            lines.append(f"| {task} | {_fmt(ours and ours['c2st'], '.3f')} | {_fmt(peer and peer[0], '.3f')} "
+                         f"{peer[1] if peer else ''} | {_fmt(gap, '+.3f')} | "
+                         f"{'-' if gap is None else ('yes' if gap >= 0 else 'NO')} |")
+        if gaps:
+            mean = statistics.fmean(gaps)
+            lines += ["", f"Mean (best peer - NPE) over {len(gaps)} task(s): {mean:+.3f} (goal: >= +0.020, "
+                          f"{'met' if mean >= 0.02 else 'not met'}; every task >= 0: "
+                          f"{'met' if min(gaps) >= 0 else 'not met'})."]
+        lines.append("")
+    lines += ["## Every run, per task (the explorations: flow models with per-task settings, chosen on the "
+              "scored observations; not defaults)", ""]
     for task in tasks:
-        lines += [f"## {task}", "", "| contestant | C2ST mean | C2ST per observation | train s | epochs | samples/s "
+        lines += [f"### {task}", "", "| contestant | C2ST mean | C2ST per observation | train s | epochs | samples/s "
                   "| forward nRMSE (R^2) |", "|---|---|---|---|---|---|---|"]
         for c in common.CONTESTANTS:
             r = results.get((task, c))
@@ -190,25 +259,7 @@ def summary(out: str) -> str:
                          + (f"{r['forward_nrmse']:.3f} ({r['forward_r2']:.3f})" if "forward_nrmse" in r else "-")
                          + " |")
         lines.append("")
-        best = lambda group: min((results[(task, c)]["c2st_mean"], c) for c in group  # noqa: E731
-                                 if (task, c) in results) if any((task, c) in results for c in group) else None
-        goals.append((task, best(common.OURS), best(common.PEERS)))
-    lines += ["## Goals", "", "| task | best tfcflow | best peer | best peer - best tfcflow | tfcflow <= peer |",
-              "|---|---|---|---|---|"]
-    gaps = []
-    for task, ours, peer in goals:
-        gap = None if ours is None or peer is None else peer[0] - ours[0]
-        if gap is not None:
-            gaps.append(gap)
-        lines.append(f"| {task} | {_fmt(ours and ours[0], '.3f')} {ours[1] if ours else ''} | "
-                     f"{_fmt(peer and peer[0], '.3f')} {peer[1] if peer else ''} | {_fmt(gap, '+.3f')} | "
-                     f"{'-' if gap is None else ('yes' if gap >= 0 else 'NO')} |")
-    if gaps:
-        mean = statistics.fmean(gaps)
-        lines += ["", f"Mean (best peer - best tfcflow) over {len(gaps)} task(s): {mean:+.3f} (goal: >= +0.020, "
-                      f"{'met' if mean >= 0.02 else 'not met'}; every task >= 0: "
-                      f"{'met' if min(gaps) >= 0 else 'not met'})."]
-    lines += ["", "## Provenance", ""]
+    lines += ["## Provenance", ""]
     for key in sorted(results):
         r = results[key]
         v = ", ".join(f"{k} {x}" for k, x in sorted(r["versions"].items()) if x)
@@ -286,7 +337,7 @@ def main(argv=None) -> int:
     p.add_argument("--smoke", action="store_true", help="plumbing check without the peer environment")
     p.add_argument("--timing", action="store_true", help="alternating timing of --timing-ours vs --timing-peer")
     p.add_argument("--timing-tasks", default="two_moons,slcp")
-    p.add_argument("--timing-ours", default="tfcflow_cinn_affine", choices=common.OURS)
+    p.add_argument("--timing-ours", default="tfcflow_npe", choices=common.OURS)
     p.add_argument("--timing-peer", default="sbi_maf", choices=common.PEERS)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--sample-repeats", type=int, default=5,

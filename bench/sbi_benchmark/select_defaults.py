@@ -36,6 +36,9 @@ CANDIDATES = {
     "depth4": ({"depth": 4}, {}, {}),
     "residual": ({"network": "residual"}, {}, {}),
     "bins12": ({"spline_bins": 12}, {}, {}),
+    "width64": ({"width": 64}, {}, {}),
+    "batch64": ({}, {}, {"batch_size": 64}),
+    "dropout": ({"dropout": 0.1}, {}, {}),
 }
 
 

@@ -256,3 +256,17 @@ def test_a_timing_run_of_some_tasks_keeps_the_other_tasks_results(tmp_path):
     rates.update({("a", "ours"): [1.0] * 3, ("a", "other"): [1.0] * 3})
     run.run_timing(FakeRunner(), ["a"], "ours", "other", 3)
     assert list(json.loads((tmp_path / "timing" / "timing.json").read_text())["tasks"]) == ["a"]
+
+
+def test_the_npe_contestant_runs_the_estimator_and_heads_the_summary(tmp_path):
+    # tfcflow_npe: tfcflow.inference.NPE with the task's TFP prior (smoke: a tiny flow for 2 epochs)
+    cmd = [sys.executable, RUN, "--smoke", "--out", str(tmp_path), "--contestants", "tfcflow_npe"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads((tmp_path / "results" / "two_moons__tfcflow_npe.json").read_text())
+    assert r["settings"]["estimator"] == "NPE (smoke: tiny)" and r["settings"]["support"] == "truncate"
+    assert r["settings"]["flow"]["bounds"] == [[-1.0, 1.0], [-1.0, 1.0]]  # from the TFP prior, not typed
+    samples = __import__("numpy").load(tmp_path / "samples" / "two_moons__tfcflow_npe.npz")["samples"]
+    assert (abs(samples) < 1).all()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Headline" in summary and "| tfcflow NPE (defaults) |" in summary
