@@ -49,7 +49,9 @@ DEFAULTS: dict = {
         "test_size": 10000,
         "sigma": 0.2,
         # simulator (tfcflow.data.simulator): prior(n, rng) -> x [n, D], simulator(x, rng) -> y [n, ...]
-        "prior": None,               # "package.module:function" or "file.py:function" (relative to the config)
+        "prior": None,               # "package.module:function" or "file.py:function" (relative to the config),
+                                     # or a TFP prior's spec {"class": "Independent", "parameters": {...}}
+                                     # (tfcflow/inference/prior.py; its support becomes model.bounds)
         "simulator": None,
         "simulations": 10000,        # the simulation budget, simulated once; null = fresh simulations every batch
         "test_simulations": 1000,    # held-out simulations (another seed): test NLL and the diagnostics
@@ -186,7 +188,13 @@ def validate(user: dict) -> dict:
         raise ConfigError(f"data.source {source!r} needs a vector model {MODEL_CLASSES[:2]}, "
                           f"got model.class {cfg['model']['class']!r}")
     if source == "simulator":
-        for key in ("prior", "simulator"):
+        if isinstance(cfg["data"]["prior"], dict):
+            from tfcflow.inference.prior import PriorSpace, prior_from_spec
+            try:
+                PriorSpace(prior_from_spec(cfg["data"]["prior"]))
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"data.prior: {e}") from None
+        for key in ("prior", "simulator") if not isinstance(cfg["data"]["prior"], dict) else ("simulator",):
             if not isinstance(cfg["data"][key], str) or not cfg["data"][key]:
                 raise ConfigError(f"data.{key}: data.source 'simulator' needs the dotted path of a function "
                                   f"(e.g. 'tfcflow.data.sbi_tasks:two_moons_{key}'), got {cfg['data'][key]!r}")

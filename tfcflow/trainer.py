@@ -153,12 +153,22 @@ class Job:
 
         base = os.path.dirname(os.path.abspath(self.config_path)) if self.config_path else None
         functions = []
-        for key in ("prior", "simulator"):
+        space = self.prior_space()
+        if space is not None:  # a TFP prior's spec
+            functions.append(space.prior_function())
+        for key in ("prior", "simulator") if space is None else ("simulator",):
             try:
                 functions.append(sim.load_callable(self.data_cfg[key], base_dir=base))
             except ValueError as e:
                 raise config_lib.ConfigError(f"data.{key}: {e}") from None
         return functions
+
+    def prior_space(self):
+        """The ``PriorSpace`` of a TFP prior given as a spec in data.prior, else None."""
+        if not isinstance(self.data_cfg.get("prior"), dict):
+            return None
+        from tfcflow.inference.prior import PriorSpace, prior_from_spec
+        return PriorSpace(prior_from_spec(self.data_cfg["prior"]))
 
     def _setup_simulations(self):
         """Training batches from the simulator (a fixed budget simulated once, or fresh every batch)
@@ -194,6 +204,9 @@ class Job:
         cls = config_lib.model_class(m.pop("class"))
         for key, value in self.shapes.items():
             m.setdefault(key, value)
+        space = self.prior_space() if self.data_cfg.get("source") == "simulator" else None
+        if space is not None and space.bounds is not None:
+            m.setdefault("bounds", space.bounds)  # the prior's support, as NPE takes it
         with self.strategy.scope():
             try:
                 self.model = cls(**m)

@@ -104,8 +104,7 @@ def test_fit_on_arrays_on_a_dataset_and_on_a_simulator_trains_the_same_model():
     npe_sim = NPE(box_prior(), flow=TINY, training=Training(epochs=2), seed=2)
     npe_sim.fit(simulator=noisy_identity, num_simulations=300, verbose=0)
     # the same simulations the estimator drew: its prior draws, then the simulator, from seed 2
-    space = npe_sim.space
-    theta, x = simulate(lambda n, r: space.sample(n, int(r.integers(0, 2 ** 31 - 1))), noisy_identity, 300, 2)
+    theta, x = simulate(npe_sim.space.prior_function(), noisy_identity, 300, 2)
     npe_arr = NPE(box_prior(), flow=TINY, training=Training(epochs=2), seed=2)
     npe_arr.fit(theta, x, verbose=0)
     npe_ds = NPE(box_prior(), flow=TINY, training=Training(epochs=2), seed=2)

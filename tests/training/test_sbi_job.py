@@ -97,3 +97,33 @@ def test_bad_simulators_are_named(tmp_path):
     shape = _sim_file(tmp_path, "def simulator(x, rng):\n    return x[:-1]\n")
     with pytest.raises(ConfigError, match=r"simulator"):
         trainer.train(FAST, str(tmp_path / "d"), tiny + [f'data.simulator="{shape}:simulator"'])
+
+
+def test_a_job_names_its_prior_as_a_tfp_spec_and_takes_the_support_from_it(tmp_path):
+    # data.prior: a TFP prior's JSON spec (tfcflow/inference/prior.py) instead of a prior(n, rng)
+    # path; no model.bounds typed: the prior's box becomes them, as NPE does
+    with open(FAST) as f:
+        cfg = json.load(f)
+    cfg["data"]["prior"] = {"class": "Independent", "parameters": {
+        "distribution": {"class": "Uniform", "parameters": {"low": {"array": [-1.0, -1.0]},
+                                                            "high": {"array": [1.0, 1.0]}}},
+        "reinterpreted_batch_ndims": 1}}
+    cfg["model"].pop("bounds", None)
+    cfg["train"]["steps"] = 20
+    cfg["train"]["steps_per_epoch"] = 10
+    cfg["eval"]["diagnostics_simulations"] = 10
+    path = tmp_path / "tfp_prior.json"
+    path.write_text(json.dumps(cfg))
+    out = str(tmp_path / "run")
+    trainer.train(str(path), out)
+    with open(os.path.join(out, "model.json")) as f:
+        assert json.load(f)["config"]["bounds"] == [[-1.0, 1.0], [-1.0, 1.0]]
+    model = trainer.load_run(out)
+    s = model.sample(np.array([[0.1, -0.2]], np.float32), num_samples=500, seed=0).numpy()
+    assert np.all(np.abs(s) < 1.0)
+    bad = dict(cfg, data=dict(cfg["data"], prior={"class": "Independent", "parameters": {
+        "distribution": {"class": "Bernoulli", "parameters": {"probs": {"array": [0.5, 0.5]}}},
+        "reinterpreted_batch_ndims": 1}}))
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match="data.prior: prior has discrete parameters"):
+        trainer.train(str(path), str(tmp_path / "bad"))

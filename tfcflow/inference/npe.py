@@ -190,12 +190,7 @@ class NPE:
                 raise ValueError("fit(simulator=...) needs num_simulations=")
             from tfcflow.data.simulator import simulate
             n = _checks.check_positive_int(num_simulations, "num_simulations")
-            space = self.space
-
-            def prior(count, rng):
-                return space.sample(count, int(rng.integers(0, 2 ** 31 - 1)))
-
-            theta, x = simulate(prior, simulator, n, self.seed)
+            theta, x = simulate(self.space.prior_function(), simulator, n, self.seed)
         elif num_simulations is not None:
             raise ValueError("num_simulations is for fit(simulator=...); with (theta, x) every row is used")
         elif isinstance(theta, tf.data.Dataset):

@@ -91,6 +91,15 @@ class PriorSpace:
         """``[n, D]`` float32 draws of the prior, deterministic given ``seed``."""
         return self.flatten(self.prior.sample(n, seed=_seed_pair(seed)))
 
+    def prior_function(self):
+        """The prior as ``prior(n, rng) -> [n, D]`` (tfcflow.data.simulator's contract): draws seeded
+        from ``rng``, so ``simulate`` and the training jobs draw from a TFP prior too."""
+        def prior(n: int, rng: np.random.Generator) -> np.ndarray:
+            return self.sample(n, int(rng.integers(0, 2 ** 31 - 1)))
+
+        prior.__qualname__ = prior.__name__ = f"tfp_prior_{type(self.prior).__name__}"
+        return prior
+
     def log_prob(self, theta: np.ndarray) -> np.ndarray:
         """``[n]`` log-densities of flat ``[n, D]`` parameters under the prior (-inf outside)."""
         return np.asarray(self.prior.log_prob(self._structure(theta)), np.float64)
