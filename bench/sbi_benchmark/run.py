@@ -46,8 +46,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 SMOKE_SIMULATE = ["--num-simulations", "500", "--num-reference", "300", "--abc-draws", "50000"]
-SMOKE_OURS = ["--smoke", "--num-samples", "300", "--epochs", "2", "--depth", "2", "--width", "16", "--batch-size", "128",
-              "--patience", "1", "--verbose", "0", "--sampling-patience", "0"]
+SMOKE_OURS = ["--smoke", "--num-samples", "300", "--epochs", "2", "--depth", "2", "--width", "16",
+              "--batch-size", "128", "--patience", "1", "--verbose", "0", "--sampling-patience", "0"]
 GROUPS = {"all": common.CONTESTANTS, "ours": common.OURS, "npe": common.NPE, "explorations": common.EXPLORATIONS,
           "peers": common.PEERS}
 

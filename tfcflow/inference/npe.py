@@ -113,7 +113,8 @@ class NPE:
                     raise ValueError(f"flow={{{key!r}: ...}}: NPE sets {key} itself (from the prior, the data, "
                                      f"support=, summary_network= and seed=)")
         if isinstance(flow, keras.Model) and summary_network is not None:
-            raise ValueError("summary_network is an argument of the flow NPE builds; a flow of your own carries its own")
+            raise ValueError("summary_network is an argument of the flow NPE builds; a flow of your own carries "
+                             "its own")
         if training is not None and not isinstance(training, Training):
             raise ValueError(f"training must be a tfcflow.inference.Training, got {type(training).__name__}")
         if self.space.dim < 2:
