@@ -270,3 +270,9 @@ def test_the_npe_contestant_runs_the_estimator_and_heads_the_summary(tmp_path):
     assert (abs(samples) < 1).all()
     summary = (tmp_path / "summary.md").read_text()
     assert "## Headline" in summary and "| tfcflow NPE (defaults) |" in summary
+    # the summary figures (C2ST bars, training time) from the same headline rows
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "sbi_benchmark", "figures.py"), "--out",
+                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("c2st.png", "train_time.png"):
+        assert (tmp_path / name).stat().st_size > 5_000
