@@ -56,9 +56,58 @@ def run(candidate: str, task: str, out: str, rows: int, seed: int) -> dict:
     history = npe.fit(data["theta"], data["x"], verbose=0)
     train_seconds = time.perf_counter() - t0
     lp = npe.log_prob(held["theta"][:rows], held["x"][:rows])
+    # per row, so that mixtures of runs (ensembles of seeds) can be scored afterwards (--report)
+    np.save(os.path.join(out, "selection", f"{candidate}__{task}__s{seed}.npy"), lp)
     return {"candidate": candidate, "task": task, "seed": seed, "heldout_nll": float(-np.mean(lp)),
             "heldout_rows": int(rows), "train_seconds": train_seconds, "epochs": len(history.history["loss"]),
             "best_val_loss": float(min(history.history["val_loss"])), "git_revision": common.git_revision()}
+
+
+def report(out: str) -> str:
+    """The selection table: per task, each candidate's held-out NLL (seed 0) and its difference to
+    base; how many tasks each candidate improves; and, where seeds 1 and 2 of a candidate have
+    per-row log-densities, the equally weighted mixture of the two (an ensemble of 2) against the
+    mean of the two single runs."""
+    import numpy as np
+
+    path = os.path.join(out, "selection", "selection.jsonl")
+    with open(path) as f:
+        records = [json.loads(line) for line in f]
+    nll = {(r["candidate"], r["task"], r["seed"]): r for r in records}
+    tasks = [t for t in common.TASKS if any(k[1] == t for k in nll)]
+    cands = [c for c in CANDIDATES if any(k[0] == c and k[2] == 0 for k in nll)]
+    lines = ["| candidate | " + " | ".join(tasks) + " | tasks better than base | train s (sum) |",
+             "|---|" + "---|" * (len(tasks) + 2)]
+    for c in cands:
+        cells, wins, secs = [], 0, 0.0
+        for t in tasks:
+            r, b = nll.get((c, t, 0)), nll.get(("base", t, 0))
+            if r is None:
+                cells.append("-")
+                continue
+            secs += r["train_seconds"]
+            diff = None if b is None else r["heldout_nll"] - b["heldout_nll"]
+            wins += diff is not None and diff < 0 and c != "base"
+            cells.append(f"{r['heldout_nll']:.3f}" + ("" if c == "base" or diff is None else f" ({diff:+.3f})"))
+        lines.append(f"| {c} | " + " | ".join(cells) + f" | {wins if c != 'base' else '-'} | {secs:.0f} |")
+    mixtures = []
+    for c in CANDIDATES:
+        cells, wins = [], 0
+        for t in tasks:
+            files = [os.path.join(out, "selection", f"{c}__{t}__s{s}.npy") for s in (1, 2)]
+            if not all(os.path.exists(f) for f in files):
+                cells.append("-")
+                continue
+            lps = np.stack([np.load(f) for f in files])
+            single = float(-lps.mean())
+            mixed = float(-np.mean(np.logaddexp(lps[0], lps[1]) - np.log(2.0)))
+            wins += mixed < single
+            cells.append(f"{mixed:.3f} vs {single:.3f} ({mixed - single:+.3f})")
+        if any(cell != "-" for cell in cells):
+            mixtures.append(f"| {c}: ensemble of seeds 1, 2 vs their mean | " + " | ".join(cells) + f" | {wins} | |")
+    if mixtures:
+        lines += mixtures
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
@@ -68,7 +117,14 @@ def main(argv=None) -> None:
     p.add_argument("--tasks", default=",".join(common.TASKS))
     p.add_argument("--rows", type=int, default=1000, help="held-out simulations scored per task")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", action="store_true", help="print the selection table (report()) and stop")
     a = p.parse_args(argv)
+    if a.report:
+        text = report(a.out)
+        with open(os.path.join(a.out, "selection", "selection.md"), "w") as f:
+            f.write(text)
+        print(text)
+        return
     path = os.path.join(a.out, "selection", "selection.jsonl")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     done = set()
