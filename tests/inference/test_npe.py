@@ -116,6 +116,28 @@ def test_fit_on_arrays_on_a_dataset_and_on_a_simulator_trains_the_same_model():
     del rng
 
 
+def test_an_ensemble_is_the_mixture_of_flows_trained_one_after_another(tmp_path):
+    npe = NPE(box_prior(), flow=TINY, ensemble=2, training=Training(epochs=2), seed=3)
+    npe.fit(simulator=noisy_identity, num_simulations=300, verbose=0)
+    members = npe.flow.members
+    assert len(members) == 2 and len(npe.history.history["members_epochs"]) == 2
+    x_o = np.array([0.3, -0.1], np.float32)
+    theta = np.array([[0.1, 0.2], [-0.6, 0.4], [0.9, -0.9]], np.float32)
+    c = np.repeat(x_o[None], 3, axis=0)
+    each = np.stack([m.log_prob(theta, c).numpy() for m in members])
+    np.testing.assert_allclose(npe.log_prob(theta, x_o), np.logaddexp(each[0], each[1]) - np.log(2), rtol=1e-5)
+    assert not np.allclose(each[0], each[1])  # two initializations, two splits
+    draws = npe.sample(x_o, num_samples=500, seed=0)
+    assert (np.abs(draws) < 1).all()
+    assert not npe.execution.jit_sampling  # an ensemble samples with the plain graph
+    npe.save(str(tmp_path / "ens"))
+    again = NPE.load(str(tmp_path / "ens"))
+    assert again.ensemble == 2
+    np.testing.assert_array_equal(again.sample(x_o, num_samples=500, seed=0), draws)
+    with pytest.raises(ValueError, match="ensemble= builds K default flows"):
+        NPE(box_prior(), flow=npe.flow, ensemble=2)
+
+
 def test_save_load_keeps_the_prior_and_the_draws(box_npe, tmp_path):
     path = str(tmp_path / "npe")
     box_npe.save(path)

@@ -42,6 +42,8 @@ DEFAULT_FLOW = dict(coupling="spline", depth=6, width=128, hidden_layers=2, acti
 #: sampling; ``bounds_method="reject"``) or "map" (R^D mapped onto the support)
 SUPPORTS = {"truncate": "reject", "map": "map"}
 DEFAULT_SUPPORT = "truncate"
+#: flows mixed by default (``NPE(ensemble=K)``)
+DEFAULT_ENSEMBLE = 1
 #: the save format's version (``estimator.json``)
 FORMAT = 1
 
@@ -88,10 +90,14 @@ class NPE:
         with the flow (tfcflow.networks.DeepSet for sets, TimeSeriesNetwork for series).
       support: ``"truncate"`` (default) or ``"map"``: how draws are kept in the prior's support
         (module ``SUPPORTS``).
+      ensemble: K >= 2 trains K default flows (seeds ``seed .. seed + K - 1``) one after another,
+        each with its own held-out split and early stopping, and mixes them with equal weights
+        (``FlowEnsemble``: an exact density; a draw costs one member's flow); 1 (default): one flow.
       training: a ``Training`` (default ``Training()``).
       seed: seeds the initial weights, the held-out split and the shuffling.
       execution: how sampling runs on this machine (tfcflow.execution); default XLA-compiled
-        sampling passes (the plain graph's draws, up to float rounding). Not part of any config.
+        sampling passes where the flow allows them (the plain graph's draws, up to float
+        rounding), else plain. Not part of any config.
 
     Shapes: theta ``[n, D]`` (or the prior's structure with a leading ``n``), x ``[n, *x_shape]``;
     ``sample`` of one observation ``x_shape`` -> ``[num_samples, D]``, of a batch
@@ -99,8 +105,8 @@ class NPE:
     """
 
     def __init__(self, prior, flow: Union[None, dict, keras.Model] = None, summary_network=None, *,
-                 support: str = DEFAULT_SUPPORT, training: Optional[Training] = None, seed: int = 0,
-                 execution: Optional[Execution] = None):
+                 support: str = DEFAULT_SUPPORT, ensemble: int = DEFAULT_ENSEMBLE,
+                 training: Optional[Training] = None, seed: int = 0, execution: Optional[Execution] = None):
         self.space = PriorSpace(prior)
         if support not in SUPPORTS:
             raise ValueError(f"support must be one of {sorted(SUPPORTS)}, got {support!r}")
@@ -117,6 +123,10 @@ class NPE:
                              "its own")
         if training is not None and not isinstance(training, Training):
             raise ValueError(f"training must be a tfcflow.inference.Training, got {type(training).__name__}")
+        self.ensemble = _checks.check_positive_int(ensemble, "ensemble")
+        if self.ensemble > 1 and isinstance(flow, keras.Model):
+            raise ValueError("ensemble= builds K default flows; a flow of your own is used as it is (make it a "
+                             "tfcflow.models.FlowEnsemble yourself)")
         if self.space.dim < 2:
             raise ValueError(f"NPE's coupling flows need at least 2 parameters, the prior has {self.space.dim}")
         self.prior = prior
@@ -125,7 +135,7 @@ class NPE:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         self.seed = int(seed)
-        self.execution = execution if execution is not None else Execution(jit_sampling=True)
+        self._execution = execution
         self._flow_arg = flow
         self._summary_network = summary_network
         self.flow = flow if isinstance(flow, keras.Model) else None
@@ -142,13 +152,28 @@ class NPE:
                     bounds_method=SUPPORTS[self.support], seed=self.seed)
         return args
 
+    @property
+    def execution(self) -> Execution:
+        """How sampling runs (not part of any config): the one given, else XLA-compiled passes where
+        the flow allows them."""
+        if self._execution is not None:
+            return self._execution
+        return Execution(jit_sampling=self.flow is None or bool(self.flow.JIT_SAMPLING))
+
     def _build_flow(self, x_shape):
-        from tfcflow.models import ConditionalRealNVP
+        from tfcflow.models import ConditionalRealNVP, FlowEnsemble
         if self._summary_network is None and len(x_shape) != 1:
             raise ValueError(f"observations of shape {list(x_shape)} need a summary_network (the default flow takes "
                              f"vectors [n, M])")
         keras.utils.set_random_seed(self.seed)  # the initial weights
-        return ConditionalRealNVP(summary_network=self._summary_network, **self.flow_arguments(x_shape))
+        args = self.flow_arguments(x_shape)
+        if self.ensemble == 1:
+            return ConditionalRealNVP(summary_network=self._summary_network, **args)
+        if self._summary_network is not None:
+            raise ValueError("ensemble= with a summary_network would share one network between the members; "
+                             "train one flow, or build a FlowEnsemble of your own")
+        seed = args.pop("seed")
+        return FlowEnsemble.of(ConditionalRealNVP, self.ensemble, seed=seed, **args)
 
     def fit(self, theta=None, x=None, *, simulator: Optional[Callable] = None, num_simulations: Optional[int] = None,
             verbose="auto"):
@@ -176,10 +201,16 @@ class NPE:
         t = self.training
         optimizer = keras.optimizers.Adam(t.learning_rate)
         compile_kwargs = {} if t.clipnorm is None else {"clipnorm": t.clipnorm}
-        self.history, _ = fit_with_holdout(self.flow, theta, x, epochs=t.epochs, batch_size=t.batch_size,
-                                           validation_fraction=t.validation_fraction, patience=t.patience,
-                                           optimizer=optimizer, seed=self.seed, lr_patience=t.lr_patience,
-                                           verbose=verbose, **compile_kwargs)
+        args = dict(epochs=t.epochs, batch_size=t.batch_size, validation_fraction=t.validation_fraction,
+                    patience=t.patience, optimizer=optimizer, seed=self.seed, lr_patience=t.lr_patience,
+                    verbose=verbose, **compile_kwargs)
+        if self.ensemble > 1 and hasattr(self.flow, "fit_members"):
+            # one member after another, each with its own split and early stopping (seed + k)
+            histories = self.flow.fit_members(theta, x, **args)
+            self.history = histories[0]
+            self.history.history["members_epochs"] = [len(h.history["loss"]) for h in histories]
+        else:
+            self.history, _ = fit_with_holdout(self.flow, theta, x, **args)
         self.flow.execution = self.execution
         return self.history
 
@@ -281,8 +312,10 @@ class NPE:
         flow = self._fitted()
         spec = prior_spec(self.prior)
         record = {"format": FORMAT, "prior": spec, "prior_fingerprint": self.space.fingerprint(),
-                  "support": self.support, "training": dataclasses.asdict(self.training), "seed": self.seed,
-                  "x_shape": list(self.x_shape), "execution": dataclasses.asdict(self.execution)}
+                  "support": self.support, "ensemble": self.ensemble,
+                  "training": dataclasses.asdict(self.training), "seed": self.seed,
+                  "x_shape": list(self.x_shape),
+                  "execution": None if self._execution is None else dataclasses.asdict(self._execution)}
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".npe-", dir=parent)
@@ -315,8 +348,10 @@ class NPE:
                                  f"NPE.load(path, prior=...)")
             prior = prior_from_spec(record["prior"])
         flow = keras.models.load_model(os.path.join(path, "flow.keras"))
+        execution = record.get("execution")
         npe = cls(prior, flow=flow, support=record["support"], training=Training(**record["training"]),
-                  seed=record["seed"], execution=Execution(**record["execution"]))
+                  seed=record["seed"], execution=None if execution is None else Execution(**execution))
+        npe.ensemble = int(record.get("ensemble", 1))
         npe.space.check_fingerprint(record["prior_fingerprint"])
         npe.x_shape = tuple(record["x_shape"])
         flow.execution = npe.execution
