@@ -2,7 +2,7 @@
 
 ``[..., C_in] @ [C_in, C_out] (+ bias) -> [..., C_out]``: on CPU the 2-D matmul's gradients are
 two plain matmuls, where the equivalent einsum's kernel gradient ran ~12x slower than its forward
-pass and oneDNN's 1x1 convolution 1.3-1.6x slower (docs/benchmarks.md).
+pass and oneDNN's 1x1 convolution 1.3-1.6x slower (docs/history.md, 2026-11-23).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ A box's forward map is computed from the nearer bound (``b - (b - a) sigma(-u)``
 float32 resolves a sample near ``b`` as finely as one near ``a``, and samples are clipped to the
 open support: float32 rounding could otherwise put a far-tail sample on a bound, where the
 density is 0. (A probit map, ``a + (b - a) Phi(u)``, which turns a box's uniform into N(0, 1),
-scored worse on two_moons: docs/benchmarks.md section 4.)
+scored worse on two_moons: docs/history.md, 2026-12-04.)
 
 A flow on ``u`` then gives every sample inside the support, and ``log_prob`` of the flow plus
 ``log|du/dx| = -log|dx/du|`` is the density on the support. Points outside the support (or on

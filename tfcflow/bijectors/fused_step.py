@@ -15,7 +15,7 @@ the parts in normalizing order, data -> latent)::
 Why: folding ActNorm into the C x C matrix removes its two elementwise passes (and their
 gradients), and computing the coupling's two halves as two matmuls replaces a channel split of an
 NHWC tensor, a strided copy that TF's CPU kernels run slowly (measured on the benchmark Glow: a
-training step 1.03-1.04x, log-prob 1.01-1.08x faster; docs/benchmarks.md). ``fuse_steps`` builds these
+training step 1.03-1.04x, log-prob 1.01-1.08x faster; docs/history.md, 2026-11-23). ``fuse_steps`` builds these
 views from the per-layer views; the layers and their variables are unchanged. It is an explicit
 execution choice (``Execution(fused_steps=True)``, tfcflow/execution.py): by default a
 ``FlowSequence``'s bijector is the plain chain of its layers' views.

@@ -34,13 +34,13 @@ class ConditionalRealNVP(VectorFlowModel):
         on ``[-spline_bound, spline_bound]``, identity outside; Durkan et al. 2019).
       mixing: ``"permutation"`` (fixed, random; default) or ``"lu"`` (a learned invertible matrix
         in LU form, initialized to a random rotation; better for low-dimensional, curved
-        posteriors: docs/benchmarks.md §4).
+        posteriors: docs/history.md, 2026-12-03).
       scale: ``"exp_tanh"`` (default; can expand and contract) or ``"sigmoid"`` (Glow); affine only.
       clamp: bound of ``exp_tanh``: per-coupling scale in ``(e^-clamp, e^clamp)``.
       actnorm: an ActNorm at the start of every block (data-dependent initialization).
       dropout: dropout rate after the coupling networks' hidden layers while training (seeded by
         the step; off in ``log_prob`` / ``sample``): a regularizer for small simulation budgets
-        (BayesFlow's couplings use 0.05; docs/benchmarks.md §4).
+        (BayesFlow's couplings use 0.05; docs/history.md, 2026-12-04).
       standardize, bounds, bounds_method, summary_network: vector_flow.py (standardization on by default).
       seed: seed of the permutations / initial rotations.
 

@@ -168,7 +168,7 @@ class FlowEnsemble(ConditionalFlowModel):
         ``bootstrap=True`` its training rows are a bootstrap resample (drawn with replacement) of
         that split. Why not ``fit``: members trained together see the same split and the same
         batches, and with ~10^4 examples their early-stopping errors stay correlated, so the mixture
-        gains less (docs/results.md §4); separate splits decorrelate them.
+        gains less (docs/history.md, 2026-12-03); separate splits decorrelate them.
 
         Args:
           x: ``[n, *event_shape]`` array; y: ``[n, *condition_shape]`` array (the conditions).

@@ -50,7 +50,7 @@ class RelaxedConditionFlow(VectorFlowModel):
         (it is drawn independently of c). A fixed small epsilon suits a (nearly) deterministic
         forward process, as in the paper; for a noisy simulator a small fixed epsilon gives an
         over-confident posterior centred on the inverse of the mean forward map
-        (docs/benchmarks.md section 4, stop 30), and ``"learned"`` fits the noise.
+        (measured on sbibm's tasks: docs/history.md, 2026-12-05), and ``"learned"`` fits the noise.
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
       depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, mixing, scale, clamp,
         actnorm, seed, network, dropout: the coupling blocks, as in ``ConditionalRealNVP`` (the networks

@@ -14,7 +14,7 @@ A vector model works in three spaces::
   per row (``support_mass``); training and the validation loss use q's NLL (the truncated
   likelihood would need Z(c) at every step). Where a posterior is cut off by the box with its
   density still high at the bound, the map turns the edge into a far tail of u, which the flow
-  fits poorly; truncation keeps the edge sharp (docs/benchmarks.md section 4).
+  fits poorly; truncation keeps the edge sharp (docs/history.md, 2026-12-04).
 - ``standardize`` (on by default): the per-dimension mean and std of ``u`` and of the condition,
   learned from the training data (``adapt``; ``fit`` and ``initialize`` do it when it has not been
   done) and kept as non-trainable weights (saved, restored, exported). The user works in original
