@@ -21,11 +21,11 @@ weights restored), the learning rate halved after ``--lr-patience`` epochs witho
 The coupling networks use ``--activation`` and, while training, ``--dropout``. Every coupling block ends in
 a learned LU matrix (``--mixing lu``). Each table entry's options are in its result's
 ``settings`` (run.py's ``--timing`` replays them); where an entry departs from these defaults
-(e.g. the spline cINNs' depth, batch and learning rate since stops 27-28), docs/benchmarks.md
-section 4 says why. The smoke test shrinks the defaults.
+(e.g. the spline cINNs' depth, batch and learning rate since 2026-12-04), docs/history.md
+(2026-12-03 to 2026-12-05) says why. The smoke test shrinks the defaults.
 
 ``best_val_loss``: the held-out NLL early stopping kept (per ensemble member), the quick proxy
-used to choose settings before spending a C2ST run (docs/benchmarks.md section 4).
+used to choose settings before spending a C2ST run (docs/history.md, 2026-12-04).
 
 Timing: ``train_seconds`` from building the model to the end of ``fit`` (wall clock, tracing
 included); ``samples_per_second`` = observations x samples / wall time of one pass of sampling
@@ -251,7 +251,7 @@ def main(argv=None) -> dict:
     t0 = time.perf_counter()
     if ensemble:
         # members trained one after another, each on its own 90/10 split with its own early stopping,
-        # then mixed (trained together on one split, their errors stayed correlated: docs §4)
+        # then mixed (trained together on one split, their errors stayed correlated: docs/history.md, 2026-12-03)
         from tfcflow.models import FlowEnsemble
         model = FlowEnsemble.of(classes[a.contestant], ensemble, seed=a.seed, **kwargs)
         histories = model.fit_members(theta, x, **fit_args)
