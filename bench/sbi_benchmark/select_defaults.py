@@ -8,7 +8,7 @@ Over the prior predictive that is the expected KL divergence from the true poste
 constant of the task, so lower is better and differences between settings compare directly (the
 same rows for every candidate).
 
-The rule (docs/benchmarks.md, "How the defaults were chosen"): a candidate replaces the base
+The rule (docs/benchmarks/sbi.md, "How the defaults were chosen"): a candidate replaces the base
 setting only if its held-out NLL is lower on at least 4 of the 5 tasks. Results are appended to
 ``OUT/selection/selection.jsonl`` as each run ends; a rerun skips the (candidate, task) pairs
 already there.

@@ -12,7 +12,7 @@ nearest to the observation). That only exercises the plumbing: the numbers mean 
 
 ``--heldout N``: also OUT/cache/<task>.heldout.npz, N further pairs (theta, x) from another seed
 (``--seed`` + 1000 + the task's index), never trained on and never scored: the held-out NLL on
-them is what the estimator's defaults are chosen by (docs/benchmarks.md, "How the defaults were
+them is what the estimator's defaults are chosen by (docs/benchmarks/sbi.md, "How the defaults were
 chosen"), so no choice sees the scored observations.
 
 Arrays in the npz: theta [n, D], x [n, M], observations [K, M], true_parameters [K, D],

@@ -15,7 +15,7 @@ lies inside, and ``log_prob`` is a density on the support), the standardization 
 (learned by ``fit``), an optional summary network, the held-out split with early stopping
 (``tfcflow.holdout.fit_with_holdout``: best weights restored) and the seeds. The defaults
 (``DEFAULT_FLOW``, ``Training()``) are one configuration for every task, chosen on held-out
-simulations of the benchmark tasks, never on the scored observations (docs/benchmarks.md, "How the
+simulations of the benchmark tasks, never on the scored observations (docs/benchmarks/sbi.md, "How the
 defaults were chosen").
 """
 from __future__ import annotations
