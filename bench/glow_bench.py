@@ -152,9 +152,10 @@ def train_dataset(x, c):
 
 def effective_params(model) -> int:
     """Trainable parameters, counting the LU 1x1 convolutions' used triangles only (C^2 each)."""
+    from tfcflow import _compat
     from tfcflow.bijectors import InvertibleConv1x1Layer
     total = sum(int(v.numpy().size) for v in model.trainable_variables)
-    for layer in model._flatten_layers():
+    for layer in _compat.all_layers(model):
         if isinstance(layer, InvertibleConv1x1Layer) and layer.lu:
             c = int(layer.log_abs_diag.shape[0])
             total -= c * c + c

@@ -48,9 +48,10 @@ def _networks_only(model, batch: int):
     """A function evaluating every coupling and split-prior network of ``model`` once, on fixed
     inputs of the shapes log-prob feeds them: the dense work of a log-prob call alone, a ceiling."""
     import tensorflow as tf
+    from tfcflow import _compat
     from tfcflow.networks.conv import ConvNetwork
 
-    nets = [l for l in model._flatten_layers() if isinstance(l, ConvNetwork)]
+    nets = [l for l in _compat.all_layers(model) if isinstance(l, ConvNetwork)]
     inputs = []
     for net in nets:  # each network was built for the (unconditional: single) input it is fed
         (shape,) = net.get_build_config()["input_shape"]

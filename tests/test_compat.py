@@ -24,6 +24,29 @@ def test_deserialize_keras_config_round_trips_a_compile_config():
     assert config["clipnorm"] == 2.0 and config["seed"] == 7
 
 
+def test_all_layers_finds_the_layers_held_in_lists_at_any_depth():
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(2, name=f"{self.name}_dense")
+
+    class Outer(keras.layers.Layer):
+        def __init__(self):
+            super().__init__(name="outer")
+            self.blocks = [Block(name="b0"), Block(name="b1")]  # a list: not in Model.layers' sense
+
+    outer = Outer()
+    names = [layer.name for layer in _compat.all_layers(outer)]
+    assert sorted(names) == ["b0", "b0_dense", "b1", "b1_dense", "outer"], _explain("all_layers", names)
+    # and a model's ActNorm layers, kept in its flow's list of steps, are found
+    from tests.helpers import tiny_glow
+    from tfcflow.bijectors.actnorm import ActNormLayer
+    m = tiny_glow()
+    found = [layer for layer in _compat.all_layers(m) if isinstance(layer, ActNormLayer)]
+    assert found and len({id(layer) for layer in found}) == len(found), _explain("all_layers", "a model's layers")
+    assert m.needs_initialization()
+
+
 def test_the_symbolic_build_hook_is_the_method_keras_calls_before_fit():
     from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
     assert hasattr(TensorFlowTrainer, _compat.SYMBOLIC_BUILD_METHOD), _explain("SkipSymbolicBuild", "the method name")
@@ -89,6 +112,27 @@ def test_greedy_bijector_cache_stores_the_log_det_with_the_output():
     d = tfd.TransformedDistribution(tfd.MultivariateNormalDiag(tf.zeros(2)), b)
     d.log_prob(tf.constant([[0.3, 0.7]]))
     assert len(calls) == 1, _explain("greedy_bijector_cache", "TFP's cache: inverse and its log-det evaluated apart")
+
+
+@pytest.mark.parametrize("direction", ["forward", "inverse"])
+def test_cached_attributes_are_the_log_dets_kept_with_a_pass_input(direction):
+    from tfcflow.bijectors import ActNorm
+
+    b = ActNorm(tf.constant([0.5, -1.0]), tf.constant([0.2, 0.1]), event_ndims=1)
+    t = tf.constant([[0.3, 0.7]])
+    getattr(b, direction)(t)  # the pass stores both log-dets with its input
+    attrs = _compat.cached_attributes(b._cache, t, direction)
+    assert set(attrs) >= {"fldj", "ildj"}, _explain("cached_attributes", f"{direction}_attributes")
+    expected = b.forward_and_log_det(t)[1] if direction == "forward" else b.inverse_and_log_det(t)[1]
+    key = "fldj" if direction == "forward" else "ildj"
+    np.testing.assert_allclose(attrs[key].numpy(), expected.numpy(), rtol=1e-6)
+    # the dict is the cache's own: what is added to it is kept with the tensor
+    attrs["mark"] = 1
+    assert _compat.cached_attributes(b._cache, t, direction)["mark"] == 1, _explain("cached_attributes", "a copy")
+    # a new tensor object has nothing cached (the cache is keyed by identity)
+    assert "fldj" not in _compat.cached_attributes(b._cache, tf.constant([[0.3, 0.7]]), direction)
+    with pytest.raises(ValueError, match="direction"):
+        _compat.cached_attributes(b._cache, t, "sideways")
 
 
 def test_philox_key_counter_are_what_stateless_uniform_draws_with():

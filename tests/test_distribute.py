@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfcflow import _compat
 from tfcflow.data import gaussian_mixture as gm
 from tfcflow.distribute import make_strategy
 from tfcflow.models import RelaxedConditionFlow
@@ -66,7 +67,7 @@ def test_two_replicas_give_the_single_device_update(kind):
         np.testing.assert_allclose(h1[key], h2[key], rtol=1e-4)
     assert h1["grad_norm"][0] > 0.05  # clipping was active
     # the data-dependent init ran before fit, once, identically on both replicas
-    an = [layer for layer in double._flatten_layers() if hasattr(layer, "is_initialized")]
+    an = [layer for layer in _compat.all_layers(double) if hasattr(layer, "is_initialized")]
     assert an and all(layer.is_initialized for layer in an)
     for layer in an:
         per_replica = mirrored.experimental_local_results(layer.loc.value)

@@ -34,6 +34,16 @@ def deserialize_keras_config(config):
     return serialization_lib.deserialize_keras_object(config)
 
 
+# ---- Keras: every layer inside a layer ----------------------------------------------------------
+def all_layers(layer) -> list:
+    """``layer`` and every layer it holds, recursively, including those kept in lists and dicts
+    (``Layer._flatten_layers()``; the public ``Model.layers`` lists only the direct children)."""
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        raise _missing("all_layers", f"{type(layer).__name__}._flatten_layers is gone")
+    return list(flatten(include_self=True, recursive=True))
+
+
 # ---- Keras: the symbolic build before fit / evaluate --------------------------------------------
 #: Keras' ``TensorFlowTrainer`` calls this method before fit/evaluate/predict to build a model from
 #: a first batch. Under MultiWorkerMirroredStrategy that reduction of a PerReplica batch fails
@@ -103,6 +113,18 @@ def greedy_bijector_cache(forward_name: str, inverse_name: str):
         return cache_util.BijectorCacheWithGreedyAttrs(forward_name=forward_name, inverse_name=inverse_name)
     except (ImportError, AttributeError, TypeError) as e:
         raise _missing("greedy_bijector_cache", f"tfp cache_util.BijectorCacheWithGreedyAttrs ({e})") from None
+
+
+def cached_attributes(cache, value, direction: str) -> dict:
+    """The attributes (e.g. a log-det) that a bijector's cache holds with ``value``, an input of the
+    ``direction`` (``"forward"`` or ``"inverse"``) pass: the cache's own dict, so what is added to it
+    is kept with ``value`` (``BijectorCache.forward_attributes`` / ``inverse_attributes``)."""
+    if direction not in ("forward", "inverse"):
+        raise ValueError(f"direction must be 'forward' or 'inverse', got {direction!r}")
+    lookup = getattr(cache, f"{direction}_attributes", None)
+    if lookup is None:
+        raise _missing("cached_attributes", f"tfp BijectorCache.{direction}_attributes is gone")
+    return lookup(value)
 
 
 # ---- TF: the Philox key and counter of a stateless seed -----------------------------------------

@@ -42,7 +42,7 @@ def restore_training_checkpoint(ckpt: tf.train.Checkpoint, model, path: str, par
         from tfcflow.bijectors.actnorm import ActNormLayer
 
         status.expect_partial()
-        for layer in model._flatten_layers():
+        for layer in _compat.all_layers(model):
             if isinstance(layer, ActNormLayer):
                 layer.initialized.assign(1)
         warnings.warn(f"{path} predates the full model-variable list: restored its trainable weights and "

@@ -91,13 +91,13 @@ class FlowBijector(tfb.Bijector):
         return self._augmented_inverse(y)[0]
 
     def _forward_log_det_jacobian(self, x):
-        attrs = self._cache.forward_attributes(x)
+        attrs = _compat.cached_attributes(self._cache, x, "forward")
         if "fldj" not in attrs:
             attrs.update(self._augmented_forward(x)[1])
         return attrs["fldj"]
 
     def _inverse_log_det_jacobian(self, y):
-        attrs = self._cache.inverse_attributes(y)
+        attrs = _compat.cached_attributes(self._cache, y, "inverse")
         if "ildj" not in attrs:
             attrs.update(self._augmented_inverse(y)[1])
         return attrs["ildj"]

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfcflow import _checks, _random, execution as execution_lib
+from tfcflow import _checks, _compat, _random, execution as execution_lib
 from tfcflow.bijectors.actnorm import ActNormLayer
 from tfcflow.bijectors.flow_chain import FlowSequence
 from tfcflow.train_step import FlowTrainer
@@ -111,7 +111,7 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
             raise ValueError(f"Execution(jit_sampling=True) applies to vector flows (ConditionalRealNVP, "
                              f"RelaxedConditionFlow); {type(self).__name__} samples with the plain graph")
         self._execution = value
-        for layer in self._flatten_layers():
+        for layer in _compat.all_layers(self):
             if isinstance(layer, FlowSequence):
                 layer.fused_steps = value.fused_steps
         # Keras keeps its traced step functions: drop them (and ours) so the next call retraces
@@ -320,7 +320,7 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
 
     def needs_initialization(self) -> bool:
         """True while some ActNorm has not been initialized from data."""
-        return any(isinstance(layer, ActNormLayer) and not layer.is_initialized for layer in self._flatten_layers())
+        return any(isinstance(layer, ActNormLayer) and not layer.is_initialized for layer in _compat.all_layers(self))
 
     def per_dim(self, nll: tf.Tensor) -> tf.Tensor:
         """NLL (nats) -> the per-dimension metric (nats/dim here; bits/dim for image models)."""
