@@ -2,23 +2,23 @@
 
 Signatures (input and output keys are stable API):
 
-==================  ==========================================  =============================================
-signature           inputs                                      outputs
-==================  ==========================================  =============================================
-``log_prob``        ``x``, ``condition``                        ``log_prob`` (nats), ``bits_per_dim``
-``sample``          ``condition``, ``temperature``, ``seed``    ``samples``
-(also ``serving_default``)
-``best_of_n``       ``condition``, ``n``, ``temperature``,      ``samples``, ``log_prob``
-                    ``seed``
-``sample_many``     ``condition``, ``num_samples``,             ``samples`` ``[batch, num_samples, ...]``
-                    ``temperature``, ``seed``                   (e.g. posterior draws per observation)
-``infer_condition`` ``x``                                       ``condition`` (c~), ``class_probabilities``,
-(relaxed-condition                                              ``label``
-models only)
-``sample_at_size``, ``best_of_n_at_size``,      the inputs above plus   as above
-``sample_many_at_size`` (class-conditional      ``size``
-image models only)
-==================  ==========================================  =============================================
+    ==================  ==========================================  =============================================
+    signature           inputs                                      outputs
+    ==================  ==========================================  =============================================
+    ``log_prob``        ``x``, ``condition``                        ``log_prob`` (nats), ``bits_per_dim``
+    ``sample``          ``condition``, ``temperature``, ``seed``    ``samples``
+    (also ``serving_default``)
+    ``best_of_n``       ``condition``, ``n``, ``temperature``,      ``samples``, ``log_prob``
+                        ``seed``
+    ``sample_many``     ``condition``, ``num_samples``,             ``samples`` ``[batch, num_samples, ...]``
+                        ``temperature``, ``seed``                   (e.g. posterior draws per observation)
+    ``infer_condition`` ``x``                                       ``condition`` (c~), ``class_probabilities``,
+    (relaxed-condition                                              ``label``
+    models only)
+    ``sample_at_size``, ``best_of_n_at_size``,      the inputs above plus   as above
+    ``sample_many_at_size`` (class-conditional      ``size``
+    image models only)
+    ==================  ==========================================  =============================================
 
 Dtypes: image models take and return raw 8-bit images (``uint8 [batch, H, W, C]``; image
 conditions ``uint8`` too) -- dequantization and scaling run inside the graph; vector models take
@@ -91,10 +91,10 @@ def _checked_num_samples(num_samples, max_samples: int):
 
 def _at_most_pixels(t, pixels, max_pixels: int, what: str):
     """``t`` once ``pixels`` (int64: H * W of one image) <= max_pixels (an in-graph check)."""
-    from tfcflow.models.image_blocks import assert_in_graph
+    from tfcflow import _checks
 
-    return assert_in_graph(t, pixels <= max_pixels, f"{what} may have at most max_pixels = {max_pixels} pixels "
-                                                    f"(height x width) per image; got", pixels)
+    return _checks.enforce(t, pixels <= max_pixels, f"{what} may have at most max_pixels = {max_pixels} pixels "
+                                                    f"(height x width) per image; got", data=[pixels])
 
 
 def serving_module(model, max_n: int = MAX_N, max_samples: int = MAX_SAMPLES,

@@ -2,16 +2,16 @@
 
 ``task_dataset(name, split, task, ...)`` yields batches of ``(target, condition)``:
 
-===================  ===========================  ==========================================================
-task                 target                       condition
-===================  ===========================  ==========================================================
-super_resolution     uint8 ``[H, W, C]``          uint8 ``[H/f, W/f, C]``: area (or bicubic) downsampling
-inpainting           uint8 ``[H, W, C]``          uint8 ``[H, W, C+1]``: the masked image (hole = 0) and
-                                                  the mask (255 = missing); a central ``H/2 x W/2`` square
-                                                  or a random rectangle per example
-colorization         uint8 ``[H, W, 3]``          uint8 ``[H, W, 1]``: the luminance (ITU-R 601)
-class_conditional    uint8 ``[H, W, C]``          float32 one-hot ``[num_classes]``
-===================  ===========================  ==========================================================
+    ===================  ===========================  ==========================================================
+    task                 target                       condition
+    ===================  ===========================  ==========================================================
+    super_resolution     uint8 ``[H, W, C]``          uint8 ``[H/f, W/f, C]``: area (or bicubic) downsampling
+    inpainting           uint8 ``[H, W, C]``          uint8 ``[H, W, C+1]``: the masked image (hole = 0) and
+                                                      the mask (255 = missing); a central ``H/2 x W/2`` square
+                                                      or a random rectangle per example
+    colorization         uint8 ``[H, W, 3]``          uint8 ``[H, W, 1]``: the luminance (ITU-R 601)
+    class_conditional    uint8 ``[H, W, C]``          float32 one-hot ``[num_classes]``
+    ===================  ===========================  ==========================================================
 
 Shuffling (seeded), batching and prefetching are applied; with the same seed the pipeline yields
 the same batches in the same order (random masks are drawn from per-example stateless seeds).

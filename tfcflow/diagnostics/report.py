@@ -31,9 +31,9 @@ def diagnose(model, conditions, true_params, num_samples: int = 1000, seed: Opti
 
     Returns:
       a dict of plain JSON-able values (lists, floats, bools; non-finite floats become None):
-      ``n_sims``, ``num_samples``, ``ranks`` [n_sims][D], ``sbc`` (see ``SBCTestResult.to_dict``),
-      ``levels`` [L], ``coverage`` [L][D], ``calibration_error`` [D] (mean absolute coverage error),
-      ``mean_z_score`` [D], ``mean_contraction`` [D] or None.
+      ``n_sims``, ``num_samples``, ``ranks`` ``[n_sims][D]``, ``sbc`` (see ``SBCTestResult.to_dict``),
+      ``levels`` ``[L]``, ``coverage`` ``[L][D]``, ``calibration_error`` ``[D]`` (mean absolute coverage
+      error), ``mean_z_score`` ``[D]``, ``mean_contraction`` ``[D]`` or None.
     """
     true = v.float_array(true_params, "true_params", 2, "[n_sims, D]")
     n_sims, dims = true.shape

@@ -52,9 +52,9 @@ class RelaxedConditionFlow(VectorFlowModel):
         over-confident posterior centred on the inverse of the mean forward map
         (measured on sbibm's tasks: docs/history.md, 2026-12-05), and ``"learned"`` fits the noise.
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
-      depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, mixing, scale, clamp,
-        actnorm, seed, network, dropout: the coupling blocks, as in ``ConditionalRealNVP`` (the networks
-        here see no condition).
+      depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, mixing: the coupling
+        blocks, as in ``ConditionalRealNVP`` (the networks here see no condition); so are scale, clamp,
+        actnorm, seed, network and dropout.
       standardize, bounds, bounds_method, summary_network: vector_flow.py.
 
     The training padding noise is drawn from the seed given to ``compile``.
