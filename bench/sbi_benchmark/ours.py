@@ -178,7 +178,7 @@ def npe_main(a) -> dict:
     history = npe.fit(theta, x, verbose=a.verbose)
     train_seconds = time.perf_counter() - t0
     settings = {"estimator": "NPE (smoke: tiny)" if a.smoke else "NPE (defaults)",
-                "flow": npe.flow_arguments(x.shape[1:]), "support": npe.support,
+                "flow": npe.flow_arguments(x.shape[1:]), "support": npe.support, "ensemble": npe.ensemble,
                 "training": dataclasses.asdict(npe.training), "execution": dataclasses.asdict(npe.execution)}
     settings["flow"] = {k: v for k, v in settings["flow"].items() if k in DEFAULT_FLOW or k == "bounds"}
 
