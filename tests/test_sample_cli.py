@@ -243,6 +243,19 @@ def test_colorization_takes_grayscale(tmp_path, capsys, monkeypatch):
     assert _read(tmp_path / "out" / "sheets" / "gray.png").shape == (8, 26, 3)
 
 
+def test_a_run_without_eval_temperature_samples_at_the_config_default(tmp_path, capsys, monkeypatch):
+    from tfcflow.config import DEFAULTS
+    model = _StandIn((8, 8, 1), 3, 0.5)
+    run = tmp_path / "run_without_eval"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": {"source": "tfds", "task": "colorization"}}))
+    monkeypatch.setattr(trainer, "load_run", lambda run_dir, use_ema=True: model)
+    gray = _png(tmp_path / "gray.png", _digit(8, 8))
+    code, out, err = _run_cli(capsys, [str(run), gray, "--out", str(tmp_path / "out")])
+    assert code == 0 and err == [], err
+    assert model.calls[-1][1] == DEFAULTS["eval"]["temperature"] == json.loads(out)["temperature"]
+
+
 def test_reflect_pad_and_crop_round_trip():
     image = np.arange(5 * 7 * 2, dtype=np.uint8).reshape(5, 7, 2)
     padded, box = images.reflect_pad(image, 4)

@@ -14,18 +14,24 @@ import numpy as np
 import tensorflow as tf
 
 
-def enforce(value, ok, message: str, detail: Optional[Callable[[], str]] = None):
+def enforce(value, ok, message: str, detail: Optional[Callable[[], str]] = None, data: Sequence = ()):
     """``value`` once ``ok`` (a bool tensor: all of it must hold) is true.
 
-    Eagerly: ValueError(``message``, plus ``detail()`` if given) when it is not. In a graph:
-    ``value`` (a tensor or a nest of tensors) passes through an assertion that raises
-    InvalidArgumentError with ``message`` before anything uses it."""
+    Eagerly: ValueError(``message``, plus ``detail()`` if given, else the ``data`` values) when it is
+    not. In a graph: ``value`` (a tensor or a nest of tensors) passes through an assertion that
+    raises InvalidArgumentError with ``message``, then ``data`` (tensors printed after it, e.g. the
+    offending size: a value known only when the graph runs), before anything uses it. Everything
+    computed from the returned tensors waits for the assertion, so a bad value is reported by it,
+    not by some op deep inside the flow."""
     ok = tf.reduce_all(ok)
     if tf.executing_eagerly():
         if not bool(ok):
+            if detail is None and data:
+                def detail():
+                    return " ".join(str(np.asarray(d).tolist()) for d in data)
             raise ValueError(message if detail is None else f"{message}; {detail()}")
         return value
-    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+    with tf.control_dependencies([tf.debugging.Assert(ok, [message, *data])]):
         return tf.nest.map_structure(tf.identity, value)
 
 
@@ -78,10 +84,14 @@ def check_same_batch(a: tf.Tensor, name_a: str, b: tf.Tensor, name_b: str) -> tf
 
 
 def first_nonfinite_row(x) -> int:
-    """Index of the first row of ``x`` holding NaN or inf (eager), or -1."""
-    bad = ~tf.reduce_all(tf.reshape(tf.math.is_finite(x), [tf.shape(x)[0], -1]), axis=1)
-    rows = tf.where(bad)
-    return int(rows[0, 0]) if rows.shape[0] else -1
+    """Index of the first row of ``x`` (an array or an eager tensor, ``[rows, ...]``) holding NaN or
+    inf, or -1. The one place that locates a bad row: eager checks, ``fit``'s data checks and
+    ``adapt`` name rows with it."""
+    x = np.asarray(x)
+    if x.size == 0:
+        return -1
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    return int(np.argmax(bad)) if bad.any() else -1
 
 
 def check_finite(x: tf.Tensor, name: str) -> tf.Tensor:

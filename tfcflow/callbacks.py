@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcflow import _compat
+from tfcflow.images import save_png
 
 
 class TrainingDiverged(RuntimeError):
@@ -188,7 +189,7 @@ class SampleGrid(keras.callbacks.Callback):
                 tf.summary.image("samples", grid[None], step=step)
             self.writer.flush()
         if self.png_path:
-            save_png(grid, self.png_path)
+            save_png(grid, self.png_path, overwrite=True)
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
@@ -197,12 +198,3 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._emit(int(self.model.optimizer.iterations.numpy()))
-
-
-def save_png(image: np.ndarray, path: str) -> str:
-    """Writes a float ``[H, W, C]`` image in [0, 1] as PNG (via TensorFlow, no extra dependency)."""
-    data = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)
-    tmp = path + ".tmp"
-    tf.io.write_file(tmp, tf.io.encode_png(data))
-    os.replace(tmp, path)
-    return path

@@ -127,8 +127,9 @@ def _sample(args) -> int:
             else:
                 raise ValueError(f"--mask {args.mask} does not exist")
         temperature = args.temperature
-        if temperature is None:
-            temperature = float(cfg.get("eval", {}).get("temperature", 1.0))
+        if temperature is None:  # the run's eval.temperature (the config default where a run lacks it)
+            from tfcflow.config import DEFAULTS
+            temperature = float(cfg.get("eval", {}).get("temperature", DEFAULTS["eval"]["temperature"]))
         files, problems = images.list_images(args.inputs)
         model = trainer.load_run(args.run, use_ema=not args.no_ema)
     except (FileNotFoundError, ValueError) as e:

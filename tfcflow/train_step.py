@@ -62,6 +62,25 @@ def unpack(data):
     raise ValueError("training data must be (x, condition) pairs or {'x': ..., 'condition': ...}")
 
 
+def nonfinite_in_batch(batch) -> Optional[tuple]:
+    """``(input name, row)`` of the first NaN/inf in a dataset batch (``"x"`` before ``"condition"``),
+    or None."""
+    for name, value in zip(("x", "condition"), unpack(batch)):
+        if value is None:
+            continue
+        value = tf.convert_to_tensor(value)
+        if value.dtype.is_floating:
+            row = _checks.first_nonfinite_row(value)
+            if row >= 0:
+                return name, row
+    return None
+
+
+def dataset_position(name: str, batch: int, row: int) -> str:
+    """How a data error names a dataset position."""
+    return f" (in {name}: batch {batch}, row {row} of the dataset, counted from 0)"
+
+
 # how the message of a failed _checks.enforce appears in a graph's InvalidArgumentError
 _ENFORCED = re.compile(r"assertion failed: \[(.*)\]")
 
@@ -158,11 +177,9 @@ class FlowTrainer(_compat.SkipSymbolicBuild):
         """`` (batch i, row j, counted from 0)`` of the first non-finite value in the first ``limit``
         batches, or "" (the step that failed runs ahead of the optimizer's counter)."""
         for i, batch in enumerate(dataset.take(limit)):
-            for name, value in zip(("x", "condition"), unpack(batch)):
-                value = tf.convert_to_tensor(value)
-                if value.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(value))):
-                    row = _checks.first_nonfinite_row(value)
-                    return f" (in {name}: batch {i}, row {row} of the dataset, counted from 0)"
+            found = nonfinite_in_batch(batch)
+            if found is not None:
+                return dataset_position(found[0], i, found[1])
         return ""
 
     @staticmethod
@@ -173,7 +190,7 @@ class FlowTrainer(_compat.SkipSymbolicBuild):
             x, y = x.get("x"), x.get("condition")
         for name, value in (("x", x), ("condition", y)):
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.isfinite(value).all():
-                row = int(np.argmax(~np.isfinite(value.reshape(len(value), -1)).all(axis=1)))
+                row = _checks.first_nonfinite_row(value)
                 raise ValueError(f"training data: {name} contains NaN or inf values; first at row {row}")
 
     def _first_batch(self, x, y, batch_size):

@@ -401,12 +401,13 @@ class Job:
         return image_grid(np.stack(rows), cols)
 
     def _evaluate(self):
-        from tfcflow.callbacks import save_png
+        from tfcflow.images import save_png
 
         res = self.model.evaluate(self.test_ds, verbose=0, return_dict=True)
         results = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
         if self.image_task and self.chief:
-            results["sample_grid"] = save_png(self.sample_grid(self.model), os.path.join(self.out_dir, "samples.png"))
+            results["sample_grid"] = save_png(self.sample_grid(self.model), os.path.join(self.out_dir, "samples.png"),
+                                             overwrite=True)
         if self.data_cfg["source"] == "simulator" and self.chief:
             results["diagnostics"] = self.posterior_diagnostics(self.model, os.path.join(self.out_dir, "diagnostics"))
         hook = (os.path.join(os.path.dirname(os.path.abspath(self.config_path)), "evaluate.py")

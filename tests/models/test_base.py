@@ -152,6 +152,22 @@ def test_nan_in_training_data_stops_fit_with_a_message(gmm_data):
         m.fit(x, bad_c, batch_size=64, epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize("standardize", [True, False])
+def test_a_nan_in_a_dataset_is_named_alike_by_adapt_and_by_the_failed_step(standardize, gmm_data):
+    # with standardization the statistics find it (adapt), without it the traced step does and fit
+    # locates it: one message either way
+    import keras
+    x, _, c = gmm_data
+    m = tiny_model("cinn", standardize=standardize)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    bad = x[:256].copy()
+    bad[100, 1] = np.nan
+    ds = tf.data.Dataset.from_tensor_slices((bad, c[:256])).batch(64)
+    with pytest.raises(ValueError, match=r"^training data: x contains NaN or inf values \(in x: batch 1, row 36 of the "
+                                         r"dataset, counted from 0\); clean or filter the dataset$"):
+        m.fit(ds, epochs=1, verbose=0)
+
+
 def test_a_chunk_draws_only_its_own_rows_noise(monkeypatch):
     # sample(num_samples=N) in chunks: each chunk's noise is its rows of the one N-row draw, and it
     # draws only those rows (drawing all N rows per chunk made the cost quadratic in N)

@@ -124,6 +124,26 @@ def test_an_ensemble_of_trained_flows_beats_its_average_member_on_held_out_data(
     assert mixture < members - 0.05, (mixture, members)
 
 
+def test_an_ensemble_of_image_models_reports_bits_per_dim():
+    # the per-dim metric is the members' (bits/dim for images), under its own name: the metric is
+    # created with the model, so naming it afterwards would report bits/dim as "nats_per_dim"
+    from tests.helpers import tiny_glow
+    keras.utils.set_random_seed(0)
+    m = FlowEnsemble([tiny_glow(seed=0), tiny_glow(seed=1)])
+    assert FlowEnsemble.of(ConditionalRealNVP, 2, 2, 3, depth=1, width=4).PER_DIM_METRIC == "nats_per_dim"
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (8, 8, 8, 1)).astype(np.uint8)
+    c = rng.integers(0, 256, (8, 4, 4, 1)).astype(np.uint8)
+    m.initialize(x, c)
+    m.compile(optimizer=keras.optimizers.Adam(1e-4))
+    history = m.fit(x, c, batch_size=8, epochs=1, verbose=0).history
+    assert "bits_per_dim" in history and "nats_per_dim" not in history
+    logs = m.evaluate(x, c, batch_size=8, verbose=0, return_dict=True)
+    assert sorted(logs) == ["bits_per_dim", "loss"]
+    np.testing.assert_allclose(logs["bits_per_dim"], float(np.mean(m.members[0].per_dim(-m.log_prob(x, c)))),
+                               rtol=1e-5)
+
+
 @pytest.mark.parametrize("members, match", [
     (lambda: [ConditionalRealNVP(2, 3, depth=1, width=4)], "two or more"),
     (lambda: [ConditionalRealNVP(2, 3, depth=1, width=4), ConditionalRealNVP(2, 4, depth=1, width=4)],

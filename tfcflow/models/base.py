@@ -64,6 +64,9 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
     Args:
       event_shape: shape of one x, without batch.
       condition_shape: shape of one condition, without batch.
+      per_dim_metric: the name of the per-dimension metric, if not the class's ``PER_DIM_METRIC``
+        (a model that reports another model's metric, as an ensemble its members'); the metric
+        is created with the model, so it is named here, not set afterwards.
     """
 
     #: name of the per-dimension NLL metric reported by fit/evaluate
@@ -71,8 +74,11 @@ class ConditionalFlowModel(FlowTrainer, keras.Model):
     #: whether ``Execution(jit_sampling=True)`` applies (models whose flow pass XLA compiles)
     JIT_SAMPLING = False
 
-    def __init__(self, event_shape: Sequence[int], condition_shape: Sequence[int], **kwargs):
+    def __init__(self, event_shape: Sequence[int], condition_shape: Sequence[int],
+                 *, per_dim_metric: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
+        if per_dim_metric is not None:
+            self.PER_DIM_METRIC = per_dim_metric
         self._event_shape = tuple(int(d) for d in event_shape)
         # a None dim (e.g. the number of observations of a set given to a summary network) is any size
         self._condition_shape = tuple(None if d is None else int(d) for d in condition_shape)

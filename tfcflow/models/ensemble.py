@@ -37,6 +37,7 @@ from tensorflow_probability import distributions as tfd
 from tfcflow import _random
 from tfcflow.holdout import fit_with_holdout, holdout_split
 from tfcflow.models.base import ConditionalFlowModel
+from tfcflow.models.vector_flow import adapt_before_fit
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
@@ -63,10 +64,9 @@ class FlowEnsemble(ConditionalFlowModel):
                 raise ValueError(f"members must share x and condition shapes: member 0 has "
                                  f"{first.event_shape} / {first.condition_shape}, member {k} has "
                                  f"{m.event_shape} / {m.condition_shape}")
-        super().__init__(first.event_shape, first.condition_shape, **kwargs)
+        super().__init__(first.event_shape, first.condition_shape, per_dim_metric=first.PER_DIM_METRIC, **kwargs)
         self.members = list(members)
         self.bootstrap = bool(bootstrap)
-        self.PER_DIM_METRIC = first.PER_DIM_METRIC
         self.built = True
 
     @classmethod
@@ -147,11 +147,8 @@ class FlowEnsemble(ConditionalFlowModel):
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
         """Keras ``fit`` of all members at once; vector members first learn their standardization
-        (``VectorFlowModel.fit``'s rule)."""
-        if self.needs_adapting() and x is not None and (y is not None or isinstance(x, tf.data.Dataset)):
-            if not isinstance(x, tf.data.Dataset):
-                self._check_arrays(x, y)
-            self.adapt(x, y)
+        (``vector_flow.adapt_before_fit``, as ``VectorFlowModel.fit``)."""
+        adapt_before_fit(self, x, y)
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def fit_members(self, x, y, *, epochs: int = 200, batch_size: int = 256, validation_fraction: float = 0.1,

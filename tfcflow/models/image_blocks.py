@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfcflow import _checks
 from tfcflow.bijectors import (ActNormLayer, AffineCouplingLayer, AffineInjectorLayer,
                                InvertibleConv1x1Layer)
 from tfcflow.networks import ConvNetwork
@@ -50,15 +51,6 @@ def check_image_shape(shape, levels: int, name: str = "image") -> None:
                          f"use fewer levels or resize/pad the images")
 
 
-def assert_in_graph(value, ok, message: str, *data):
-    """``value`` (a tensor or a nest) behind an assertion that raises InvalidArgumentError(``message``,
-    then ``data``: e.g. the offending size) when ``ok`` fails -- for a size known only when the graph
-    runs. Everything computed from the returned tensors waits for the assertion, so a bad size is
-    reported by it, not by some squeeze deep inside the flow."""
-    with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(ok), [message, *data])]):
-        return tf.nest.map_structure(tf.identity, value)
-
-
 def check_divisible_size(t: tf.Tensor, levels: int, name: str) -> tf.Tensor:
     """``t`` (NHWC), once its H and W are divisible by 2**levels: ValueError when the size is static
     (always so eagerly), else an in-graph InvalidArgumentError naming the size."""
@@ -71,6 +63,6 @@ def check_divisible_size(t: tf.Tensor, levels: int, name: str) -> tf.Tensor:
                              f"to a multiple of {f}")
         return t
     size = tf.shape(t)[1:3]
-    return assert_in_graph(t, tf.equal(size % f, 0),
+    return _checks.enforce(t, tf.equal(size % f, 0),
                            f"{name} height and width must be divisible by 2^levels = {f} (levels={levels}); "
-                           f"got height, width =", size)
+                           f"got height, width =", data=[size])

@@ -58,7 +58,7 @@ from tfcflow.bijectors.dequantize import BINS, UniformDequantization, add_unifor
 from tfcflow.bijectors.multiscale import spatial_size
 from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.gaussian import standard_normal_log_prob
-from tfcflow.models.image_blocks import assert_in_graph, check_divisible_size, check_image_shape
+from tfcflow.models.image_blocks import check_divisible_size, check_image_shape
 from tfcflow.networks.upsampler import ResidualUpsampler
 
 #: what ``residual=`` accepts: no base, the bicubic upsampling of the condition, or that plus a learned correction
@@ -214,9 +214,9 @@ class ImageFlowModel(ConditionalFlowModel):
         if None in xs + cs:
             # c waits too: the condition's own flows (CAFlow's R) would otherwise fail first on a bad size.
             # (no apostrophes in assertion messages: they print escaped)
-            return assert_in_graph((x, c), tf.equal(tf.shape(x)[1:3], tf.shape(c)[1:3] * f),
+            return _checks.enforce((x, c), tf.equal(tf.shape(x)[1:3], tf.shape(c)[1:3] * f),
                                    f"x height and width must be the condition height and width x factor {f}; "
-                                   f"got x and condition sizes", tf.shape(x)[1:3], tf.shape(c)[1:3])
+                                   f"got x and condition sizes", data=[tf.shape(x)[1:3], tf.shape(c)[1:3]])
         if xs == [d * f for d in cs]:
             return x, c
         reason = f"x's size is the condition's size x factor {f}; x shape {x.shape.as_list()}, condition shape " \
@@ -252,9 +252,9 @@ class ImageFlowModel(ConditionalFlowModel):
         size = tf.stack(size)
         what = f"the condition size x factor {self.factor}" if self._image_condition else "size"
         # (a requested size is already >= 1: _requested_size)
-        return assert_in_graph(condition, tf.equal(size % f, 0),
+        return _checks.enforce(condition, tf.equal(size % f, 0),
                                f"sample height and width ({what}) must be divisible by 2^levels = {f} "
-                               f"(levels={self.num_levels}); got", size)
+                               f"(levels={self.num_levels}); got", data=[size])
 
     def per_dim(self, nll):
         """nll / (D log 2), D = H * W * C of the images being evaluated (the last checked x in this

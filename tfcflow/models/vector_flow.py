@@ -377,16 +377,14 @@ class VectorFlowModel(ConditionalFlowModel):
         if self.x_standardizer is None:
             return
         if isinstance(x, tf.data.Dataset):
-            from tfcflow.train_step import unpack
+            from tfcflow.train_step import dataset_position, nonfinite_in_batch, unpack
             data = x if steps is None else x.take(steps)
             xs, cs = [], []
             for i, batch in enumerate(data):
-                for name, value in zip(("x", "condition"), unpack(batch)):
-                    value = np.asarray(value)
-                    if value.dtype.kind == "f" and not np.isfinite(value).all():
-                        row = int(np.argmax(~np.isfinite(value.reshape(len(value), -1)).all(axis=1)))
-                        raise ValueError(f"training data: {name} contains NaN or inf values (in {name}: batch {i}, "
-                                         f"row {row} of the dataset, counted from 0); clean or filter the dataset")
+                found = nonfinite_in_batch(batch)
+                if found is not None:
+                    raise ValueError(f"training data: {found[0]} contains NaN or inf values"
+                                     f"{dataset_position(found[0], i, found[1])}; clean or filter the dataset")
                 xb, cb = unpack(batch)
                 xs.append(np.asarray(xb))
                 cs.append(None if cb is None else np.asarray(cb))
@@ -411,16 +409,9 @@ class VectorFlowModel(ConditionalFlowModel):
         return BoxSupport(self.bounds).inverse_and_log_det(x)[0].numpy()
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
-        """Keras ``fit``; first learns the standardization if it has not been (all rows of array
-        data, the first ``ADAPT_BATCHES`` batches of a dataset)."""
-        if not isinstance(x, tf.data.Dataset):
-            self._check_arrays(x, y)  # NaN named before the statistics see it
-        if self.needs_adapting() and x is not None:
-            if isinstance(x, tf.data.Dataset):
-                self.adapt(x)
-            elif y is not None:
-                self.adapt(x, y)
-        elif self.bounds is not None and y is not None and not isinstance(x, tf.data.Dataset):
+        """Keras ``fit``; first learns the standardization if it has not been (``adapt_before_fit``)."""
+        adapted = adapt_before_fit(self, x, y)
+        if not adapted and self.bounds is not None and y is not None and not isinstance(x, tf.data.Dataset):
             self._unbounded(np.asarray(x))  # the error names a row outside the support
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
@@ -432,6 +423,21 @@ class VectorFlowModel(ConditionalFlowModel):
                              "use sample and log_prob, or bounds_method='map'")
         outer = self._outer_bijector()
         return flow_bijector if outer is None else FlowChain(outer.parts + [flow_bijector], event_ndims=1)
+
+
+def adapt_before_fit(model, x, y) -> bool:
+    """What ``fit`` does first for a model with a learned standardization (``needs_adapting`` /
+    ``adapt``: a vector model, an ensemble of them): array data is checked for NaN/inf (named
+    before the statistics see it), then the standardization is learned if it has not been (all
+    rows of arrays given with their conditions ``y``, the first ``ADAPT_BATCHES`` batches of a
+    dataset). Returns whether it adapted."""
+    dataset = isinstance(x, tf.data.Dataset)
+    if not dataset:
+        model._check_arrays(x, y)
+    if model.needs_adapting() and x is not None and (dataset or y is not None):
+        model.adapt(x) if dataset else model.adapt(x, y)
+        return True
+    return False
 
 
 def _distinct_rows(t: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -12,7 +12,8 @@ N, TEMPERATURE = 10, 0.7
 
 def evaluate(model, config, job):
     from tfcflow import metrics
-    from tfcflow.callbacks import image_grid, save_png
+    from tfcflow.callbacks import image_grid
+    from tfcflow.images import save_png
 
     fast = config["train"]["steps"] < 1000
     x, c = job.first_test_examples(EVAL_IMAGES[fast])
@@ -30,5 +31,6 @@ def evaluate(model, config, job):
     if job.chief:
         k = min(8, len(x))
         rows = [np.stack([gray[i], x[i] / 255.0, best[i], *samples[i]]) for i in range(k)]
-        out["figure"] = save_png(image_grid(np.concatenate(rows), 7), os.path.join(job.out_dir, "colorization.png"))
+        out["figure"] = save_png(image_grid(np.concatenate(rows), 7),
+                                 os.path.join(job.out_dir, "colorization.png"), overwrite=True)
     return out

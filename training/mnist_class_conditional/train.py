@@ -86,7 +86,8 @@ def main(argv=None) -> dict:
     import keras
     import tensorflow as tf
     from tfcflow import optim
-    from tfcflow.callbacks import image_grid, save_png
+    from tfcflow.callbacks import image_grid
+    from tfcflow.images import save_png
     from tfcflow.config import resolve_path
     from tfcflow.data.prepare import prepare_mnist
     from tfcflow.models import RelaxedConditionFlow
@@ -131,7 +132,7 @@ def main(argv=None) -> dict:
     cond = np.repeat(np.eye(10, dtype=np.float32), k, axis=0)
     latents = flow.sample(cond, temperature=cfg["temperature"], seed=cfg["seed"]).numpy() * std + mean
     images = decoder.predict(latents, verbose=0)
-    grid = save_png(image_grid(images, k), os.path.join(args.out, "samples.png"))
+    grid = save_png(image_grid(images, k), os.path.join(args.out, "samples.png"), overwrite=True)
     results = dict(test_accuracy=accuracy, paper_accuracy=0.984,
                    test_nll_latent_plugin=float(-np.mean(flow.log_prob(u_test, np.eye(10, dtype=np.float32)[labels]))),
                    ae_val_mse=float(ae_hist.history["val_loss"][-1]),

@@ -24,7 +24,8 @@ def _psnr(a, b, mask=None):
 
 def evaluate(model, config, job):
     from tfcflow import metrics
-    from tfcflow.callbacks import image_grid, save_png
+    from tfcflow.callbacks import image_grid
+    from tfcflow.images import save_png
     from tfcflow.data import tasks
 
     fast = config["train"]["steps"] < 1000
@@ -63,5 +64,6 @@ def evaluate(model, config, job):
         samples = samples.reshape((k, 4) + x.shape[1:])
         rows = [np.stack([x[i] * (1 - mask[i]), baseline[i], x[i], best[i],
                           *[x[i] * (1 - mask[i]) + s * mask[i] for s in samples[i]]]) for i in range(k)]
-        out["figure"] = save_png(image_grid(np.concatenate(rows), 8), os.path.join(job.out_dir, "inpainting.png"))
+        out["figure"] = save_png(image_grid(np.concatenate(rows), 8),
+                                 os.path.join(job.out_dir, "inpainting.png"), overwrite=True)
     return out

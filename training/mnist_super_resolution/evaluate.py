@@ -15,7 +15,8 @@ N, TEMPERATURE = 10, 0.5
 
 def evaluate(model, config, job):
     from tfcflow import metrics
-    from tfcflow.callbacks import image_grid, save_png
+    from tfcflow.callbacks import image_grid
+    from tfcflow.images import save_png
 
     fast = config["train"]["steps"] < 1000
     x, c = job.first_test_examples(EVAL_IMAGES[fast])
@@ -38,5 +39,6 @@ def evaluate(model, config, job):
         k = 8
         lr = metrics.upsample(c[:k], x.shape[1:3], method="nearest")
         rows = [np.stack([lr[i], bicubic[i], x[i] / 255.0, rep["best"][i], *rep["samples"][i, :4]]) for i in range(k)]
-        out["figure"] = save_png(image_grid(np.concatenate(rows), 8), os.path.join(job.out_dir, "super_resolution.png"))
+        out["figure"] = save_png(image_grid(np.concatenate(rows), 8),
+                                 os.path.join(job.out_dir, "super_resolution.png"), overwrite=True)
     return out

@@ -51,7 +51,8 @@ def _photo_report(model, x, c, seed):
 
 
 def evaluate(model, config, job):
-    from tfcflow.callbacks import image_grid, save_png
+    from tfcflow.callbacks import image_grid
+    from tfcflow.images import save_png
     from tfcflow import metrics
 
     t0 = time.time()
@@ -78,5 +79,5 @@ def evaluate(model, config, job):
     out["photo_eval_seconds"] = time.time() - t0
     if job.chief and rows:
         out["photo_figure"] = save_png(image_grid(np.stack(rows).astype(np.float32), 5),
-                                       os.path.join(job.out_dir, "photo_super_resolution.png"))
+                                       os.path.join(job.out_dir, "photo_super_resolution.png"), overwrite=True)
     return out
