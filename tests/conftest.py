@@ -25,7 +25,7 @@ MNIST_SOURCE = os.environ.get("TFCFLOW_MNIST_SOURCE", os.path.join(ROOT, "..", "
 # longest files go first, so that the last files handed out are short and neither worker idles
 # long at the end (longest-first scheduling).
 LONGEST_FIRST = (  # by measured file times (2026-12-03, 045bbb0; test_ensemble moved up later that day)
-    "tests/test_export.py", "tests/test_execution.py", "tests/inference/test_npe.py",
+    "tests/test_export.py", "tests/test_execution.py", "tests/inference/test_npe.py", "tests/test_tutorials.py",
     "tests/training/test_photo_job.py",
     "tests/training/test_image_jobs.py", "tests/bench/test_bench_smoke.py", "tests/test_distribute.py",
     "tests/test_trainer.py", "tests/test_sample_cli.py", "tests/test_bad_inputs_cli.py",
