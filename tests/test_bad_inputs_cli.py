@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tfcflow import cli, trainer
+from tfcflow._runtime import DEVICE_LINE_PREFIX
 from tests.helpers import checksums
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,12 +19,13 @@ TINY = ["--set", "train.steps=2", "--set", "train.steps_per_epoch=1"]
 
 
 def _fails(capsys, argv, *needles):
-    """Runs the command in-process: exit code 2, exactly one stderr line holding every needle."""
+    """Runs the command in-process: exit code 2, exactly one stderr line holding every needle (besides
+    the line naming the devices)."""
     code = cli.main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(DEVICE_LINE_PREFIX)]
     assert len(lines) == 1, err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
@@ -140,7 +142,8 @@ def test_model_failure_in_a_fresh_process(tmp_path):
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    ours = [line for line in proc.stderr.splitlines() if line.startswith("tfcflow")]
+    ours = [line for line in proc.stderr.splitlines()
+            if line.startswith("tfcflow") and not line.startswith(DEVICE_LINE_PREFIX)]
     assert ours == ["tfcflow train: model.depth: must be an integer >= 1, got 0"], proc.stderr[-3000:]
     assert not (tmp_path / "run" / "config.json").exists()
 

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfcflow import cli, images, trainer
+from tfcflow._runtime import DEVICE_LINE_PREFIX
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAFLOW_FAST = os.path.join(ROOT, "training", "mnist_super_resolution", "caflow_fast.json")
@@ -30,11 +31,11 @@ def _digit(h, w, channels=1, seed=0):
 
 
 def _run_cli(capsys, argv):
-    """(exit code, stdout, our stderr lines); never a traceback."""
+    """(exit code, stdout, our stderr lines but the device line); never a traceback."""
     code = cli.main(["sample", *argv])
     out, err = capsys.readouterr()
     assert "Traceback" not in err, err
-    return code, out, [line for line in err.splitlines() if line.strip()]
+    return code, out, [line for line in err.splitlines() if line.strip() and not line.startswith(DEVICE_LINE_PREFIX)]
 
 
 def _read(path):

@@ -288,8 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # (--help and usage errors never load TensorFlow)
+    from tfcflow import _runtime
+    # TensorFlow's C++ log quiet unless asked for; the commands that run a model name its devices
+    _runtime.start(announce=args.command != "data")
     return args.func(args)
 
 

@@ -83,6 +83,8 @@ def main(argv=None) -> dict:
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
 
+    from tfcflow import _runtime
+    _runtime.start()  # before TensorFlow loads: its C++ log quiet unless asked for; the devices named
     import keras
     import tensorflow as tf
     from tfcflow import optim

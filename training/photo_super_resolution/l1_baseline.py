@@ -13,13 +13,17 @@ import json
 import os
 import time
 
-import keras
-import numpy as np
-import tensorflow as tf
+from tfcflow import _runtime
 
-from tfcflow import metrics
-from tfcflow.data import image_folder
-from tfcflow.networks import ResidualUpsampler
+_runtime.start()  # before TensorFlow loads: its C++ log quiet unless asked for; the devices named
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tfcflow import metrics  # noqa: E402
+from tfcflow.data import image_folder  # noqa: E402
+from tfcflow.networks import ResidualUpsampler  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
