@@ -179,7 +179,8 @@ class NPE:
 
     def fit(self, theta=None, x=None, *, simulator: Optional[Callable] = None, num_simulations: Optional[int] = None,
             verbose="auto"):
-        """Trains the posterior on simulations; returns the Keras ``History``.
+        """Trains the posterior on simulations; returns the Keras ``History`` (of an ensemble:
+        member 0's, with ``history["members_epochs"]``, every member's epoch count).
 
         Data, one of:
           - ``theta`` ``[n, D]`` (or the prior's structure) and ``x`` ``[n, *x_shape]`` arrays;
