@@ -139,6 +139,7 @@ def test_an_ensemble_is_the_mixture_of_flows_trained_one_after_another(tmp_path)
     np.testing.assert_array_equal(again.sample(x_o, num_samples=500, seed=0), draws)
     with pytest.raises(ValueError, match="ensemble= builds K default flows"):
         NPE(box_prior(), flow=npe.flow, ensemble=2)
+    assert NPE(box_prior(), flow=npe.flow).ensemble == 1  # a flow of your own is used as it is
 
 
 def test_save_load_keeps_the_prior_and_the_draws(box_npe, tmp_path):

@@ -93,8 +93,9 @@ class NPE:
         (module ``SUPPORTS``).
       ensemble: K >= 2 trains K default flows (seeds ``seed .. seed + K - 1``) one after another,
         each with its own held-out split and early stopping, and mixes them with equal weights
-        (``FlowEnsemble``: an exact density; a draw costs one member's flow); default
-        ``DEFAULT_ENSEMBLE`` (2); 1: one flow (it samples with XLA-compiled passes).
+        (``FlowEnsemble``: an exact density; a draw costs one member's flow); None (default):
+        ``DEFAULT_ENSEMBLE`` (2) for the default flow, one flow with a summary network or a flow
+        of your own; 1: one flow (it samples with XLA-compiled passes).
       training: a ``Training`` (default ``Training()``).
       seed: seeds the initial weights, the held-out split and the shuffling.
       execution: how sampling runs on this machine (tfcflow.execution); default XLA-compiled
@@ -107,7 +108,7 @@ class NPE:
     """
 
     def __init__(self, prior, flow: Union[None, dict, keras.Model] = None, summary_network=None, *,
-                 support: str = DEFAULT_SUPPORT, ensemble: int = DEFAULT_ENSEMBLE,
+                 support: str = DEFAULT_SUPPORT, ensemble: Optional[int] = None,
                  training: Optional[Training] = None, seed: int = 0, execution: Optional[Execution] = None):
         self.space = PriorSpace(prior)
         if support not in SUPPORTS:
@@ -125,10 +126,13 @@ class NPE:
                              "its own")
         if training is not None and not isinstance(training, Training):
             raise ValueError(f"training must be a tfcflow.inference.Training, got {type(training).__name__}")
-        self.ensemble = _checks.check_positive_int(ensemble, "ensemble")
-        if self.ensemble > 1 and isinstance(flow, keras.Model):
+        if ensemble is not None and ensemble != 1 and isinstance(flow, keras.Model):
             raise ValueError("ensemble= builds K default flows; a flow of your own is used as it is (make it a "
                              "tfcflow.models.FlowEnsemble yourself)")
+        # a flow of your own is one model (a FlowEnsemble of yours included); with a summary network
+        # the default is one flow (the members would each need their own network)
+        default = 1 if (isinstance(flow, keras.Model) or summary_network is not None) else DEFAULT_ENSEMBLE
+        self.ensemble = default if ensemble is None else _checks.check_positive_int(ensemble, "ensemble")
         if self.space.dim < 2:
             raise ValueError(f"NPE's coupling flows need at least 2 parameters, the prior has {self.space.dim}")
         self.prior = prior
@@ -172,7 +176,7 @@ class NPE:
         if self.ensemble == 1:
             return ConditionalRealNVP(summary_network=self._summary_network, **args)
         if self._summary_network is not None:
-            raise ValueError("ensemble= with a summary_network would share one network between the members; "
+            raise ValueError("ensemble=K > 1 with a summary_network would share one network between the members; "
                              "train one flow, or build a FlowEnsemble of your own")
         seed = args.pop("seed")
         return FlowEnsemble.of(ConditionalRealNVP, self.ensemble, seed=seed, **args)
@@ -354,7 +358,7 @@ class NPE:
         execution = record.get("execution")
         npe = cls(prior, flow=flow, support=record["support"], training=Training(**record["training"]),
                   seed=record["seed"], execution=None if execution is None else Execution(**execution))
-        npe.ensemble = int(record.get("ensemble", 1))
+        npe.ensemble = int(record.get("ensemble", 1))  # how the saved flow was built
         npe.space.check_fingerprint(record["prior_fingerprint"])
         npe.x_shape = tuple(record["x_shape"])
         flow.execution = npe.execution
