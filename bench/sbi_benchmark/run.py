@@ -213,7 +213,11 @@ def summary(out: str) -> str:
         for label, per in rows.items():
             vals = [per[t]["c2st"] if t in per else None for t in tasks]
             known = [v for v in vals if v is not None]
-            lines.append(f"| {label} | " + " | ".join(_fmt(v, ".3f") for v in vals)
+            # tfcflow's cells name their seeds' count (the mean is over those scored)
+            seeds = [f" ({len(per[t]['c2st_seeds'])} seed{'s' * (len(per[t]['c2st_seeds']) > 1)})"
+                     if label == NPE_LABEL and t in per else ""
+                     for t in tasks]
+            lines.append(f"| {label} | " + " | ".join(_fmt(v, ".3f") + n for v, n in zip(vals, seeds))
                          + f" | {_fmt(statistics.fmean(known) if len(known) == len(tasks) else None, '.3f')} |")
         lines += ["", "### Training seconds", "", head.replace("| mean |", "| sum |"), rule]
         for label, per in rows.items():
