@@ -185,22 +185,38 @@ def npe_main(a) -> dict:
     def sample(x_obs, s):
         return npe.sample(x_obs, num_samples=a.num_samples, seed=s)
 
+    samples, timing = _draw_posteriors(a, sample, observations, seed)
+    record = {"task": a.task, "contestant": a.contestant, "num_simulations": int(len(theta)),
+              "train_seconds": train_seconds, **timing,
+              "epochs": len(history.history["loss"]), "seed": seed, "settings": settings,
+              "best_val_loss": [float(min(history.history["val_loss"]))]}
+    return _write(a, dest, samples, record)
+
+
+def _draw_posteriors(a, sample, observations, seed: int):
+    """``(samples [K, N, D], timing fields)``: one untimed warm-up call on the first observation
+    (tracing, XLA's compilation), then ``common.timed_sampling`` over every observation, observation
+    i drawn with ``seed + 1 + i``."""
+    import numpy as np
+
     t0 = time.perf_counter()
-    sample(observations[0], seed)  # warm-up (tracing, XLA's compilation), untimed
+    sample(observations[0], seed)
     first_sample_seconds = time.perf_counter() - t0
     samples, sampling = common.timed_sampling(
         lambda: np.stack([sample(o, seed + 1 + i) for i, o in enumerate(observations)]).astype(np.float32),
         a.sample_repeats, a.sampling_patience)
     if not np.all(np.isfinite(samples)):
         raise SystemExit(f"ours.py: {a.contestant} drew non-finite samples on {a.task}")
-    record = {"task": a.task, "contestant": a.contestant, "num_simulations": int(len(theta)),
-              "train_seconds": train_seconds, **sampling, "first_sample_seconds": first_sample_seconds,
-              "epochs": len(history.history["loss"]), "seed": seed, "settings": settings,
-              "best_val_loss": [float(min(history.history["val_loss"]))],
-              "versions": common.versions(*VERSIONS), "git_revision": common.git_revision(), **common.provenance()}
+    return samples, {**sampling, "first_sample_seconds": first_sample_seconds}
+
+
+def _write(a, dest: str, samples, record: dict) -> dict:
+    """Writes ``dest.npz`` (the samples) and ``dest.json`` (``record`` with versions and provenance)."""
+    record = {**record, "versions": common.versions(*VERSIONS), "git_revision": common.git_revision(),
+              **common.provenance()}
     common.save_npz(dest + ".npz", samples=samples)
     common.write_json(dest + ".json", record)
-    print(f"ours: {a.task} {a.contestant}: trained {train_seconds:.1f} s ({record['epochs']} epochs), "
+    print(f"ours: {a.task} {a.contestant}: trained {record['train_seconds']:.1f} s ({record['epochs']} epochs), "
           f"{record['samples_per_second']:.0f} samples/s -> {dest}.npz", flush=True)
     return record
 
@@ -275,14 +291,7 @@ def main(argv=None) -> dict:
         return np.asarray(model.sample(x_obs[None], num_samples=a.num_samples, seed=seed,
                                        batch_size=a.sample_batch_size))[0]
 
-    t0 = time.perf_counter()
-    sample(observations[0], a.seed)  # warm-up (tracing; XLA's compilation with --jit-sampling), untimed
-    first_sample_seconds = time.perf_counter() - t0
-    samples, sampling = common.timed_sampling(
-        lambda: np.stack([sample(o, a.seed + 1 + i) for i, o in enumerate(observations)]).astype(np.float32),
-        a.sample_repeats, a.sampling_patience)
-    if not np.all(np.isfinite(samples)):
-        raise SystemExit(f"ours.py: {a.contestant} drew non-finite samples on {a.task}")
+    samples, timing = _draw_posteriors(a, sample, observations, a.seed)
 
     forward = {}
     if hasattr(model, "infer_condition") and len(val):
@@ -296,19 +305,12 @@ def main(argv=None) -> dict:
                    "forward_r2": float(np.mean(1.0 - (err ** 2).mean(axis=0) / std ** 2))}
 
     record = {"task": a.task, **forward, "contestant": a.contestant, "num_simulations": int(len(theta)),
-              "train_seconds": train_seconds, **sampling,
-              "first_sample_seconds": first_sample_seconds,
+              "train_seconds": train_seconds, **timing,
               "epochs": epochs, "seed": a.seed, "settings": settings,
               # the held-out NLL that early stopping kept, per member: a quick proxy of C2ST for
               # comparing settings (--dest to a scratch prefix, no scoring)
-              "best_val_loss": best_val,
-              "versions": common.versions(*VERSIONS), "git_revision": common.git_revision(),
-              **common.provenance()}
-    common.save_npz(dest + ".npz", samples=samples)
-    common.write_json(dest + ".json", record)
-    print(f"ours: {a.task} {a.contestant}: trained {train_seconds:.1f} s ({record['epochs']} epochs), "
-          f"{record['samples_per_second']:.0f} samples/s -> {dest}.npz", flush=True)
-    return record
+              "best_val_loss": best_val}
+    return _write(a, dest, samples, record)
 
 
 if __name__ == "__main__":

@@ -287,10 +287,9 @@ class NPE:
         ``[b, num_samples, D]`` for a batch; every draw inside the prior's support; deterministic
         given ``seed``. ``prior_space.unflatten`` gives the prior's structure back."""
         flow = self._fitted()
-        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+        num_samples = _checks.check_count(num_samples, "num_samples")
         x_o, single = self._observations(x_o)
-        draws = np.asarray(flow.sample(x_o, num_samples=int(num_samples), seed=seed))
+        draws = np.asarray(flow.sample(x_o, num_samples=num_samples, seed=seed))
         return draws[0] if single else draws
 
     def log_prob(self, theta, x_o) -> np.ndarray:

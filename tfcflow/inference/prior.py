@@ -31,6 +31,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfcflow.bijectors.box_support import outside_support
+
 tfd = tfp.distributions
 
 #: draws of the prior kept in a save to check a prior given again at load time
@@ -112,13 +114,8 @@ class PriorSpace:
     def outside(self, theta: np.ndarray) -> np.ndarray:
         """``[n]`` bool: rows outside the prior's support (beyond the box, or of log-density -inf / NaN)."""
         theta = np.asarray(theta, np.float32)
-        out = np.zeros(len(theta), bool)
-        if self.bounds is not None:
-            for j, (lo, hi) in enumerate(self.bounds):
-                if lo is not None:
-                    out |= theta[:, j] <= lo
-                if hi is not None:
-                    out |= theta[:, j] >= hi
+        out = (np.array(outside_support(self.bounds, theta)) if self.bounds is not None
+               else np.zeros(len(theta), bool))
         inside = ~out
         if inside.any():
             lp = self.log_prob(theta[inside])
