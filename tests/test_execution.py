@@ -40,14 +40,19 @@ def test_run_in_chains_equals_one_evaluation(n, batch):
     a = tf.random.stateless_normal([batch, 4], [1, 2])
     b = tf.random.stateless_normal([batch, 1], [3, 4])
     expected = _rowwise(a, b)
-    calls = []
-    got = execution.run_in_sub_batches(_rowwise, n, a, b,
-                                       on_sub_batch=lambda start, total: calls.append((start, total)))
+    spans = []
+
+    def with_span(span, a, b):
+        spans.append(span)
+        return _rowwise(a, b)
+
+    got = execution.run_in_sub_batches(with_span, n, a, b, with_span=True)
     tf.nest.map_structure(lambda e, g: np.testing.assert_array_equal(e.numpy(), g.numpy()), expected, got)
     used = min(n, batch)  # a static batch smaller than n runs in fewer sub-batches, none empty
-    if used > 1:
-        sizes = execution.sub_batch_sizes(batch, used)
-        assert calls == [c for i in range(used) for c in ((sum(sizes[:i]), batch), (None, None))]
+    sizes = execution.sub_batch_sizes(batch, used)
+    assert spans == ([None] if used == 1 else [(sum(sizes[:i]), batch) for i in range(used)])
+    got = execution.run_in_sub_batches(_rowwise, n, a, b)  # without spans: fn(*parts)
+    tf.nest.map_structure(lambda e, g: np.testing.assert_array_equal(e.numpy(), g.numpy()), expected, got)
     # a dynamic batch: sizes computed in the graph, padded to n rows when smaller
     fn = tf.function(lambda a, b: execution.run_in_sub_batches(_rowwise, n, a, b),
                      input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None, 1])])

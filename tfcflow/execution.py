@@ -13,12 +13,12 @@ computes the same densities and the same seeded samples (up to float rounding) u
   ``n``) the executor runs the ``n`` sub-batches side by side, one per core. On the 2-core
   benchmark machine this made log-prob, sampling and training of the benchmark Glow 1.4-1.5x
   faster (docs/benchmarks.md). Seeded draws do not change: models draw per-example noise for the
-  whole batch and take each sub-batch's rows (``ConditionalFlowModel._batch_noise``).
+  whole batch and take each sub-batch's rows (``models.rows.batch_noise``).
 - ``jit_sampling=True``: ``sample(condition, num_samples=N)``, called eagerly, runs each chunk's
   flow pass as one XLA-compiled function (vector flows: ``ConditionalRealNVP``,
   ``RelaxedConditionFlow``). A flow pass is a long chain of small ops (the spline's knots, softmax,
   cumsum, gathers per coupling); XLA fuses them. Shapes are made static for the compiler: the
-  chunks are padded to a size class (``models.base.padded_rows``: < 25% padding, at most
+  chunks are padded to a size class (``models.chunked_sampling.padded_rows``: < 25% padding, at most
   ``batch_size`` rows) and rejection sampling's redraw rounds (``bounds_method="reject"``) run
   inside the chunk's compiled pass, in groups of ``vector_flow.REDRAW_GROUP_ROWS`` (row,
   candidate) pairs, so a model compiles a few shapes once and reuses them. The draws are the
@@ -112,23 +112,23 @@ def shared(key: str, variables: tuple, compute: Callable):
     return cache[full_key][1]
 
 
-def run_in_sub_batches(fn: Callable, n: int, *batched: tf.Tensor, on_sub_batch: Callable = None):
+def run_in_sub_batches(fn: Callable, n: int, *batched: tf.Tensor, with_span: bool = False):
     """``fn(*batched)`` computed in ``n`` sub-batches: every tensor of ``batched`` (same leading batch
     dim) is split into ``n`` parts, ``fn`` runs on each, and the outputs (any nest of
     ``[batch, ...]`` tensors) are concatenated back in order. A static batch smaller than ``n``
     runs in fewer sub-batches; a dynamic one is padded to ``n`` rows (see below).
 
-    ``on_sub_batch(start, total)``, if given, is called before each sub-batch is traced with its
-    first row and the batch size (how models slice per-example noise), and
-    ``on_sub_batch(None, None)`` after it. While they are traced, ``shared`` computes
-    parameter-only tensors once.
+    ``with_span=True``: ``fn(span, *parts)``, ``span`` the ``(first row, batch size)`` of the
+    sub-batch, or None when the whole batch is one evaluation (how models slice per-example noise:
+    models/rows.py). While the sub-batches are traced, ``shared`` computes parameter-only tensors
+    once.
     """
     n = check_sub_batches(n)
     total = batch_size(batched[0])
     if isinstance(total, int):
         n = max(1, min(n, total))  # no empty sub-batches
     if n == 1:
-        return fn(*batched)
+        return fn(None, *batched) if with_span else fn(*batched)
     rows = total
     if not isinstance(total, int):
         # A batch smaller than n would leave sub-batches empty, and TF's convolutions fail on empty
@@ -143,13 +143,8 @@ def run_in_sub_batches(fn: Callable, n: int, *batched: tf.Tensor, on_sub_batch: 
     outs = []
     with _sharing():
         for i in range(n):
-            if on_sub_batch is not None:
-                on_sub_batch(starts[i], total)
-            try:
-                outs.append(fn(*[p[i] for p in pieces]))
-            finally:
-                if on_sub_batch is not None:
-                    on_sub_batch(None, None)
+            parts = [p[i] for p in pieces]
+            outs.append(fn((starts[i], total), *parts) if with_span else fn(*parts))
     joined = tf.nest.map_structure(lambda *parts: tf.concat(parts, axis=0), *outs)
     return joined if rows is total else tf.nest.map_structure(lambda t: t[:rows], joined)
 

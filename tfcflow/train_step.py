@@ -4,9 +4,9 @@
 ``Trainer``); the density API lives in ``models/base.py`` and reaches training through three
 hooks only:
 
-    _training_losses(x, c, seed) -> (objective [b], nll [b])   what a step minimizes / reports
-    _validation_nll(x, c)        -> nll [b]                    what ``evaluate`` reports
-    _in_sub_batches(fn, *batch)                                the model's execution (execution.py)
+    _training_losses(x, c, seed, rows) -> (objective [b], nll [b])   what a step minimizes / reports
+    _validation_nll(x, c, rows)        -> nll [b]                    what ``evaluate`` reports
+    _in_sub_batches(fn, *batch)        the model's execution (execution.py); fn(rows, *parts)
 
 A training step (``train_step``), with R replicas of a global batch of B examples::
 
@@ -202,27 +202,29 @@ class FlowTrainer(_compat.SkipSymbolicBuild):
         return x[:n], y[:n]
 
     # ---- the steps ---------------------------------------------------------------------------------
-    def _training_noise(self, kind: str, shape, seed) -> tf.Tensor:
-        """Training noise of the rows being evaluated (``shape[0]`` examples: the local batch, or
-        one sub-batch of it), drawn for the whole global batch and sliced by replica and sub-batch:
-        the same draws whatever the number of replicas and sub-batches."""
+    def _training_noise(self, kind: str, shape, seed, rows) -> tf.Tensor:
+        """Training noise of the block ``rows`` (``shape[0]`` examples: the local batch, or one
+        sub-batch of it), drawn for the whole global batch and sliced by replica and sub-batch:
+        the same draws whatever the number of replicas and sub-batches (models/rows.py)."""
+        from tfcflow.models.rows import batch_noise
         ctx = tf.distribute.get_replica_context()
         rid = ctx.replica_id_in_sync_group if ctx is not None else 0
-        return self._batch_noise(kind, shape, seed, self.distribute_strategy.num_replicas_in_sync, rid)
+        return batch_noise(kind, shape, seed, rows, self.distribute_strategy.num_replicas_in_sync, rid)
 
     def _loss_and_grads(self, x, condition, seed):
         with tf.GradientTape() as tape:
-            objective, nll = self._in_sub_batches(lambda xi, ci: self._training_losses(xi, ci, seed), x, condition)
+            objective, nll = self._in_sub_batches(lambda rows, xi, ci: self._training_losses(xi, ci, seed, rows),
+                                                  x, condition)
             # Average over the GLOBAL batch: correct gradients under tf.distribute.
             loss = tf.nn.compute_average_loss(objective)
             scaled = self.optimizer.scale_loss(loss)
         return objective, nll, loss, tape.gradient(scaled, self.trainable_variables)
 
-    def _update_metrics(self, objective, nll, weight=None):
+    def _update_metrics(self, objective, nll, x, weight=None):
         if weight is not None:
             weight = tf.fill(tf.shape(objective), weight)
         self._loss_tracker.update_state(objective, sample_weight=weight)
-        self._per_dim_tracker.update_state(self.per_dim(nll), sample_weight=weight)
+        self._per_dim_tracker.update_state(self.per_dim(nll, x), sample_weight=weight)
         return {m.name: m.result() for m in (self._loss_tracker, self._per_dim_tracker)}
 
     def train_step(self, data):
@@ -256,10 +258,14 @@ class FlowTrainer(_compat.SkipSymbolicBuild):
             keep = None
             self._grad_norm_tracker.update_state(norm / scale)
         self._skipped_tracker.update_state(1.0 - tf.cast(finite, tf.float32))
-        logs = self._update_metrics(objective, nll, keep)
+        logs = self._update_metrics(objective, nll, x, keep)
         logs.update(grad_norm=self._grad_norm_tracker.result(), skipped_steps=self._skipped_tracker.result())
         return _compat.logs_for_keras(self.distribute_strategy, logs)
 
     def test_step(self, data):
-        nll = self._in_sub_batches(self._validation_nll, *self._check_pair(*unpack(data)))
-        return _compat.logs_for_keras(self.distribute_strategy, self._update_metrics(nll, nll))
+        x, condition = self._check_pair(*unpack(data))
+        nll = self._in_sub_batches(self._validation_nll_of_rows, x, condition)
+        return _compat.logs_for_keras(self.distribute_strategy, self._update_metrics(nll, nll, x))
+
+    def _validation_nll_of_rows(self, rows, x, condition):
+        return self._validation_nll(x, condition, rows)

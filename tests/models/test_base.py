@@ -172,9 +172,9 @@ def test_a_chunk_draws_only_its_own_rows_noise(monkeypatch):
     # sample(num_samples=N) in chunks: each chunk's noise is its rows of the one N-row draw, and it
     # draws only those rows (drawing all N rows per chunk made the cost quadratic in N)
     from tfcflow import _random
-    m = tiny_model("cinn")
+    from tfcflow.models.rows import Rows, batch_noise
     seed = tf.constant([4, 2])
-    whole = m._batch_noise("normal", [50, 3], seed).numpy()
+    whole = batch_noise("normal", [50, 3], seed).numpy()
     drawn = []
     bits = _random._bits
 
@@ -184,10 +184,6 @@ def test_a_chunk_draws_only_its_own_rows_noise(monkeypatch):
 
     monkeypatch.setattr(_random, "_bits", spy)
     for start, size in ((0, 16), (16, 16), (32, 16), (48, 2)):
-        m._chunk_rows = (start, 50)
-        try:
-            part = m._batch_noise("normal", tf.constant([size, 3]), seed).numpy()
-        finally:
-            m._chunk_rows = None
+        part = batch_noise("normal", tf.constant([size, 3]), seed, Rows(start=start, total=50)).numpy()
         np.testing.assert_array_equal(part, whole[start:start + size])
     assert drawn == [[16, 3], [16, 3], [16, 3], [2, 3]]

@@ -8,7 +8,9 @@ from tests.helpers import autodiff_log_abs_det, perturb, tiny_model
 
 
 @pytest.fixture(scope="module", params=[dict(mixing="permutation"), dict(mixing="lu"),
-                                        dict(mixing="lu", network="residual")], ids=["permutation", "lu", "residual"])
+                                        dict(mixing="lu", network="residual"),
+                                        dict(mixing="lu", coupling="spline", injector=True)],
+                ids=["permutation", "lu", "residual", "spline_injector"])
 def model(request):
     m = tiny_model("cinn", actnorm=True, **request.param)
     perturb(m, seed=2)
@@ -90,6 +92,23 @@ def test_residual_networks_get_a_gradient_in_every_variable_gates_included(kind,
     _assert_the_training_loss_reaches_every_variable(m, x[:32], c[:32])
     clone = type(m).from_config(m.get_config())
     assert clone.get_config()["network"] == "residual" and clone.count_params() == m.count_params()
+
+
+def test_the_injector_is_first_moves_every_feature_and_gets_a_gradient(gmm_data):
+    x, _, c = gmm_data
+    m = tiny_model("cinn", coupling="spline", mixing="lu", injector=True)
+    assert m.flow.steps[0].name == "injector"
+    perturb(m, seed=5)
+    _assert_the_training_loss_reaches_every_variable(m, x[:32], c[:32])
+    # normalizing direction: x * s(c) + t(c), with a log-det that depends on c alone
+    b = m.flow.steps[0].bijector(tf.constant(c[:4]))
+    y, ldj = b.inverse_and_log_det(tf.constant(x[:4]))
+    y2, ldj2 = m.flow.steps[0].bijector(tf.constant(c[:4])).inverse_and_log_det(tf.constant(x[4:8]))
+    np.testing.assert_allclose(ldj.numpy(), ldj2.numpy(), rtol=1e-6)
+    assert np.all(y.numpy() != x[:4])
+    x_back, fldj = m.flow.steps[0].bijector(tf.constant(c[:4])).forward_and_log_det(tf.constant(y.numpy()))
+    np.testing.assert_allclose(x_back.numpy(), x[:4], atol=1e-5)
+    np.testing.assert_allclose(fldj.numpy(), -ldj.numpy(), rtol=1e-6)
 
 
 def test_unknown_network_is_refused():

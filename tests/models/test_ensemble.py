@@ -66,6 +66,40 @@ def test_sampling_is_seeded_and_num_samples_has_its_shape(ensemble):
     assert not np.allclose(a, ensemble.sample(c, seed=8, num_samples=5).numpy())
 
 
+def test_draws_do_not_depend_on_chunks_sub_batches_or_xla(ensemble):
+    from tfcflow.execution import Execution
+    c = _data(3, seed=4)[1]
+    plain = ensemble.sample(c, seed=11, num_samples=50).numpy()
+    other = copy_model(ensemble)
+    for execution in (Execution(), Execution(sub_batches=2), Execution(jit_sampling=True),
+                      Execution(jit_sampling=True, sub_batches=2)):
+        other.execution = execution
+        for batch_size in (None, 16, 7):
+            np.testing.assert_allclose(other.sample(c, seed=11, num_samples=50, batch_size=batch_size).numpy(),
+                                       plain, atol=1e-4, err_msg=f"{execution}, batch_size={batch_size}")
+    # one-per-row draws are rows of the same call
+    np.testing.assert_allclose(ensemble.sample(np.repeat(c, 50, 0), seed=11).numpy().reshape(3, 50, 2), plain,
+                               atol=1e-5)
+
+
+def test_a_calls_draws_are_split_evenly_and_a_single_draws_member_is_uniform(ensemble):
+    c = _data(1, seed=5)[1]
+
+    def member_of(x):  # the member whose density is far above the others' at its own draw
+        lp = np.stack([m.log_prob(x, np.repeat(c, len(x), 0)).numpy() for m in ensemble.members])
+        return lp.argmax(0)
+
+    # the members' draws are mostly distinguishable: row r is member (r + o) mod 3
+    x = ensemble.sample(c, seed=1, num_samples=300).numpy()[0]
+    rows = np.arange(300)
+    offsets = [np.mean(member_of(x) == (rows + o) % 3) for o in range(3)]
+    assert max(offsets) > 0.6, offsets
+    # a single draw's member over seeds: each member about a third
+    firsts = np.concatenate([ensemble.sample(c, seed=s).numpy() for s in range(90)])
+    counts = np.bincount(member_of(firsts), minlength=3)
+    assert counts.min() >= 15, counts
+
+
 def test_chunked_sampling_never_repeats_draws(ensemble):
     c = _data(2, seed=3)[1]
     a = ensemble.sample(c, seed=7, num_samples=60, batch_size=8).numpy().reshape(-1, 2)

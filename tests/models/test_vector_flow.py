@@ -11,8 +11,9 @@ from tfcflow.bijectors.box_support import BoxSupport
 from tfcflow.data import sbi_tasks
 from tfcflow.execution import Execution
 from tfcflow.models import ConditionalRealNVP, RelaxedConditionFlow, vector_flow
+from tfcflow.models.rows import WHOLE
 from tfcflow.networks import DeepSet, TimeSeriesNetwork
-from tests.helpers import copy_model, perturb
+from tests.helpers import copy_model, perturb, tiny_glow
 
 MODELS = {"cinn": ConditionalRealNVP, "rcf": RelaxedConditionFlow}
 BOX = [[0.0, 1.0], [-1.0, 2.0]]
@@ -291,11 +292,11 @@ def test_a_rows_sample_is_its_first_candidate_inside_the_bounds(leaky):
     features = leaky._features(tf.constant(np.repeat(c, n, 0)))
     seed = _random.seed_tensor(9)
 
-    def draw(f, s):
-        return leaky._to_data_space(leaky._flow_sample(f, tf.constant(1.0), s))
+    def draw(f, s, rows=WHOLE):
+        return leaky._to_data_space(leaky._flow_sample(f, tf.constant(1.0), s, rows))
 
     candidates = np.stack([draw(features, seed).numpy()] + [
-        leaky._redraw(draw, features, tf.range(n), tf.fill([n], t), n, seed).numpy() for t in range(1, 40)])
+        draw(features, seed, WHOLE.redrawing(tf.range(n), tf.fill([n], t), n)).numpy() for t in range(1, 40)])
     inside = np.all((LO < candidates) & (candidates < HI), axis=-1)
     first = np.argmax(inside, axis=0)
     assert inside.any(axis=0).all() and (first > 0).sum() > 10 and first.max() > 2, first
@@ -436,12 +437,14 @@ def test_jit_sampling_with_rejection_redraws_the_plain_rows(leaky):
 
 def test_jit_sampling_is_asked_for_on_models_that_have_it():
     from tfcflow.models import FlowEnsemble
-    from tfcflow.models.base import padded_rows
+    from tfcflow.models.chunked_sampling import padded_rows
     with pytest.raises(ValueError, match="jit_sampling must be True or False"):
         Execution(jit_sampling=1)
     with pytest.raises(ValueError, match="jit_sampling=True\\) applies to vector flows"):
-        FlowEnsemble.of(ConditionalRealNVP, 2, event_shape=2, condition_shape=3, depth=1, width=8).execution = \
-            Execution(jit_sampling=True)
+        FlowEnsemble([tiny_glow(), tiny_glow()]).execution = Execution(jit_sampling=True)
+    # an ensemble of vector flows compiles its members' passes (tests/models/test_ensemble.py)
+    FlowEnsemble.of(ConditionalRealNVP, 2, event_shape=2, condition_shape=3, depth=1, width=8).execution = \
+        Execution(jit_sampling=True)
     # chunks of the common size rounded up to 2^k x (1, 1.25, 1.5, 1.75): < 25% padding, few shapes
     cases = {(1, 4096): 1, (3, 4096): 3, (21, 4096): 24, (10_000, 4096): 3584, (10_000, 16384): 10240,
              (4096, 4096): 4096, (4097, 4096): 2560, (10 ** 6, 4096): 4096, (12, 8): 6}

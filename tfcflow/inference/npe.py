@@ -95,7 +95,7 @@ class NPE:
         each with its own held-out split and early stopping, and mixes them with equal weights
         (``FlowEnsemble``: an exact density; a draw costs one member's flow); None (default):
         ``DEFAULT_ENSEMBLE`` (2) for the default flow, one flow with a summary network or a flow
-        of your own; 1: one flow (it samples with XLA-compiled passes).
+        of your own; 1: one flow.
       training: a ``Training`` (default ``Training()``).
       seed: seeds the initial weights, the held-out split and the shuffling.
       execution: how sampling runs on this machine (tfcflow.execution); default XLA-compiled

@@ -55,6 +55,7 @@ from tfcflow.bijectors.dequantize import BINS, add_uniform_noise
 from tfcflow.bijectors.multiscale import MultiScale, flatten_pieces, spatial_size, unflatten_pieces
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.image_blocks import flow_step, transition_step
+from tfcflow.models.rows import WHOLE, Rows
 from tfcflow.models.image_flow import ImageFlowModel
 from tfcflow.models.multiscale_flow import MultiScaleFlow, initialize_levels
 
@@ -285,10 +286,10 @@ class CAFlow(ImageFlowModel):
         # G_i's pieces generate L_i, the target latent of level n-1-i (level 0 = finest)
         return [self.n - 1 - i for i, g in enumerate(self.autoregressive) for _ in g["pieces"]]
 
-    def _training_losses(self, bins, condition, seed):
-        v = bins + self._training_noise("uniform", tf.shape(bins), seed)
+    def _training_losses(self, bins, condition, seed, rows: Rows = WHOLE):
+        v = bins + self._training_noise("uniform", tf.shape(bins), seed, rows)
         y_shape = tf.concat([tf.shape(bins)[:3], [self.condition_shape[-1]]], 0)  # the resized condition's
-        y_noise = self._training_noise("uniform", y_shape, _random.fold_in(seed, 1))
+        y_noise = self._training_noise("uniform", y_shape, _random.fold_in(seed, 1), rows)
         d, log_p_y = self._encode_condition(condition, noise=y_noise)
         nll = -self._log_prob_given(v, d, condition)
         return nll - self.regularization * log_p_y + self._base_loss(bins, condition), nll

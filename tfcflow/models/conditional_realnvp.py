@@ -12,6 +12,7 @@ import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
 from tfcflow.models.gaussian import standard_normal_log_prob
+from tfcflow.models.rows import WHOLE, Rows, batch_noise
 from tfcflow.models.vector_blocks import coupling_flow
 from tfcflow.models.vector_flow import VectorFlowModel
 
@@ -41,6 +42,9 @@ class ConditionalRealNVP(VectorFlowModel):
       dropout: dropout rate after the coupling networks' hidden layers while training (seeded by
         the step; off in ``log_prob`` / ``sample``): a regularizer for small simulation budgets
         (BayesFlow's couplings use 0.05; docs/history.md, 2026-12-04).
+      injector: first, at the data end, an affine map whose shift and scale come from the
+        condition only (vector_blocks.coupling_flow): the location and width of ``p(x | c)`` in
+        one step.
       standardize, bounds, bounds_method, summary_network: vector_flow.py (standardization on by default).
       seed: seed of the permutations / initial rotations.
 
@@ -55,14 +59,14 @@ class ConditionalRealNVP(VectorFlowModel):
                  standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
                  seed: int = 0, network: str = "mlp", bounds_method: str = "map", dropout: float = 0.0,
-                 **kwargs):
+                 injector: bool = False, **kwargs):
         super().__init__(event_shape, condition_shape, standardize=standardize, bounds=bounds,
                          summary_network=summary_network, bounds_method=bounds_method, **kwargs)
         event_shape, condition_shape = self.event_shape, self.condition_shape
         self._record_config(locals())
         self.flow = coupling_flow(self.event_size, depth, width, hidden_layers, activation, scale, clamp, actnorm,
                                   seed, coupling=coupling, bins=spline_bins, bound=spline_bound, mixing=mixing,
-                                  network=network, dropout=dropout)
+                                  network=network, dropout=dropout, injector=bool(injector))
         self.flow.build((None, self.event_size), (None, self.feature_dim))
         self.built = True
 
@@ -70,9 +74,9 @@ class ConditionalRealNVP(VectorFlowModel):
         z, log_det = self.flow.bijector(features).inverse_and_log_det(v)
         return standard_normal_log_prob(z) + log_det
 
-    def _flow_sample(self, features, temperature, seed):
+    def _flow_sample(self, features, temperature, seed, rows: Rows = WHOLE):
         shape = tf.stack([tf.shape(features)[0], self.event_size])
-        z = temperature * self._batch_noise("normal", shape, seed)
+        z = temperature * batch_noise("normal", shape, seed, rows)
         v, _ = self.flow.bijector(features).forward_and_log_det(z)
         return v
 

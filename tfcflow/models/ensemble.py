@@ -2,7 +2,7 @@
 
     p(x | c) = (1/K) sum_k p_k(x | c)
     log p(x | c) = logsumexp_k log p_k(x | c) - log K
-    sampling:  k ~ Uniform{1..K} per draw, then x ~ p_k(. | c)
+    sampling:  draw r of a call from member k = (r + o) mod K, o ~ Uniform{0..K-1} per call
 
 Why: with a simulation budget of ~10^4, one flow fits the posterior's location with an error that
 varies from one initialization to the next (training stops early because the network starts to
@@ -20,10 +20,13 @@ for arrays and datasets alike.
 ``fit_members`` instead trains the members one after another, each on its own train/validation
 split with its own early stopping: with ~10^4 simulations it decorrelates them more.
 
-Sampling draws the member of each draw from the seed, then each member samples only its own
-draws (a sample costs one member's flow, not K), so the draws are deterministic given the seed
-and ``batch_size``; unlike a single model's, they depend on how ``sample(num_samples=...)`` chunks
-the rows.
+Sampling is stratified: row r of a call (a draw) comes from member (r + o) mod K, the offset o
+uniform from the seed, so each draw's member is uniform (the mixture's draws) and a call's draws
+are split evenly between the members (the variance of a stratified sample, not of K random
+counts). Each member samples only its own draws (a draw costs one member's flow, not K), every
+member's pass over a block has a static shape (``Execution(jit_sampling=True)`` compiles it as
+for a single flow), and the draws are deterministic given the seed, whatever the chunks and
+sub-batches (up to float rounding), as a single model's.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from tensorflow_probability import distributions as tfd
 from tfcflow import _random
 from tfcflow.holdout import fit_with_holdout, holdout_split
 from tfcflow.models.base import ConditionalFlowModel
+from tfcflow.models.rows import WHOLE, Rows
 from tfcflow.models.vector_flow import adapt_before_fit
 
 
@@ -67,6 +71,7 @@ class FlowEnsemble(ConditionalFlowModel):
         super().__init__(first.event_shape, first.condition_shape, per_dim_metric=first.PER_DIM_METRIC, **kwargs)
         self.members = list(members)
         self.bootstrap = bool(bootstrap)
+        self.JIT_SAMPLING = all(m.JIT_SAMPLING for m in self.members)
         self.built = True
 
     @classmethod
@@ -89,41 +94,44 @@ class FlowEnsemble(ConditionalFlowModel):
     def _check_condition(self, condition) -> tf.Tensor:
         return self.members[0]._check_condition(condition)
 
-    def per_dim(self, nll: tf.Tensor) -> tf.Tensor:
-        return self.members[0].per_dim(nll)
+    def per_dim(self, nll: tf.Tensor, x: Optional[tf.Tensor] = None) -> tf.Tensor:
+        return self.members[0].per_dim(nll, x)
 
     # ---- the density ---------------------------------------------------------------------------------
     def _log_prob(self, x, condition):
         lps = tf.stack([m._log_prob(x, condition) for m in self.members], axis=0)
         return tf.reduce_logsumexp(lps, axis=0) - math.log(self.size)
 
-    def _training_losses(self, x, condition, seed):
-        losses = [m._training_losses(x, condition, _random.fold_in(seed, k)) for k, m in enumerate(self.members)]
+    def _training_losses(self, x, condition, seed, rows: Rows = WHOLE):
+        losses = [m._training_losses(x, condition, _random.fold_in(seed, k), rows) for k, m in enumerate(self.members)]
         objectives = [o for o, _ in losses]
         if self.bootstrap:
             counts = bootstrap_counts(x, condition, self.size)
             objectives = [counts[:, k] * o for k, o in enumerate(objectives)]
         return tf.add_n(objectives), tf.add_n([n for _, n in losses]) / self.size
 
-    def _sample(self, condition, temperature, seed):
-        rows = tf.shape(condition)[0]
-        # the member of each draw: uniform, from its own stream of the seed (row-consistent noise)
-        u = self._batch_noise("uniform", tf.stack([rows]), _random.fold_in(seed, self.size))
-        which = tf.minimum(tf.cast(u * self.size, tf.int32), self.size - 1)
-        parts = tf.dynamic_partition(condition, which, self.size)
-        index = tf.dynamic_partition(tf.range(rows), which, self.size)
-        draws = [m._sample(part, temperature, self._member_seed(seed, k))
-                 for k, (m, part) in enumerate(zip(self.members, parts))]
-        return tf.dynamic_stitch(index, draws)
-
-    def _member_seed(self, seed, k: int) -> tf.Tensor:
-        """Member k's seed for the rows being evaluated: a new stream per member and per block of
-        rows (chunk / sub-batch), or every chunk of ``sample(num_samples=...)`` would repeat the
-        first chunk's draws."""
-        rows = self._sub_batch_rows if self._sub_batch_rows is not None else self._chunk_rows
-        start = 0 if rows is None else rows[0]
-        key = _random.fold_in(seed, k) + tf.stack([0, tf.cast(start, tf.int32)])
-        return _random.fold_in(key, 0)  # hashed: neighbouring keys give unrelated streams
+    def _sample(self, condition, temperature, seed, rows):
+        # Row r of the call (r = rows.start + i) is a draw of member (r + o) mod K, o uniform from the
+        # seed: each draw's member is uniform and the call's draws are split evenly. Member k draws
+        # every K-th row of the block (ceil(n / K) rows: a static shape for XLA), as its own call's
+        # rows (r - r0) / K, so the draws do not depend on chunks or sub-batches.
+        size = self.size
+        n = condition.shape[0] if condition.shape[0] is not None else tf.shape(condition)[0]
+        m = (n + size - 1) // size
+        total = n if rows.total is None else rows.total
+        start = tf.cast(rows.start, tf.int32)
+        offset = tf.minimum(tf.cast(_random.uniform([1], _random.fold_in(seed, size))[0] * size, tf.int32), size - 1)
+        draws = []
+        for k, member in enumerate(self.members):
+            first = tf.math.floormod(k - start - offset, size)  # the block's first row of member k
+            index = tf.minimum(first + size * tf.range(m), n - 1)  # (past the block: a stand-in row)
+            member_rows = Rows(start=(start + first - tf.math.floormod(k - offset, size)) // size,
+                               total=(total + size - 1) // size, jit=rows.jit, size=rows.size)
+            draws.append(member._sample(tf.gather(condition, index), temperature, _random.fold_in(seed, k),
+                                        member_rows))
+        i = tf.range(n)
+        member_of_row = tf.math.floormod(i + start + offset, size)
+        return tf.gather(tf.concat(draws, axis=0), member_of_row * m + i // size)
 
     def _data_init(self, x, condition, force):
         for m in self.members:

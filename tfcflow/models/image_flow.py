@@ -58,6 +58,7 @@ from tfcflow.bijectors.dequantize import BINS, UniformDequantization, add_unifor
 from tfcflow.bijectors.multiscale import spatial_size
 from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.gaussian import standard_normal_log_prob
+from tfcflow.models.rows import WHOLE, Rows, batch_noise
 from tfcflow.models.image_blocks import check_divisible_size, check_image_shape
 from tfcflow.networks.upsampler import ResidualUpsampler
 
@@ -161,8 +162,6 @@ class ImageFlowModel(ConditionalFlowModel):
             self.upsampler = ResidualUpsampler(event_shape[-1], self.factor, residual_width, residual_depth,
                                                name="residual_upsampler")
             self.upsampler.build((None,) + tuple(self.condition_shape))
-        self._x_dims = None  # H*W*C of the images last checked: the denominator of bits/dim (per_dim)
-        self._sample_size = None  # sample(size=...) while it runs
 
     # ---- shapes -------------------------------------------------------------------------------------
     @property
@@ -189,8 +188,6 @@ class ImageFlowModel(ConditionalFlowModel):
         bins = to_bins(x, name)
         _checks.check_shape(bins, name, (None, None, None, self._image_shape[-1]))
         bins = check_divisible_size(bins, self.num_levels, name)
-        h, w = spatial_size(bins)
-        self._x_dims = h * w * self._image_shape[-1]
         return bins
 
     def _check_condition(self, condition) -> tf.Tensor:
@@ -228,12 +225,12 @@ class ImageFlowModel(ConditionalFlowModel):
                 if xs[0] % f == 0 and xs[1] % f == 0 else f"[batch, H / {f}, W / {f}, {self.condition_shape[-1]}]")
         raise ValueError(f"condition must have shape {want}, got shape {c.shape.as_list()} ({reason})")
 
-    def _target_size(self, condition) -> list:
+    def _target_size(self, condition, size: Optional[tuple] = None) -> list:
         """``[H, W]`` of the samples of ``condition`` (ints where static): an image condition's size
-        x factor, else ``sample(size=...)``, else the default size."""
+        x factor, else the requested ``size`` (``sample(size=...)``), else the default size."""
         if self._image_condition:
             return [d * self.factor for d in spatial_size(condition)]
-        size = self._sample_size or self.default_size
+        size = size or self.default_size
         if size is None:
             raise ValueError(f"{type(self).__name__} has no default size (event_shape {self._image_shape}): "
                              f"pass sample(..., size=(H, W)) to sample from a vector condition")
@@ -256,12 +253,14 @@ class ImageFlowModel(ConditionalFlowModel):
                                f"sample height and width ({what}) must be divisible by 2^levels = {f} "
                                f"(levels={self.num_levels}); got", data=[size])
 
-    def per_dim(self, nll):
-        """nll / (D log 2), D = H * W * C of the images being evaluated (the last checked x in this
-        graph), else of the default size."""
-        d = self._x_dims
-        if d is None or not (isinstance(d, int) or getattr(d, "graph", None) is tf.compat.v1.get_default_graph()):
+    def per_dim(self, nll, x=None):
+        """nll / (D log 2), D = H * W * C of the images ``x`` ``[b, H, W, C]`` (default: of the
+        default size)."""
+        if x is None:
             d = self.event_size
+        else:
+            h, w = spatial_size(x)
+            d = h * w * self._image_shape[-1]
         if isinstance(d, int):
             return nll / (float(d) * math.log(2.0))
         return nll / (tf.cast(d, nll.dtype) * math.log(2.0))
@@ -277,8 +276,8 @@ class ImageFlowModel(ConditionalFlowModel):
     def _log_prob(self, bins, condition):
         return self._log_prob_dequantized(bins + 0.5, condition)
 
-    def _training_losses(self, bins, condition, seed):
-        nll = -self._log_prob_dequantized(bins + self._training_noise("uniform", tf.shape(bins), seed),
+    def _training_losses(self, bins, condition, seed, rows: Rows = WHOLE):
+        nll = -self._log_prob_dequantized(bins + self._training_noise("uniform", tf.shape(bins), seed, rows),
                                           condition)
         return nll + self._base_loss(bins, condition), nll
 
@@ -303,18 +302,19 @@ class ImageFlowModel(ConditionalFlowModel):
             return tf.zeros([tf.shape(bins)[0]])
         return self._base_l1(bins, condition)
 
-    def _validation_nll(self, bins, condition):
+    def _validation_nll(self, bins, condition, rows: Rows = WHOLE):
         # the dequantization bound, as in training but with a fixed noise seed (deterministic)
-        return -self._log_prob_bound(bins, condition, seed=0)
+        return -self._log_prob_bound(bins, condition, 0, rows)
 
-    def _log_prob_bound(self, bins, condition, seed):
-        noise = self._batch_noise("uniform", tf.shape(bins), _random.seed_tensor(seed))
+    def _log_prob_bound(self, bins, condition, seed, rows):
+        noise = batch_noise("uniform", tf.shape(bins), _random.seed_tensor(seed), rows)
         return self._log_prob_dequantized(bins + noise, condition)
 
-    def _sample(self, condition, temperature, seed):
-        condition = self._check_target(condition, self._target_size(condition))
+    def _sample(self, condition, temperature, seed, rows):
+        condition = self._check_target(condition, self._target_size(condition, rows.size))
         # the size again, from the checked condition: what depends on it waits for the check
-        v = self._sample_dequantized(condition, self._target_size(condition), self._temperatures(temperature), seed)
+        v = self._sample_dequantized(condition, self._target_size(condition, rows.size),
+                                     self._temperatures(temperature), seed, rows)
         # quantize() clips overflowing values into range; its floor and clip propagate NaN, so a
         # diverged sample stays visible to the finiteness check (tested)
         return quantize(v) / (BINS - 1)
@@ -327,11 +327,12 @@ class ImageFlowModel(ConditionalFlowModel):
     def log_prob_bound(self, x, condition, seed=0) -> tf.Tensor:
         """log p(x + u | c) - D log 256 with seeded uniform noise u: an unbiased estimate of a lower
         bound of log P(x | c) (nats, ``[batch]``)."""
-        return self._in_sub_batches(lambda bi, ci: self._log_prob_bound(bi, ci, seed), *self._check_pair(x, condition))
+        return self._in_sub_batches(lambda rows, bi, ci: self._log_prob_bound(bi, ci, seed, rows),
+                                    *self._check_pair(x, condition))
 
     def bits_per_dim(self, x, condition) -> tf.Tensor:
         """``-log_prob(x, condition) / (D log 2)``, D = H * W * C of these images, ``[batch]``."""
-        return self.per_dim(-self.log_prob(x, condition))
+        return self.per_dim(-self.log_prob(x, condition), self._check_x(x))
 
     def sample(self, condition, temperature=1.0, seed=None, num_samples=None, batch_size=None,
                size=None) -> tf.Tensor:
@@ -340,19 +341,12 @@ class ImageFlowModel(ConditionalFlowModel):
         one per level (finest first); 0 gives the mode path. The samples' ``H x W`` is an image
         condition's size x factor; for a vector condition ``size=(H, W)`` (ints, or scalar int
         tensors in a graph, e.g. a SavedModel signature's input), default the default size."""
-        self._sample_size = self._requested_size(size)
-        try:
-            return super().sample(condition, temperature, seed, num_samples=num_samples, batch_size=batch_size)
-        finally:
-            self._sample_size = None
+        return self._sample_call(condition, temperature, seed, num_samples, batch_size,
+                                 Rows(size=self._requested_size(size)))
 
     def best_of_n(self, condition, n, temperature=1.0, seed=None, max_n: Optional[int] = None, size=None):
         """``ConditionalFlowModel.best_of_n``; for a vector condition ``size=(H, W)`` as in ``sample``."""
-        self._sample_size = self._requested_size(size)
-        try:
-            return super().best_of_n(condition, n, temperature, seed, max_n)
-        finally:
-            self._sample_size = None
+        return self._best_of_n(condition, n, temperature, seed, max_n, Rows(size=self._requested_size(size)))
 
     def _requested_size(self, size) -> Optional[tuple]:
         if size is None:
@@ -362,9 +356,6 @@ class ImageFlowModel(ConditionalFlowModel):
         if len(size) != 2:
             raise ValueError(f"size must be (height, width), got {size!r}")
         return tuple(_checks.check_count(d, "size") for d in size)  # ints, or int tensors checked in-graph
-
-    def _sample_graph_key(self):
-        return self._sample_size  # read while tracing: one sampling graph per requested size
 
     def distribution(self, condition) -> tfd.Distribution:
         """p(v | condition) over dequantized pixel values ``v = x_uint8 + u`` in [0, 256), as a
@@ -389,10 +380,10 @@ class ImageFlowModel(ConditionalFlowModel):
         z, ld = self._latent_bijector(features).inverse_and_log_det(y)
         return standard_normal_log_prob(z) + ld + ld_dequant
 
-    def _sample_dequantized(self, condition, size, temperatures, seed):
+    def _sample_dequantized(self, condition, size, temperatures, seed, rows):
         bijector = self._latent_bijector(self._features_at(condition, size))
         scale = piece_temperatures(temperatures, bijector.piece_shapes, self._piece_levels())
-        z = scale * self._batch_noise("normal", tf.stack([tf.shape(condition)[0], sum(bijector.piece_sizes)]), seed)
+        z = scale * batch_noise("normal", tf.stack([tf.shape(condition)[0], sum(bijector.piece_sizes)]), seed, rows)
         y, _ = bijector.forward_and_log_det(z)
         if self.residual:
             y = y + self._base(condition, size)

@@ -28,6 +28,7 @@ from tensorflow_probability import distributions as tfd
 
 from tfcflow import _checks, _random
 from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
+from tfcflow.models.rows import WHOLE, Rows, batch_noise
 from tfcflow.models.vector_blocks import coupling_flow
 from tfcflow.models.vector_flow import VectorFlowModel
 
@@ -142,8 +143,9 @@ class RelaxedConditionFlow(VectorFlowModel):
         x0 = tf.zeros([tf.shape(v)[0], self.padding_dim], v.dtype)
         return self._joint_log_prob(self._pad(v, x0), features) - self._padding_log_prob(x0)
 
-    def _flow_training_log_prob(self, v, features, seed):
-        x0 = self.padding_noise * self._training_noise("normal", tf.stack([tf.shape(v)[0], self.padding_dim]), seed)
+    def _flow_training_log_prob(self, v, features, seed, rows):
+        x0 = self.padding_noise * self._training_noise("normal", tf.stack([tf.shape(v)[0], self.padding_dim]), seed,
+                                                       rows)
         return self._joint_log_prob(self._pad(v, x0), features) - self._padding_log_prob(x0)
 
     def importance_log_prob(self, x, condition, num_samples: int = 1, seed=0) -> tf.Tensor:
@@ -175,9 +177,9 @@ class RelaxedConditionFlow(VectorFlowModel):
         latent, _ = self.flow.bijector().inverse_and_log_det(self._pad(v, x0))
         return self._condition_from_features(self._split_latent(latent)[1])
 
-    def _flow_sample(self, features, temperature, seed):
+    def _flow_sample(self, features, temperature, seed, rows: Rows = WHOLE):
         batch = tf.shape(features)[0]
-        noise = self._batch_noise("normal", tf.stack([batch, self.latent_dim + self.feature_dim]), seed)
+        noise = batch_noise("normal", tf.stack([batch, self.latent_dim + self.feature_dim]), seed, rows)
         z = temperature * noise[:, :self.latent_dim]
         c_tilde = features + temperature * self.relaxation * noise[:, self.latent_dim:]
         padded, _ = self.flow.bijector().forward_and_log_det(tf.concat([z, c_tilde], axis=-1))

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from tfcflow import _checks
-from tfcflow.bijectors import (ActNormLayer, AffineCouplingLayer, FlowSequence, RandomPermutationLayer,
-                               SplineCouplingLayer)
+from tfcflow.bijectors import (ActNormLayer, AffineCouplingLayer, AffineInjectorLayer, FlowSequence,
+                               RandomPermutationLayer, SplineCouplingLayer)
 from tfcflow.bijectors.invertible_conv1x1 import InvertibleConv1x1Layer
 from tfcflow.bijectors.conditional_spline_coupling import check_spline_args, params_per_feature
 from tfcflow.networks import MLPNetwork, ResidualNetwork
@@ -21,6 +21,10 @@ def vector_size(shape, name: str) -> int:
 
 
 COUPLINGS = ("affine", "spline")
+#: bound of the injector's ``exp_tanh`` scale: ``(e^-3, e^3)``, so that one layer can narrow a
+#: standardized parameter to a posterior ~20 times tighter than its prior (a coupling's ``clamp``
+#: bounds each of many steps; the injector is one)
+INJECTOR_CLAMP = 3.0
 MIXINGS = ("permutation", "lu")
 NETWORKS = ("mlp", "residual")
 
@@ -39,7 +43,7 @@ def coupling_network(output_units: int, hidden_units: Sequence[int], activation:
 def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activation: str,
                   scale: str, clamp: float, actnorm: bool, seed: int, *, coupling: str = "affine",
                   bins: int = 8, bound: float = 3.0, mixing: str = "permutation",
-                  network: str = "mlp", dropout: float = 0.0) -> FlowSequence:
+                  network: str = "mlp", dropout: float = 0.0, injector: bool = False) -> FlowSequence:
     """The ``FlowSequence`` "flow" of a vector model on ``dim`` features: ``depth`` x [ActNorm?,
     coupling (2nd half | 1st), coupling (1st half | 2nd), mixing].
 
@@ -52,7 +56,11 @@ def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activati
     ``coupling``: ``"affine"`` (``scale``, ``clamp``) or ``"spline"`` (rational-quadratic splines
     with ``bins`` bins on ``[-bound, bound]``; ``scale`` and ``clamp`` unused). ``network``: the
     coupling networks (``coupling_network``: ``hidden_layers`` layers of ``width`` units), with
-    ``dropout`` while training.
+    ``dropout`` while training. ``injector``: first (at the data end) an affine map of all
+    features whose shift and scale come from the condition alone (``AffineInjector``, SRFlow's
+    conditional affine; an MLP like the couplings', zero-initialized so the flow starts without
+    it): normalizing, ``x -> x * s(c) + t(c)``, a learned per-condition standardization that
+    moves a posterior's location and width in one step and leaves the couplings its shape.
     """
     _checks.check_positive_int(depth, "depth")
     hidden_units = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
@@ -69,6 +77,9 @@ def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activati
         raise ValueError(f"a coupling flow needs at least 2 dimensions, got {dim}")
     k = dim // 2
     steps = []
+    if injector:
+        net = coupling_network(2 * dim, hidden_units, activation, network, "injector_net", dropout)
+        steps.append(AffineInjectorLayer(net, scale="exp_tanh", clamp=INJECTOR_CLAMP, name="injector"))
     for i in range(depth):
         if actnorm:
             steps.append(ActNormLayer(name=f"block{i}_actnorm"))

@@ -26,8 +26,10 @@ A vector model works in three spaces::
 
 Subclasses implement the flow on ``v`` given the condition features ``f``::
 
-    _flow_log_prob(v, f) -> [b]         _flow_sample(f, temperature, seed) -> v [b, D]
-    _flow_data_init(v, f, force)        _flow_training_log_prob(v, f, seed) (default: _flow_log_prob)
+    _flow_log_prob(v, f) -> [b]         _flow_sample(f, temperature, seed, rows) -> v [b, D]
+    _flow_data_init(v, f, force)        _flow_training_log_prob(v, f, seed, rows) (default: _flow_log_prob)
+
+(``rows``: the block of the call being evaluated, models/rows.py.)
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from tfcflow.bijectors.box_support import BoxSupport, check_bounds, outside_supp
 from tfcflow.bijectors.flow_chain import FlowChain
 from tfcflow.bijectors.standardize import StandardizeLayer
 from tfcflow.models.base import ConditionalFlowModel
+from tfcflow.models.rows import WHOLE, Rows
 from tfcflow.models.vector_blocks import vector_size
 from tfcflow.networks.dropout import training_dropout
 
@@ -196,7 +199,7 @@ class VectorFlowModel(ConditionalFlowModel):
             return self.condition_standardizer.bijector().forward_and_log_det(features)[0]
         return features
 
-    def _flow_training_log_prob(self, v, features, seed):
+    def _flow_training_log_prob(self, v, features, seed, rows: Rows):
         """What training maximizes (per example) on v; models with training noise override it."""
         return self._flow_log_prob(v, features)
 
@@ -209,17 +212,18 @@ class VectorFlowModel(ConditionalFlowModel):
             lp = lp - tf.math.log(self._support_mass(features, SUPPORT_DRAWS, tf.constant(SUPPORT_SEED, tf.int32)))
         return lp if outside is None else tf.where(outside, tf.constant(-np.inf, lp.dtype), lp)
 
-    def _validation_nll(self, x, condition):
+    def _validation_nll(self, x, condition, rows: Rows = WHOLE):
         if not self._rejects:
-            return super()._validation_nll(x, condition)
+            return super()._validation_nll(x, condition, rows)
         # the flow's NLL, as in training (Z(c) per validation row would cost SUPPORT_DRAWS draws each)
         nll, outside = self._flow_nll(x, condition)
         return tf.where(outside, tf.constant(np.inf, nll.dtype), nll)
 
-    def _flow_nll(self, x, condition, seed=None):
+    def _flow_nll(self, x, condition, seed=None, rows: Rows = WHOLE):
         """Per example ``(nll, outside)``: minus the flow's log-density of x (mapped to flow space,
-        the map's log-det included, no ``log Z(c)``), with the training noise of step ``seed`` if
-        given; ``outside`` marks the rows outside ``bounds`` (None without bounds)."""
+        the map's log-det included, no ``log Z(c)``), with the training noise of step ``seed`` for
+        the block ``rows`` if given; ``outside`` marks the rows outside ``bounds`` (None without
+        bounds)."""
         v, ld, outside = self._to_flow_space(x)
         features = self._features(condition)
         if seed is None:
@@ -228,10 +232,10 @@ class VectorFlowModel(ConditionalFlowModel):
             # the coupling networks' dropout (if any) is on here only, its masks drawn like all
             # training noise: a stream per layer, sliced by replica and sub-batch
             def masks(shape, key):
-                return self._training_noise("uniform", shape, _random.fold_in_tensor(seed, key))
+                return self._training_noise("uniform", shape, _random.fold_in_tensor(seed, key), rows)
 
             with training_dropout(masks):
-                lp = self._flow_training_log_prob(v, features, seed)
+                lp = self._flow_training_log_prob(v, features, seed, rows)
         return -(lp + ld), outside
 
     def support_mass(self, condition, draws: int = SUPPORT_DRAWS, seed=SUPPORT_SEED[0]) -> tf.Tensor:
@@ -260,59 +264,54 @@ class VectorFlowModel(ConditionalFlowModel):
         # noise for every condition: Z(c) depends on c and the seed only, not on the batch around it
         features = tf.stop_gradient(features)
         index, unique = _distinct_rows(features)
-        saved = self._sub_batch_rows, self._chunk_rows
-        self._sub_batch_rows = self._chunk_rows = None  # these draws are not rows of the batch
 
-        def mass(f):
-            x = self._to_data_space(self._flow_sample(tf.repeat(f[None], draws, axis=0), tf.constant(1.0), seed))
+        def mass(f):  # (these draws are not rows of the batch: a call of their own)
+            x = self._to_data_space(self._flow_sample(tf.repeat(f[None], draws, axis=0), tf.constant(1.0), seed, WHOLE))
             return tf.reduce_mean(tf.cast(~outside_support(self.bounds, x), tf.float32))
 
-        try:
-            masses = tf.map_fn(mass, unique, fn_output_signature=tf.float32)
-        finally:
-            self._sub_batch_rows, self._chunk_rows = saved
+        masses = tf.map_fn(mass, unique, fn_output_signature=tf.float32)
         # at least half a draw: a row none of whose draws landed inside gets a finite, large correction
         return tf.maximum(tf.gather(masses, index), 0.5 / draws)
 
-    def _training_losses(self, x, condition, seed):
+    def _training_losses(self, x, condition, seed, rows: Rows = WHOLE):
         # (with bounds_method="reject" too: the flow's NLL, without log Z(c); module docstring)
-        nll, outside = self._flow_nll(x, condition, seed)
+        nll, outside = self._flow_nll(x, condition, seed, rows)
         if outside is not None:  # training data must lie inside the support (fit names the problem)
             nll = _checks.enforce(nll, ~outside, "x lies outside the declared bounds")
         return nll, nll
 
-    def _sample(self, condition, temperature, seed):
-        return self._sample_from_features(self._features(condition), temperature, seed)
+    def _sample(self, condition, temperature, seed, rows):
+        return self._sample_from_features(self._features(condition), temperature, seed, rows)
 
     def _sampling_features(self, condition):
         return self._features(condition)
 
-    def _sample_from_features(self, features, temperature, seed):
-        def draw(f, s):
-            return self._to_data_space(self._flow_sample(f, temperature, s))
+    def _sample_from_features(self, features, temperature, seed, rows):
+        def draw(f, s, r):
+            return self._to_data_space(self._flow_sample(f, temperature, s, r))
 
         if not self._rejects:
-            return self._flow_pass(draw, features, seed)
+            return self._flow_pass(lambda f, s: draw(f, s, rows), rows, features, seed)
         # under jit_sampling the redraw rounds are part of the one compiled pass
-        x = self._flow_pass(lambda f, s: self._truncated_draw(draw, f, s), features, seed)
+        x = self._flow_pass(lambda f, s: self._truncated_draw(draw, f, s, rows), rows, features, seed)
         return _checks.enforce(x, ~tf.reduce_any(outside_support(self.bounds, x)),
                                f"rejection sampling (bounds_method='reject') left draws outside the bounds after "
                                f"{REJECTION_REDRAWS} redraws of a row: the posterior's mass inside the bounds is tiny "
                                f"for this condition (support_mass tells); bounds_method='map' samples inside always")
 
-    def _truncated_draw(self, draw, features, seed):
-        """``draw(features, seed)`` ``[block, D]`` truncated to the bounds by rejection. Each row's
-        sample is the first of its draws that lies inside: the first draw, then its redraws 1, 2,
-        ... (candidates, ``_batch_noise``), so it depends only on the seed and the row's index,
+    def _truncated_draw(self, draw, features, seed, rows: Rows):
+        """``draw(features, seed, rows)`` ``[block, D]`` truncated to the bounds by rejection. Each
+        row's sample is the first of its draws that lies inside: the first draw, then its redraws 1,
+        2, ... (candidates, ``Rows.redrawing``), so it depends only on the seed and the row's index,
         whatever the other rows and however many candidates a round evaluates. A round redraws
         the rows still outside: in the plain graph all of them in one pass, one candidate each;
         under ``jit_sampling`` (static shapes) in groups of ``REDRAW_GROUP_ROWS`` (row, candidate)
         pairs, a row taking ``REDRAW_GROUP_ROWS // count`` candidates in a round when only
         ``count`` rows are left (the last few rows need no round each). Rows still outside after
         ``REJECTION_REDRAWS`` redraws stay outside (the caller's error)."""
-        x = draw(features, seed)
+        x = draw(features, seed, rows)
         block = tf.shape(features)[0]
-        static = self._jit_sampling
+        static = rows.jit
 
         def redraw_round(t, x):  # t: the next candidate of every row still outside
             out = outside_support(self.bounds, x)
@@ -332,7 +331,7 @@ class VectorFlowModel(ConditionalFlowModel):
                 local = tf.range(size)
                 pair = tf.minimum(g * size + local, pairs - 1)  # the padding repeats the last pair
                 index, candidate = tf.gather(order, pair // per_row), t + pair % per_row
-                new = self._redraw(draw, features, index, candidate, block, seed)
+                new = draw(tf.gather(features, index), seed, rows.redrawing(index, candidate, block))
                 inside = (g * size + local < pairs) & ~outside_support(self.bounds, new)
                 # each row's first candidate inside (rows span several pairs only in a one-group round)
                 first = tf.math.unsorted_segment_min(tf.where(inside, local, size), local // per_row, size)
@@ -349,15 +348,6 @@ class VectorFlowModel(ConditionalFlowModel):
         _, x = tf.while_loop(lambda t, x: (t <= REJECTION_REDRAWS) & tf.reduce_any(outside_support(self.bounds, x)),
                              redraw_round, [tf.constant(1), x])
         return x
-
-    def _redraw(self, draw, features, index, candidate, block, seed):
-        """``draw`` of the rows ``index`` ``[m]`` of a block of ``block`` rows, each row's
-        ``candidate``-th redraw ``[m]`` (its own noise: ``_batch_noise``)."""
-        self._redraw_rows = (index, candidate, block)
-        try:
-            return draw(tf.gather(features, index), seed)
-        finally:
-            self._redraw_rows = None
 
     def _data_init(self, x, condition, force):
         if self.needs_adapting():
