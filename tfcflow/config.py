@@ -18,6 +18,8 @@ import re
 import typing
 from typing import Any, Iterable, Optional
 
+from tfcflow.data.options import FLIPS, check_scales
+
 DEFAULTS: dict = {
     "name": "run",
     "seed": 0,
@@ -104,7 +106,7 @@ DEFAULTS: dict = {
 
 CHOICES = {
     ("data", "source"): ("tfds", "image_folder", "gaussian_mixture", "simulator"),
-    ("data", "flips"): ("none", "horizontal", "both", "dihedral"),
+    ("data", "flips"): FLIPS,
     ("data", "prepare_photos"): (None, "skimage", "bundled"),
     ("data", "on_nonfinite"): ("raise", "drop"),
     ("data", "task"): ("super_resolution", "inpainting", "colorization", "class_conditional"),
@@ -263,20 +265,6 @@ _RANGES = {
     ("eval", "max_examples"): (lambda v: v is None or v >= 1, ">= 1 or null"),
     ("eval", "temperature"): (lambda v: v >= 0, ">= 0"),
 }
-
-
-def check_scales(scales) -> Optional[tuple]:
-    """An image folder's ``scales``: ``(lo, hi)`` with ``0 < lo <= hi <= 1`` (or None) -> a float
-    pair (or None); ValueError otherwise."""
-    if scales is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in scales)
-    except (TypeError, ValueError):
-        raise ValueError(f"scales must be a pair (min, max) of factors in (0, 1], got {scales!r}") from None
-    if not 0.0 < lo <= hi <= 1.0:
-        raise ValueError(f"scales must satisfy 0 < min <= max <= 1, got {scales!r}")
-    return lo, hi
 
 
 def _check_ranges(cfg: dict) -> None:

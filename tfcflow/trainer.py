@@ -63,7 +63,9 @@ class Job:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(self.cfg["seed"])
 
-    def _data_dir(self) -> str:
+    def data_dir(self) -> str:
+        """The TFDS data_dir of a tfds-source run: data.data_dir (relative to the config file),
+        else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
         d = config_lib.resolve_path(self.data_cfg["data_dir"], self.config_path)
         return d or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
@@ -87,7 +89,7 @@ class Job:
         if d["source"] == "image_folder":
             return self._setup_image_folder()
         from tfcflow.data import tasks
-        data_dir = self._data_dir()
+        data_dir = self.data_dir()
         source = config_lib.resolve_path(d["prepare_mnist_from"], self.config_path)
         missing = not os.path.exists(os.path.join(data_dir, d["dataset"]))
         if source and d["dataset"] == "mnist" and missing:

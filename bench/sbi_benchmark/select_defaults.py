@@ -46,9 +46,10 @@ CANDIDATES = {
     # on top of "fast" (the adopted training: the current defaults' single flow); compared with "fast"
     "fast+injector": ({"injector": True}, {}, {"batch_size": 1024, "learning_rate": 2e-3}),
     "fast+affine": ({"coupling": "affine"}, {}, {"batch_size": 1024, "learning_rate": 2e-3}),
+    "fast+hybrid": ({"coupling": "hybrid"}, {}, {"batch_size": 1024, "learning_rate": 2e-3}),
 }
 #: the setting each candidate is compared with in the report (default "base")
-REFERENCE = {"fast+injector": "fast", "fast+affine": "fast"}
+REFERENCE = {"fast+injector": "fast", "fast+affine": "fast", "fast+hybrid": "fast"}
 
 
 def run(candidate: str, task: str, out: str, rows: int, seed: int) -> dict:

@@ -38,11 +38,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfcflow import _checks, _random, images as images_lib
-from tfcflow.config import CHOICES, check_scales
 from tfcflow.data import tasks
+from tfcflow.data.options import FLIPS, check_scales
 
 PATCH_TASKS = ("super_resolution", "inpainting", "colorization")
-FLIPS = CHOICES[("data", "flips")]  # the config's list: one list of flips
 
 
 def image_files(folder: str) -> List[str]:

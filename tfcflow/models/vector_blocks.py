@@ -20,7 +20,7 @@ def vector_size(shape, name: str) -> int:
     return _checks.check_positive_int(shape, name)
 
 
-COUPLINGS = ("affine", "spline")
+COUPLINGS = ("affine", "spline", "hybrid")
 #: bound of the injector's ``exp_tanh`` scale: ``(e^-3, e^3)``, so that one layer can narrow a
 #: standardized parameter to a posterior ~20 times tighter than its prior (a coupling's ``clamp``
 #: bounds each of many steps; the injector is one)
@@ -53,8 +53,9 @@ def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activati
     rotation: Glow's 1x1 convolution on a vector, nflows' LULinear). With a permutation every
     coupling acts along the coordinate axes; a learned matrix lets the couplings act along any
     directions, which matters most in low dimension (in 2-D a permutation is at best a swap).
-    ``coupling``: ``"affine"`` (``scale``, ``clamp``) or ``"spline"`` (rational-quadratic splines
-    with ``bins`` bins on ``[-bound, bound]``; ``scale`` and ``clamp`` unused). ``network``: the
+    ``coupling``: ``"affine"`` (``scale``, ``clamp``), ``"spline"`` (rational-quadratic splines
+    with ``bins`` bins on ``[-bound, bound]``; ``scale`` and ``clamp`` unused) or ``"hybrid"``
+    (blocks alternate, affine first at the data end, then spline). ``network``: the
     coupling networks (``coupling_network``: ``hidden_layers`` layers of ``width`` units), with
     ``dropout`` while training. ``injector``: first (at the data end) an affine map of all
     features whose shift and scale come from the condition alone (``AffineInjector``, SRFlow's
@@ -71,7 +72,7 @@ def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activati
         raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
     if network not in NETWORKS:
         raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
-    if coupling == "spline":
+    if coupling in ("spline", "hybrid"):
         bins, bound = check_spline_args(bins, bound)
     if dim < 2:
         raise ValueError(f"a coupling flow needs at least 2 dimensions, got {dim}")
@@ -85,7 +86,7 @@ def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activati
             steps.append(ActNormLayer(name=f"block{i}_actnorm"))
         for flip, transformed in ((False, dim - k), (True, k)):
             name = f"block{i}_coupling{int(flip)}"
-            if coupling == "spline":
+            if coupling == "spline" or (coupling == "hybrid" and i % 2 == 1):
                 net = coupling_network(params_per_feature(bins) * transformed, hidden_units, activation, network,
                                        f"block{i}_net{int(flip)}", dropout)
                 steps.append(SplineCouplingLayer(net, flip=flip, bins=bins, bound=bound, name=name))

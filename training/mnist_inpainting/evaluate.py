@@ -35,7 +35,7 @@ def evaluate(model, config, job):
     mask = (c[..., 1:] == 255).astype(np.float32)
     # the masked-mean baseline: the mean training image inside the hole
     d = config["data"]
-    train = tasks.task_dataset(d["dataset"], d["train_split"], d["task"], data_dir=job._data_dir(),
+    train = tasks.task_dataset(d["dataset"], d["train_split"], d["task"], data_dir=job.data_dir(),
                                batch_size=1000, shuffle=False, mask=d["mask"])
     total, count = 0.0, 0
     for t, _ in train:
