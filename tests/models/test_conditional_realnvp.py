@@ -9,8 +9,9 @@ from tests.helpers import autodiff_log_abs_det, perturb, tiny_model
 
 @pytest.fixture(scope="module", params=[dict(mixing="permutation"), dict(mixing="lu"),
                                         dict(mixing="lu", network="residual"),
-                                        dict(mixing="lu", coupling="spline", injector=True)],
-                ids=["permutation", "lu", "residual", "spline_injector"])
+                                        dict(mixing="lu", coupling="spline", injector=True),
+                                        dict(mixing="lu", coupling="hybrid")],
+                ids=["permutation", "lu", "residual", "spline_injector", "hybrid"])
 def model(request):
     m = tiny_model("cinn", actnorm=True, **request.param)
     perturb(m, seed=2)
@@ -109,6 +110,14 @@ def test_the_injector_is_first_moves_every_feature_and_gets_a_gradient(gmm_data)
     x_back, fldj = m.flow.steps[0].bijector(tf.constant(c[:4])).forward_and_log_det(tf.constant(y.numpy()))
     np.testing.assert_allclose(x_back.numpy(), x[:4], atol=1e-5)
     np.testing.assert_allclose(fldj.numpy(), -ldj.numpy(), rtol=1e-6)
+
+
+def test_hybrid_blocks_alternate_affine_then_spline_couplings():
+    from tfcflow.bijectors import AffineCouplingLayer, SplineCouplingLayer
+
+    m = tiny_model("cinn", coupling="hybrid", depth=3)
+    kinds = [type(step) for step in m.flow.steps if "_coupling" in step.name]
+    assert kinds == [AffineCouplingLayer] * 2 + [SplineCouplingLayer] * 2 + [AffineCouplingLayer] * 2
 
 
 def test_unknown_network_is_refused():
