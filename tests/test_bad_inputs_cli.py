@@ -80,8 +80,9 @@ def test_bad_model_values_name_the_key_and_claim_nothing(tmp_path, capsys):
     cases = [("model.depth=0", "tfcflow train: model.depth: "),
              ('model.width="abc"', "tfcflow train: model.width: "),
              ("model.width=[64, 64]", "tfcflow train: model.width: "),
-             ('model.scale="foo"', "tfcflow train: model.scale: "),
-             ('model.clamp="big"', "tfcflow train: model.clamp: "),
+             ('model.coupling={"kind": "affine", "scale": "foo"}', "tfcflow train: model.coupling: scale "),
+             ('model.coupling={"kind": "affine", "clamp": "big"}', "tfcflow train: model.coupling: clamp "),
+             ('model.coupling={"kind": "spline", "clamp": 3}', "tfcflow train: model.coupling: clamp=3 applies "),
              ("model.actnorm=1", "tfcflow train: model.actnorm: ")]
     for item, start in cases:
         line = _fails(capsys, ["train", CINN_FAST, "--out", str(tmp_path / "run"), "--set", item] + TINY)

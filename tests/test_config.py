@@ -50,9 +50,13 @@ def test_model_values_are_checked_against_the_constructor():
     with pytest.raises(config.ConfigError, match=r"^model.padding_dim: expected int or null, got 'x'$"):
         config.validate({**vec, "model": {"class": "RelaxedConditionFlow", "padding_dim": "x"}})
     # what the constructors take passes: ints for floats, null for Optional, an int or a list for a shape
-    cfg = config.validate({**vec, "model": {"class": "RelaxedConditionFlow", "clamp": 3, "padding_dim": None,
-                                            "event_shape": 2, "condition_shape": [8]}})
-    assert cfg["model"]["clamp"] == 3
+    cfg = config.validate({**vec, "model": {"class": "RelaxedConditionFlow", "coupling": {"kind": "affine", "clamp": 3},
+                                            "padding_dim": None, "event_shape": 2, "condition_shape": [8]}})
+    assert cfg["model"]["coupling"] == {"kind": "affine", "clamp": 3}
+    # a config written before Coupling grouped the settings: folded in (what does not apply dropped)
+    cfg = config.validate({**vec, "model": {"class": "ConditionalRealNVP", "coupling": "spline", "clamp": 3,
+                                            "spline_bins": 5}})
+    assert cfg["model"]["coupling"] == {"kind": "spline", "bins": 5} and "clamp" not in cfg["model"]
 
 
 def test_value_ranges_of_data_train_and_eval():

@@ -76,8 +76,9 @@ def test_a_failed_model_build_claims_no_folder(tmp_path):
     with pytest.raises(ConfigError, match=r"^model.depth: must be an integer >= 1, got 0$"):
         trainer.train(RCF_FAST, str(tmp_path), ["train.steps=2", "train.steps_per_epoch=1", "model.depth=0"])
     assert not (tmp_path / "config.json").exists() and not (tmp_path / "model.json").exists()
-    with pytest.raises(ConfigError, match=r"^model.scale: must be one of .*got 'foo'$"):
-        trainer.train(RCF_FAST, str(tmp_path), ["train.steps=2", "train.steps_per_epoch=1", 'model.scale="foo"'])
+    with pytest.raises(ConfigError, match=r"^model.coupling: scale must be one of .*got 'foo'$"):
+        trainer.train(RCF_FAST, str(tmp_path), ["train.steps=2", "train.steps_per_epoch=1",
+                                                'model.coupling={"kind": "affine", "scale": "foo"}'])
     # the corrected command runs in the same folder
     res = trainer.train(RCF_FAST, str(tmp_path), ["train.steps=2", "train.steps_per_epoch=1", "model.depth=2"])
     assert res["steps"] == 2 and res["resumed_from"] is None
@@ -146,3 +147,15 @@ def test_sub_batches_job_trains_like_one_batch(tmp_path):
     assert chained_spec == one_spec
     np.testing.assert_allclose(chained["history"]["loss"], one["history"]["loss"], rtol=1e-4)
     np.testing.assert_allclose(chained["test_loss"], one["test_loss"], rtol=1e-4)
+
+
+def test_a_run_saved_before_model_json_loads_without_setting_up_its_data(tmp_path, monkeypatch):
+    trainer.train(RCF_FAST, str(tmp_path), ["train.steps=2", "train.steps_per_epoch=1"])
+    model = trainer.load_run(str(tmp_path))
+    os.remove(tmp_path / "model.json")  # as runs written before model.json existed
+    monkeypatch.setattr(trainer.Job, "_setup_data", lambda self: pytest.fail("load_run set up the training data"))
+    again = trainer.load_run(str(tmp_path))
+    assert again.get_config() == model.get_config()
+    x = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
+    c = np.eye(8, dtype=np.float32)[:4]
+    np.testing.assert_array_equal(again.log_prob(x, c).numpy(), model.log_prob(x, c).numpy())

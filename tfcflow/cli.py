@@ -111,7 +111,8 @@ def _sample(args) -> int:
             raise ValueError(f"--out {args.out} is a file, not a folder")
         cfg = trainer.run_config(args.run)
         data = cfg.get("data", {})
-        task = data.get("task") if data.get("source", "tfds") == "tfds" else data.get("source")
+        # the image sources (TFDS, a folder of photos) name their task; the others are not images
+        task = data.get("task") if data.get("source", "tfds") in ("tfds", "image_folder") else data.get("source")
         if task not in images.IMAGE_TASKS:
             raise ValueError(f"{args.run} is a {task} run; sample takes image-conditioned runs "
                              f"({', '.join(images.IMAGE_TASKS)})")

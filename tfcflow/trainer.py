@@ -69,6 +69,24 @@ class Job:
         d = config_lib.resolve_path(self.data_cfg["data_dir"], self.config_path)
         return d or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
+    def saved_model_shapes(self) -> dict:
+        """``{event_shape, condition_shape}`` of a run's model without its data pipelines: for runs
+        saved before model.json recorded them (only the Gaussian-mixture and TFDS sources existed
+        then). Reads the TFDS dataset's metadata, never its examples."""
+        d = self.data_cfg
+        if d["source"] == "gaussian_mixture":
+            return dict(event_shape=[2], condition_shape=[8])
+        if d["source"] != "tfds":
+            raise ValueError(f"a {d['source']} run without model.json: runs of that source always write it, so "
+                             f"this run folder is incomplete")
+        from tfcflow.data import tasks
+        try:
+            info = tasks.dataset_info(d["dataset"], self.data_dir())
+            condition = tasks.condition_shape(d["task"], info["image_shape"], d["factor"], info["num_classes"])
+        except ValueError as e:
+            raise config_lib.ConfigError(f"data: {e}") from None
+        return dict(event_shape=list(info["image_shape"]), condition_shape=list(condition))
+
     def _setup_data(self):
         tf = _tf()
         d, seed = self.data_cfg, self.cfg["seed"]
@@ -542,11 +560,9 @@ def load_run(run_dir: str, use_ema: bool = True):
     if os.path.exists(os.path.join(run_dir, "model.json")):
         with open(os.path.join(run_dir, "model.json")) as f:
             spec = json.load(f)
-    else:  # runs older than model.json: the data shapes come from the (prepared) dataset
-        job = Job(cfg, run_dir)
-        job._setup_data()
+    else:  # runs older than model.json: the shapes come from the config and the dataset's metadata
         m = dict(cfg["model"])
-        spec = {"class": m.pop("class"), "config": {**job.shapes, **m}}
+        spec = {"class": m.pop("class"), "config": {**Job(cfg, run_dir).saved_model_shapes(), **m}}
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
         raise FileNotFoundError(f"{run_dir}/checkpoints holds no checkpoint")

@@ -243,10 +243,10 @@ def main(argv=None) -> dict:
     bounds = None if box is None else [[box[0], box[1]]] * box[2]
     settings.update(model=classes[a.contestant].__name__, coupling=coupling, mixing=a.mixing, standardize=True,
                     bounds=bounds, bounds_method=a.bounds_method)
-    spline = {}
+    spec = coupling
     if coupling == "spline":
-        spline = dict(spline_bins=a.spline_bins, spline_bound=a.spline_bound)
-        settings.update(spline)
+        settings.update(spline_bins=a.spline_bins, spline_bound=a.spline_bound)
+        spec = {"kind": "spline", "bins": a.spline_bins, "bound": a.spline_bound}
     relaxed = {}
     if a.contestant == "tfcflow_rcf":
         relaxed = dict(padding_noise=a.rcf_padding_noise, epsilon=a.rcf_epsilon)
@@ -257,8 +257,8 @@ def main(argv=None) -> dict:
 
     kwargs = dict(event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth, width=a.width,
                   hidden_layers=a.hidden_layers, network=a.network, activation=a.activation, dropout=a.dropout,
-                  coupling=coupling, mixing=a.mixing, standardize=True, bounds=bounds,
-                  bounds_method=a.bounds_method, **spline, **relaxed)
+                  coupling=spec, mixing=a.mixing, standardize=True, bounds=bounds,
+                  bounds_method=a.bounds_method, **relaxed)
 
     from tfcflow.holdout import fit_with_holdout, holdout_split
     fit_args = dict(epochs=a.epochs, batch_size=a.batch_size, validation_fraction=a.validation_fraction,

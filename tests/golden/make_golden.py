@@ -58,7 +58,7 @@ def _caflow():
 #: name -> (builder, "vector" | "image" | "label")
 CASES = {
     "cinn_affine": (lambda: _vector("cinn"), "vector"),
-    "cinn_spline": (lambda: _vector("cinn", coupling="spline", spline_bins=4), "vector"),
+    "cinn_spline": (lambda: _vector("cinn", coupling={"kind": "spline", "bins": 4}), "vector"),
     "cinn_bounds_map": (lambda: _vector("cinn", bounds=BOUNDS), "vector"),
     "cinn_bounds_reject": (lambda: _vector("cinn", bounds=BOUNDS, bounds_method="reject"), "vector"),
     "rcf": (lambda: _vector("rcf", actnorm=True, epsilon=1.0), "vector"),

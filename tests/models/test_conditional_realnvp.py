@@ -9,9 +9,9 @@ from tests.helpers import autodiff_log_abs_det, perturb, tiny_model
 
 @pytest.fixture(scope="module", params=[dict(mixing="permutation"), dict(mixing="lu"),
                                         dict(mixing="lu", network="residual"),
-                                        dict(mixing="lu", coupling="spline", injector=True),
+                                        dict(mixing="lu", coupling={"kind": "spline", "bins": 4}),
                                         dict(mixing="lu", coupling="hybrid")],
-                ids=["permutation", "lu", "residual", "spline_injector", "hybrid"])
+                ids=["permutation", "lu", "residual", "spline", "hybrid"])
 def model(request):
     m = tiny_model("cinn", actnorm=True, **request.param)
     perturb(m, seed=2)
@@ -95,21 +95,34 @@ def test_residual_networks_get_a_gradient_in_every_variable_gates_included(kind,
     assert clone.get_config()["network"] == "residual" and clone.count_params() == m.count_params()
 
 
-def test_the_injector_is_first_moves_every_feature_and_gets_a_gradient(gmm_data):
-    x, _, c = gmm_data
-    m = tiny_model("cinn", coupling="spline", mixing="lu", injector=True)
-    assert m.flow.steps[0].name == "injector"
-    perturb(m, seed=5)
-    _assert_the_training_loss_reaches_every_variable(m, x[:32], c[:32])
-    # normalizing direction: x * s(c) + t(c), with a log-det that depends on c alone
-    b = m.flow.steps[0].bijector(tf.constant(c[:4]))
-    y, ldj = b.inverse_and_log_det(tf.constant(x[:4]))
-    y2, ldj2 = m.flow.steps[0].bijector(tf.constant(c[:4])).inverse_and_log_det(tf.constant(x[4:8]))
-    np.testing.assert_allclose(ldj.numpy(), ldj2.numpy(), rtol=1e-6)
-    assert np.all(y.numpy() != x[:4])
-    x_back, fldj = m.flow.steps[0].bijector(tf.constant(c[:4])).forward_and_log_det(tf.constant(y.numpy()))
-    np.testing.assert_allclose(x_back.numpy(), x[:4], atol=1e-5)
-    np.testing.assert_allclose(fldj.numpy(), -ldj.numpy(), rtol=1e-6)
+def test_coupling_settings_are_grouped_refused_where_they_do_not_apply_and_old_configs_load():
+    from tfcflow.models import Coupling
+
+    assert Coupling.of("spline") == Coupling("spline", bins=8, bound=3.0)
+    assert Coupling("spline", bins=8).to_config() == "spline"
+    assert Coupling.of({"kind": "hybrid", "clamp": 3.0}).to_config() == {"kind": "hybrid", "clamp": 3.0}
+    with pytest.raises(ValueError, match=r"^coupling scale='sigmoid' applies to 'affine' and 'hybrid' couplings, "
+                                         r"not 'spline'"):
+        Coupling("spline", scale="sigmoid")
+    with pytest.raises(ValueError, match=r"^coupling bins=4 applies to 'spline' and 'hybrid'"):
+        tiny_model("cinn", coupling={"kind": "affine", "bins": 4})
+    with pytest.raises(ValueError, match=r"^coupling bins must be an integer >= 2"):
+        Coupling("spline", bins=1)
+    with pytest.raises(ValueError, match=r"^coupling must be one of"):
+        Coupling("quadratic")
+    with pytest.raises(ValueError, match=r"^spline_bins: settings of the coupling now"):
+        tiny_model("cinn", coupling="spline", spline_bins=4)
+    # a config saved before the grouping: its spline settings fold into the coupling, the affine
+    # settings a spline model recorded (and never used) are dropped
+    m = tiny_model("cinn", coupling={"kind": "spline", "bins": 4, "bound": 2.5})
+    old = {k: v for k, v in m.get_config().items() if k != "coupling"}
+    old.update(coupling="spline", spline_bins=4, spline_bound=2.5, scale="exp_tanh", clamp=2.0)
+    clone = ConditionalRealNVP.from_config(old)
+    assert clone.get_config() == m.get_config()
+    clone.set_weights(m.get_weights())
+    x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    c = np.random.default_rng(1).normal(size=(5, 8)).astype(np.float32)
+    np.testing.assert_array_equal(clone.log_prob(x, c).numpy(), m.log_prob(x, c).numpy())
 
 
 def test_hybrid_blocks_alternate_affine_then_spline_couplings():

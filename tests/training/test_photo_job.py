@@ -76,6 +76,15 @@ def test_patch_training_resumes_and_evaluates_whole_held_out_images(tmp_path, ph
     assert figure[:, 3 * third:].mean() > 0.5 * figure[:, 2 * third:3 * third].mean()
     saved = config_lib.load(os.path.join(tmp_path, "straight", "config.json"))
     assert saved["data"]["source"] == "image_folder" and saved["data"]["patch_size"] == 16
+    # train on a photo folder, then super-resolve a photo file with `tfcflow sample`
+    from tfcflow import cli
+    photo_file = tmp_path / "mine.png"
+    photo_file.write_bytes(tf.io.encode_png(_smooth_image(np.random.default_rng(5), 12, 20)).numpy())
+    code = cli.main(["sample", str(tmp_path / "straight"), str(photo_file), "--out", str(tmp_path / "sr"),
+                     "--seed", "1"])
+    assert code == 0
+    sr = tf.io.decode_png(tf.io.read_file(str(tmp_path / "sr" / "mine.png"))).numpy()
+    assert sr.shape == (48, 80, 3) and sr.std() > 0
 
 
 def test_config_errors_of_the_image_folder_source(tmp_path, photos):

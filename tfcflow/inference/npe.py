@@ -38,8 +38,7 @@ from tfcflow.inference.prior import PriorSpace, prior_from_spec, prior_spec
 #: the default flow: ``ConditionalRealNVP`` arguments (every one can be overridden by ``flow={...}``):
 #: 6 blocks alternating affine and spline couplings (``coupling="hybrid"``: lower held-out NLL than
 #: all-spline blocks on 4 of the 5 selection tasks, docs/benchmarks/sbi.md "How the defaults were chosen")
-DEFAULT_FLOW = dict(coupling="hybrid", depth=6, width=128, hidden_layers=2, activation="relu", mixing="lu",
-                    spline_bins=8)
+DEFAULT_FLOW = dict(coupling="hybrid", depth=6, width=128, hidden_layers=2, activation="relu", mixing="lu")
 #: how the prior's support is kept: "truncate" (the flow truncated to the support, rejection
 #: sampling; ``bounds_method="reject"``) or "map" (R^D mapped onto the support)
 SUPPORTS = {"truncate": "reject", "map": "map"}

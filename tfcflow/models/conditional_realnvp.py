@@ -13,7 +13,7 @@ from tensorflow_probability import distributions as tfd
 
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.rows import WHOLE, Rows, batch_noise
-from tfcflow.models.vector_blocks import coupling_flow
+from tfcflow.models.vector_blocks import Coupling, coupling_flow, migrate_coupling_config, refuse_legacy_coupling_args
 from tfcflow.models.vector_flow import VectorFlowModel
 
 
@@ -31,20 +31,17 @@ class ConditionalRealNVP(VectorFlowModel):
         ``width`` units, or with ``network="residual"`` a network of ``hidden_layers`` residual
         blocks of ``width`` units whose outputs the condition gates (neural spline flows'
         conditioner: tfcflow.networks.ResidualNetwork).
-      coupling: ``"affine"`` or ``"spline"`` (rational-quadratic splines of ``spline_bins`` bins
-        on ``[-spline_bound, spline_bound]``, identity outside; Durkan et al. 2019).
+      coupling: ``"affine"``, ``"spline"`` or ``"hybrid"``, or a ``Coupling`` (a dict in a config)
+        with its settings: the spline's ``bins`` and ``bound``, the affine ``scale`` (``"exp_tanh"``,
+        can expand and contract; or ``"sigmoid"``, Glow) and ``clamp`` (per-coupling scale in
+        ``(e^-clamp, e^clamp)``); a setting the kind does not use is refused (vector_blocks.Coupling).
       mixing: ``"permutation"`` (fixed, random; default) or ``"lu"`` (a learned invertible matrix
         in LU form, initialized to a random rotation; better for low-dimensional, curved
         posteriors: docs/history.md, 2026-12-03).
-      scale: ``"exp_tanh"`` (default; can expand and contract) or ``"sigmoid"`` (Glow); affine only.
-      clamp: bound of ``exp_tanh``: per-coupling scale in ``(e^-clamp, e^clamp)``.
       actnorm: an ActNorm at the start of every block (data-dependent initialization).
       dropout: dropout rate after the coupling networks' hidden layers while training (seeded by
         the step; off in ``log_prob`` / ``sample``): a regularizer for small simulation budgets
         (BayesFlow's couplings use 0.05; docs/history.md, 2026-12-04).
-      injector: first, at the data end, an affine map whose shift and scale come from the
-        condition only (vector_blocks.coupling_flow): the location and width of ``p(x | c)`` in
-        one step.
       standardize, bounds, bounds_method, summary_network: vector_flow.py (standardization on by default).
       seed: seed of the permutations / initial rotations.
 
@@ -54,21 +51,26 @@ class ConditionalRealNVP(VectorFlowModel):
 
     def __init__(self, event_shape: Union[int, Sequence[int]], condition_shape: Union[int, Sequence[int]],
                  depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
-                 coupling: str = "affine", spline_bins: int = 8, spline_bound: float = 3.0,
-                 mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
+                 coupling: Union[str, dict, Coupling] = "affine", mixing: str = "permutation", actnorm: bool = False,
                  standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
                  seed: int = 0, network: str = "mlp", bounds_method: str = "map", dropout: float = 0.0,
-                 injector: bool = False, **kwargs):
+                 **kwargs):
+        refuse_legacy_coupling_args(kwargs)
         super().__init__(event_shape, condition_shape, standardize=standardize, bounds=bounds,
                          summary_network=summary_network, bounds_method=bounds_method, **kwargs)
         event_shape, condition_shape = self.event_shape, self.condition_shape
+        spec = Coupling.of(coupling)
+        coupling = spec.to_config()
         self._record_config(locals())
-        self.flow = coupling_flow(self.event_size, depth, width, hidden_layers, activation, scale, clamp, actnorm,
-                                  seed, coupling=coupling, bins=spline_bins, bound=spline_bound, mixing=mixing,
-                                  network=network, dropout=dropout, injector=bool(injector))
+        self.flow = coupling_flow(self.event_size, depth, width, hidden_layers, activation, actnorm, seed,
+                                  coupling=spec, mixing=mixing, network=network, dropout=dropout)
         self.flow.build((None, self.event_size), (None, self.feature_dim))
         self.built = True
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(migrate_coupling_config(config))
 
     def _flow_log_prob(self, v, features):
         z, log_det = self.flow.bijector(features).inverse_and_log_det(v)

@@ -29,7 +29,7 @@ from tensorflow_probability import distributions as tfd
 from tfcflow import _checks, _random
 from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
 from tfcflow.models.rows import WHOLE, Rows, batch_noise
-from tfcflow.models.vector_blocks import coupling_flow
+from tfcflow.models.vector_blocks import Coupling, coupling_flow, migrate_coupling_config, refuse_legacy_coupling_args
 from tfcflow.models.vector_flow import VectorFlowModel
 
 
@@ -53,9 +53,9 @@ class RelaxedConditionFlow(VectorFlowModel):
         over-confident posterior centred on the inverse of the mean forward map
         (measured on sbibm's tasks: docs/history.md, 2026-12-05), and ``"learned"`` fits the noise.
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
-      depth, width, hidden_layers, activation, coupling, spline_bins, spline_bound, mixing: the coupling
-        blocks, as in ``ConditionalRealNVP`` (the networks here see no condition); so are scale, clamp,
-        actnorm, seed, network and dropout.
+      depth, width, hidden_layers, activation, coupling, mixing: the coupling blocks, as in
+        ``ConditionalRealNVP`` (the networks here see no condition); so are actnorm, seed, network and
+        dropout.
       standardize, bounds, bounds_method, summary_network: vector_flow.py.
 
     The training padding noise is drawn from the seed given to ``compile``.
@@ -68,12 +68,12 @@ class RelaxedConditionFlow(VectorFlowModel):
     def __init__(self, event_shape: Union[int, Sequence[int]], condition_shape: Union[int, Sequence[int]],
                  padding_dim: Optional[int] = None, epsilon: Union[float, str] = 0.1, padding_noise: float = 0.05,
                  depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
-                 coupling: str = "affine", spline_bins: int = 8, spline_bound: float = 3.0,
-                 mixing: str = "permutation", scale: str = "exp_tanh", clamp: float = 2.0, actnorm: bool = False,
+                 coupling: Union[str, dict, Coupling] = "affine", mixing: str = "permutation", actnorm: bool = False,
                  standardize: bool = True,
                  bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
                  seed: int = 0, network: str = "mlp", bounds_method: str = "map", dropout: float = 0.0,
                  **kwargs):
+        refuse_legacy_coupling_args(kwargs)
         learned = isinstance(epsilon, str)
         if learned and epsilon != "learned":
             raise ValueError(f"epsilon must be a number > 0 or 'learned', got {epsilon!r}")
@@ -91,19 +91,24 @@ class RelaxedConditionFlow(VectorFlowModel):
             raise ValueError(f"event size + padding_dim ({event_dim} + {padding_dim}) must exceed the condition "
                              f"size ({condition_dim}) so that z has at least one dimension")
         event_shape, condition_shape = self.event_shape, self.condition_shape
+        spec = Coupling.of(coupling)
+        coupling = spec.to_config()
         self._record_config(locals())
         self.epsilon, self.padding_noise = epsilon, padding_noise
         self.padding_dim = padding_dim
         self.latent_dim = total - condition_dim
-        self.flow = coupling_flow(total, depth, width, hidden_layers, activation, scale, clamp, actnorm, seed,
-                                  coupling=coupling, bins=spline_bins, bound=spline_bound, mixing=mixing,
-                                  network=network, dropout=dropout)
+        self.flow = coupling_flow(total, depth, width, hidden_layers, activation, actnorm, seed, coupling=spec,
+                                  mixing=mixing, network=network, dropout=dropout)
         self.flow.build((None, total))
         self.log_epsilon = None
         if learned:
             self.log_epsilon = self.add_weight(shape=(condition_dim,), name="log_epsilon", trainable=True,
                                                initializer=keras.initializers.Constant(math.log(0.1)))
         self.built = True
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config(migrate_coupling_config(config))
 
     @property
     def relaxation(self):

@@ -1,11 +1,13 @@
 """Coupling blocks for vector flows (cINN / INN style), and the vector shape argument."""
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+from typing import Optional, Sequence, Union
 
 from tfcflow import _checks
-from tfcflow.bijectors import (ActNormLayer, AffineCouplingLayer, AffineInjectorLayer, FlowSequence,
-                               RandomPermutationLayer, SplineCouplingLayer)
+from tfcflow.bijectors import (ActNormLayer, AffineCouplingLayer, FlowSequence, RandomPermutationLayer,
+                               SplineCouplingLayer)
+from tfcflow.bijectors.affine_scale import check_scale_kind
 from tfcflow.bijectors.invertible_conv1x1 import InvertibleConv1x1Layer
 from tfcflow.bijectors.conditional_spline_coupling import check_spline_args, params_per_feature
 from tfcflow.networks import MLPNetwork, ResidualNetwork
@@ -21,10 +23,116 @@ def vector_size(shape, name: str) -> int:
 
 
 COUPLINGS = ("affine", "spline", "hybrid")
-#: bound of the injector's ``exp_tanh`` scale: ``(e^-3, e^3)``, so that one layer can narrow a
-#: standardized parameter to a posterior ~20 times tighter than its prior (a coupling's ``clamp``
-#: bounds each of many steps; the injector is one)
-INJECTOR_CLAMP = 3.0
+#: the fields of ``Coupling`` each kind uses, and their defaults
+AFFINE_FIELDS = {"scale": "exp_tanh", "clamp": 2.0}
+SPLINE_FIELDS = {"bins": 8, "bound": 3.0}
+#: the vector models' constructor arguments before ``Coupling`` grouped them (read from saved configs)
+LEGACY_FIELDS = {"spline_bins": "bins", "spline_bound": "bound", "scale": "scale", "clamp": "clamp"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Coupling:
+    """The coupling transform of a vector model's blocks, and its own settings.
+
+    ``kind``: ``"affine"`` (scale and shift; ``scale`` parametrization ``"exp_tanh"`` or
+    ``"sigmoid"``, per-coupling factor bounded by ``clamp``: bijectors/affine_scale.py),
+    ``"spline"`` (rational-quadratic splines of ``bins`` bins on ``[-bound, bound]``, identity
+    outside; Durkan et al. 2019) or ``"hybrid"`` (the blocks alternate, affine first at the data
+    end, then spline; both sets of settings). A setting the kind does not use is refused, so no
+    argument is silently ignored; one left as None takes its default (``AFFINE_FIELDS``,
+    ``SPLINE_FIELDS``).
+
+    In a model's config (and a job config) a coupling is its kind alone (``"spline"``) or a dict
+    (``{"kind": "spline", "bins": 12}``).
+    """
+
+    kind: str = "affine"
+    bins: Optional[int] = None
+    bound: Optional[float] = None
+    scale: Optional[str] = None
+    clamp: Optional[float] = None
+
+    def __post_init__(self):
+        if self.kind not in COUPLINGS:
+            raise ValueError(f"coupling must be one of {COUPLINGS}, got {self.kind!r}")
+        used = self.fields()
+        for name, default in {**AFFINE_FIELDS, **SPLINE_FIELDS}.items():
+            value = getattr(self, name)
+            if name not in used:
+                if value is not None:
+                    kinds = [k for k in COUPLINGS if name in Coupling._fields_of(k)]
+                    raise ValueError(f"coupling {name}={value!r} applies to {' and '.join(map(repr, kinds))} "
+                                     f"couplings, not {self.kind!r}")
+            elif value is None:
+                object.__setattr__(self, name, default)
+        try:  # the messages name the setting; "coupling ..." says whose (a config error names model.coupling)
+            if "bins" in used:
+                bins, bound = check_spline_args(self.bins, self.bound)
+                object.__setattr__(self, "bins", bins)
+                object.__setattr__(self, "bound", bound)
+            if "scale" in used:
+                check_scale_kind(self.scale)
+                object.__setattr__(self, "clamp", _checks.check_positive(self.clamp, "clamp"))
+        except ValueError as e:
+            raise ValueError(f"coupling {e}") from None
+
+    @staticmethod
+    def _fields_of(kind: str) -> dict:
+        return {"affine": AFFINE_FIELDS, "spline": SPLINE_FIELDS, "hybrid": {**AFFINE_FIELDS, **SPLINE_FIELDS}}[kind]
+
+    def fields(self) -> dict:
+        """The settings this kind uses, with their defaults."""
+        return self._fields_of(self.kind)
+
+    @classmethod
+    def of(cls, value: Union[str, dict, "Coupling"]) -> "Coupling":
+        """A ``Coupling`` from its kind, a dict of its fields, or itself."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls(kind=value)
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+            if unknown:
+                raise ValueError(f"coupling: unknown setting(s) {unknown}; a coupling has kind, bins, bound, scale "
+                                 f"and clamp")
+            return cls(**value)
+        raise ValueError(f"coupling must be one of {COUPLINGS}, a dict with a 'kind' or a tfcflow.models.Coupling, "
+                         f"got {value!r}")
+
+    def to_config(self) -> Union[str, dict]:
+        """The kind alone when every setting is its default, else a dict of the kind and the
+        settings that differ (what ``of`` reads back)."""
+        changed = {k: getattr(self, k) for k, d in self.fields().items() if getattr(self, k) != d}
+        return {"kind": self.kind, **changed} if changed else self.kind
+
+
+def refuse_legacy_coupling_args(kwargs: dict) -> None:
+    """A clear error for a constructor call with the arguments ``Coupling`` replaced."""
+    old = sorted(set(kwargs) & set(LEGACY_FIELDS))
+    if old:
+        moved = ", ".join(f"{k} -> {LEGACY_FIELDS[k]!r}" for k in old)
+        raise ValueError(f"{', '.join(old)}: settings of the coupling now ({moved}): pass "
+                         f"coupling={{'kind': ..., {LEGACY_FIELDS[old[0]]!r}: ...}} or tfcflow.models.Coupling(...)")
+
+
+def migrate_coupling_config(config: dict) -> dict:
+    """A vector model's config with the arguments that ``Coupling`` replaced (``spline_bins``,
+    ``spline_bound``, ``scale``, ``clamp``; configs, runs and saves written before) folded into
+    ``coupling``. Those the kind never used (a spline model's recorded ``scale``) had no effect
+    and are dropped. A config without them is returned as it is."""
+    old = {k: config[k] for k in LEGACY_FIELDS if k in config}
+    if not old:
+        return config
+    config = {k: v for k, v in config.items() if k not in LEGACY_FIELDS}
+    coupling = Coupling.of(config.get("coupling", "affine"))
+    used = coupling.fields()
+    settings = {name: getattr(coupling, name) for name in used}
+    settings.update({LEGACY_FIELDS[k]: v for k, v in old.items() if LEGACY_FIELDS[k] in used})
+    config["coupling"] = Coupling(kind=coupling.kind, **settings).to_config()
+    return config
+
+
 MIXINGS = ("permutation", "lu")
 NETWORKS = ("mlp", "residual")
 
@@ -40,10 +148,9 @@ def coupling_network(output_units: int, hidden_units: Sequence[int], activation:
     return MLPNetwork(output_units, hidden_units, activation, dropout=dropout, name=name)
 
 
-def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activation: str,
-                  scale: str, clamp: float, actnorm: bool, seed: int, *, coupling: str = "affine",
-                  bins: int = 8, bound: float = 3.0, mixing: str = "permutation",
-                  network: str = "mlp", dropout: float = 0.0, injector: bool = False) -> FlowSequence:
+def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activation: str, actnorm: bool,
+                  seed: int, *, coupling: Union[str, dict, Coupling] = "affine", mixing: str = "permutation",
+                  network: str = "mlp", dropout: float = 0.0) -> FlowSequence:
     """The ``FlowSequence`` "flow" of a vector model on ``dim`` features: ``depth`` x [ActNorm?,
     coupling (2nd half | 1st), coupling (1st half | 2nd), mixing].
 
@@ -53,47 +160,35 @@ def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activati
     rotation: Glow's 1x1 convolution on a vector, nflows' LULinear). With a permutation every
     coupling acts along the coordinate axes; a learned matrix lets the couplings act along any
     directions, which matters most in low dimension (in 2-D a permutation is at best a swap).
-    ``coupling``: ``"affine"`` (``scale``, ``clamp``), ``"spline"`` (rational-quadratic splines
-    with ``bins`` bins on ``[-bound, bound]``; ``scale`` and ``clamp`` unused) or ``"hybrid"``
-    (blocks alternate, affine first at the data end, then spline). ``network``: the
-    coupling networks (``coupling_network``: ``hidden_layers`` layers of ``width`` units), with
-    ``dropout`` while training. ``injector``: first (at the data end) an affine map of all
-    features whose shift and scale come from the condition alone (``AffineInjector``, SRFlow's
-    conditional affine; an MLP like the couplings', zero-initialized so the flow starts without
-    it): normalizing, ``x -> x * s(c) + t(c)``, a learned per-condition standardization that
-    moves a posterior's location and width in one step and leaves the couplings its shape.
+    ``coupling``: a ``Coupling`` (or its kind, or a dict of its fields): affine, spline or hybrid
+    couplings with their settings. ``network``: the coupling networks (``coupling_network``:
+    ``hidden_layers`` layers of ``width`` units), with ``dropout`` while training.
     """
     _checks.check_positive_int(depth, "depth")
     hidden_units = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
                                                                                                "hidden_layers")
-    if coupling not in COUPLINGS:
-        raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
+    coupling = Coupling.of(coupling)
     if mixing not in MIXINGS:
         raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
     if network not in NETWORKS:
         raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
-    if coupling in ("spline", "hybrid"):
-        bins, bound = check_spline_args(bins, bound)
     if dim < 2:
         raise ValueError(f"a coupling flow needs at least 2 dimensions, got {dim}")
     k = dim // 2
     steps = []
-    if injector:
-        net = coupling_network(2 * dim, hidden_units, activation, network, "injector_net", dropout)
-        steps.append(AffineInjectorLayer(net, scale="exp_tanh", clamp=INJECTOR_CLAMP, name="injector"))
     for i in range(depth):
         if actnorm:
             steps.append(ActNormLayer(name=f"block{i}_actnorm"))
         for flip, transformed in ((False, dim - k), (True, k)):
             name = f"block{i}_coupling{int(flip)}"
-            if coupling == "spline" or (coupling == "hybrid" and i % 2 == 1):
-                net = coupling_network(params_per_feature(bins) * transformed, hidden_units, activation, network,
-                                       f"block{i}_net{int(flip)}", dropout)
-                steps.append(SplineCouplingLayer(net, flip=flip, bins=bins, bound=bound, name=name))
+            if coupling.kind == "spline" or (coupling.kind == "hybrid" and i % 2 == 1):
+                net = coupling_network(params_per_feature(coupling.bins) * transformed, hidden_units, activation,
+                                       network, f"block{i}_net{int(flip)}", dropout)
+                steps.append(SplineCouplingLayer(net, flip=flip, bins=coupling.bins, bound=coupling.bound, name=name))
             else:
                 net = coupling_network(2 * transformed, hidden_units, activation, network, f"block{i}_net{int(flip)}",
                                        dropout)
-                steps.append(AffineCouplingLayer(net, flip=flip, scale=scale, clamp=clamp, name=name))
+                steps.append(AffineCouplingLayer(net, flip=flip, scale=coupling.scale, clamp=coupling.clamp, name=name))
         if mixing == "lu":
             steps.append(InvertibleConv1x1Layer(lu=True, seed=seed + i, name=f"block{i}_mix"))
         else:
