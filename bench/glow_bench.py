@@ -74,7 +74,7 @@ def unconditional_glow(shape, levels: int, depth: int, width: int):
             return self.flow.bijector()
 
         def _piece_levels(self):
-            return range(self.num_levels)
+            return range(self.levels)
 
         def _data_init_flow(self, y, condition, force):
             self.flow.data_init(y, force=force)

@@ -223,7 +223,7 @@ def measure_size(spec: dict, size: int, calls: int, temperature: float = 0.8, mi
     spec = validate_model(spec)
     model = model_class(spec["class"])(event_shape=[None, None, CHANNELS], condition_shape=[None, None, CHANNELS],
                                        factor=FACTOR, **{k: v for k, v in spec.items() if k != "class"})
-    model.initialize(*_images(max(INIT_SIZE, 2 ** model.num_levels), 4, seed=0))
+    model.initialize(*_images(max(INIT_SIZE, 2 ** model.levels), 4, seed=0))
     x, c = (tf.constant(a) for a in _images(size, 1, seed=1))
     mem = _Memory()
     base = mem.settle()

@@ -183,7 +183,7 @@ class _StandIn:
     """The sampling API of an image model of any size: constant images."""
 
     def __init__(self, condition_shape, channels, value):
-        self.condition_shape, self.num_levels, self.channels, self.value = condition_shape, 2, channels, value
+        self.condition_shape, self.levels, self.channels, self.value = condition_shape, 2, channels, value
         self.calls = []
 
     def sample(self, condition, temperature=1.0, seed=None):

@@ -140,7 +140,7 @@ def _sample(args) -> int:
         say(f"{args.run}: cannot load the model ({type(e).__name__}: {_first_line(e)})")
         return 2
 
-    levels = int(getattr(model, "num_levels", 0) or 0)
+    levels = int(getattr(model, "levels", 0) or 0)
     condition_channels = int(model.condition_shape[-1])
     trained = "x".join("?" if d is None else str(d) for d in model.condition_shape)
     sheets = os.path.join(args.out, "sheets")

@@ -66,7 +66,7 @@ class ConditionalGlow(ImageFlowModel):
         return self.flow.bijector(features)
 
     def _piece_levels(self):
-        return range(self.num_levels)
+        return range(self.levels)
 
     def _data_init_flow(self, y, condition, force):
         self.flow.data_init(y, self._features_at(condition, spatial_size(y)), force=force)

@@ -143,7 +143,7 @@ class ImageFlowModel(ConditionalFlowModel):
         # the base class knows static shapes only; here H and W are a default, C is what is fixed
         super().__init__(event_shape[-1:], condition_shape, **kwargs)
         self._image_shape = event_shape
-        self.num_levels = int(levels)
+        self.levels = int(levels)
         self._image_condition = len(self.condition_shape) == 3
         self.factor = condition_factor(event_shape, self.condition_shape, factor)
         if not any(residual is k or (isinstance(k, str) and residual == k) for k in RESIDUAL_KINDS):
@@ -187,7 +187,7 @@ class ImageFlowModel(ConditionalFlowModel):
     def _check_x(self, x, name: str = "x") -> tf.Tensor:
         bins = to_bins(x, name)
         _checks.check_shape(bins, name, (None, None, None, self._image_shape[-1]))
-        bins = check_divisible_size(bins, self.num_levels, name)
+        bins = check_divisible_size(bins, self.levels, name)
         return bins
 
     def _check_condition(self, condition) -> tf.Tensor:
@@ -238,20 +238,20 @@ class ImageFlowModel(ConditionalFlowModel):
 
     def _check_target(self, condition, size):
         """``condition``, once its samples' ``size`` is divisible by 2^levels."""
-        f = 2 ** self.num_levels
+        f = 2 ** self.levels
         if all(isinstance(d, int) for d in size):
             if size[0] % f or size[1] % f:
                 what = (f"the condition's size {condition.shape[1]}x{condition.shape[2]} x factor {self.factor} = "
                         if self._image_condition else "the sample size ")
                 raise ValueError(f"{what}{size[0]}x{size[1]} is not divisible by 2^levels = {f} "
-                                 f"(levels={self.num_levels})")
+                                 f"(levels={self.levels})")
             return condition
         size = tf.stack(size)
         what = f"the condition size x factor {self.factor}" if self._image_condition else "size"
         # (a requested size is already >= 1: _requested_size)
         return _checks.enforce(condition, tf.equal(size % f, 0),
                                f"sample height and width ({what}) must be divisible by 2^levels = {f} "
-                               f"(levels={self.num_levels}); got", data=[size])
+                               f"(levels={self.levels}); got", data=[size])
 
     def per_dim(self, nll, x=None):
         """nll / (D log 2), D = H * W * C of the images ``x`` ``[b, H, W, C]`` (default: of the
@@ -267,10 +267,10 @@ class ImageFlowModel(ConditionalFlowModel):
 
     def _temperatures(self, temperature) -> tf.Tensor:
         t = tf.reshape(temperature, [-1])
-        if t.shape[0] is not None and t.shape[0] not in (1, self.num_levels):
-            raise ValueError(f"temperature must be a float or one value per level ({self.num_levels}), "
+        if t.shape[0] is not None and t.shape[0] not in (1, self.levels):
+            raise ValueError(f"temperature must be a float or one value per level ({self.levels}), "
                              f"got {t.shape[0]} values")
-        return tf.broadcast_to(t, [self.num_levels])
+        return tf.broadcast_to(t, [self.levels])
 
     # ---- ConditionalFlowModel hooks -----------------------------------------------------------------
     def _log_prob(self, bins, condition):
