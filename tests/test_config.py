@@ -37,7 +37,9 @@ def test_model_values_are_checked_against_the_constructor():
         ({"class": "CAFlow", "levels": "two"}, r"^model.levels: expected int, got 'two'$"),
         ({"class": "CAFlow", "levels": 2.0}, r"^model.levels: expected int, got 2.0$"),
         ({"class": "CAFlow", "clamp": "big"}, r"^model.clamp: expected float, got 'big'$"),
-        ({"class": "CAFlow", "lu": "yes"}, r"^model.lu: expected bool, got 'yes'$"),
+        ({"class": "CAFlow", "mixing": 1}, r"^model.mixing: expected str, got 1$"),
+        ({"class": "CAFlow", "lu": "yes"}, r"^model.lu: must be true or false \(now mixing='lu' or 'matrix'\), "
+                                           r"got 'yes'$"),
         ({"class": "CAFlow", "scale": 1}, r"^model.scale: expected str, got 1$"),
         ({"class": "CAFlow", "event_shape": "28x28"}, r"^model.event_shape: expected a list of int, got '28x28'$"),
         ({"class": "CAFlow", "event_shape": [28, "28", 1]}, r"^model.event_shape: expected a list of int"),
@@ -57,6 +59,8 @@ def test_model_values_are_checked_against_the_constructor():
     cfg = config.validate({**vec, "model": {"class": "ConditionalRealNVP", "coupling": "spline", "clamp": 3,
                                             "spline_bins": 5}})
     assert cfg["model"]["coupling"] == {"kind": "spline", "bins": 5} and "clamp" not in cfg["model"]
+    cfg = config.validate({"model": {"class": "ConditionalGlow", "lu": False}})
+    assert cfg["model"]["mixing"] == "matrix" and "lu" not in cfg["model"]
 
 
 def test_value_ranges_of_data_train_and_eval():

@@ -333,10 +333,9 @@ def validate_model(model: dict) -> dict:
         raise ConfigError(f"section 'model' must be a mapping with a 'class' key, got {model!r}")
     cls = model_class(model["class"])
     params = inspect.signature(cls.__init__).parameters
-    if "coupling" in params:  # a vector model: configs written before Coupling grouped its settings
-        from tfcflow.models.vector_blocks import migrate_coupling_config
+    if hasattr(cls, "migrate_config"):  # configs written before an argument was renamed or grouped
         try:
-            model = migrate_coupling_config(model)
+            model = {"class": model["class"], **cls.migrate_config({k: v for k, v in model.items() if k != "class"})}
         except ValueError as e:
             raise model_error(e, model) from None
     known = [p for p in params if p not in ("self", "kwargs")]

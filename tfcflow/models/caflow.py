@@ -56,7 +56,7 @@ from tfcflow.bijectors.multiscale import MultiScale, flatten_pieces, spatial_siz
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.image_blocks import flow_step, transition_step
 from tfcflow.models.rows import WHOLE, Rows
-from tfcflow.models.image_flow import ImageFlowModel
+from tfcflow.models.image_flow import ImageFlowModel, mixing_is_lu
 from tfcflow.models.multiscale_flow import MultiScaleFlow, initialize_levels
 
 
@@ -157,7 +157,8 @@ class CAFlow(ImageFlowModel):
       regularization: lambda of ``log p(w|y) + lambda log p(y)`` (paper: 0.01 - 0.05).
       weight_sharing: Appendix D weight sharing.
       dual_glow: the DUAL-GLOW dependency structure instead of CAFLOW's.
-      transition_steps, scale, clamp, lu, seed: as in ``MultiScaleFlow``.
+      transition_steps, scale, clamp, seed: as in ``MultiScaleFlow``.
+      mixing: the 1x1 convolutions' form, ``"lu"`` (LU-parametrized, Glow) or ``"matrix"``.
       residual, residual_width, residual_depth: T models the target minus a base computed from the
         condition: False, True / "bicubic" or "learned" (see ``ImageFlowModel``).
     """
@@ -166,7 +167,8 @@ class CAFlow(ImageFlowModel):
                  levels: int = 3, condition_depth: int = 16, target_depth: int = 32, depth: int = 12, width: int = 64,
                  conditional_width: int = 32, regularization: float = 0.01, weight_sharing: bool = False,
                  dual_glow: bool = False, transition_steps: int = 2, scale: str = "exp_tanh", clamp: float = 2.0,
-                 lu: bool = True, seed: int = 0, factor: Optional[int] = None, residual: Union[bool, str] = False,
+                 mixing: str = "lu", seed: int = 0, factor: Optional[int] = None,
+                 residual: Union[bool, str] = False,
                  residual_width: int = 64, residual_depth: int = 4, **kwargs):
         if len(condition_shape) != 3:
             raise ValueError(f"CAFlow conditions are images (h, w, c); got condition_shape {tuple(condition_shape)}")
@@ -177,6 +179,7 @@ class CAFlow(ImageFlowModel):
         super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual,
                          residual_width=residual_width, residual_depth=residual_depth, **kwargs)
         self._record_config(locals())
+        lu = mixing_is_lu(mixing)
         self.regularization = float(regularization)
         self.dual_glow = bool(dual_glow)
         self.weight_sharing = bool(weight_sharing)

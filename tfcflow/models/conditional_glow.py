@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 import keras
 
 from tfcflow.bijectors.multiscale import spatial_size
-from tfcflow.models.image_flow import ImageFlowModel
+from tfcflow.models.image_flow import ImageFlowModel, mixing_is_lu
 from tfcflow.models.multiscale_flow import MultiScaleFlow
 from tfcflow.networks import ConditionEncoder
 
@@ -32,14 +32,15 @@ class ConditionalGlow(ImageFlowModel):
       residual, residual_width, residual_depth: model the image minus a base computed from the
         condition: False, True / "bicubic" or "learned" (see ``ImageFlowModel``).
       levels, depth, width, transition_steps, injector, learned_prior, prior_width, scale, clamp,
-        lu, seed: see ``MultiScaleFlow`` (depth = flow steps per level).
+        seed: see ``MultiScaleFlow`` (depth = flow steps per level).
+      mixing: the 1x1 convolutions' form, ``"lu"`` (LU-parametrized, Glow) or ``"matrix"``.
       encoder_width: channels of the condition encoder's features.
     """
 
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]],
                  levels: int = 3, depth: int = 8, width: int = 64, transition_steps: int = 2, encoder_width: int = 32,
                  injector: bool = True, learned_prior: bool = True, prior_width: int = 32,
-                 scale: str = "exp_tanh", clamp: float = 2.0, lu: bool = True, seed: int = 0,
+                 scale: str = "exp_tanh", clamp: float = 2.0, mixing: str = "lu", seed: int = 0,
                  factor: Optional[int] = None, residual: Union[bool, str] = False,
                  residual_width: int = 64, residual_depth: int = 4, **kwargs):
         if len(condition_shape) not in (1, 3):
@@ -51,7 +52,7 @@ class ConditionalGlow(ImageFlowModel):
         self.encoder = ConditionEncoder(levels, encoder_width, factor=self.factor, name="encoder")
         self.encoder.build((None,) + tuple(self.condition_shape))
         self.flow = MultiScaleFlow(levels, depth, width, transition_steps, injector, learned_prior, prior_width,
-                                   scale, clamp, lu=lu, seed=seed, name="flow")
+                                   scale, clamp, lu=mixing_is_lu(mixing), seed=seed, name="flow")
         self.flow.build((None,) + self.event_shape, self.encoder.feature_shapes(self.default_size))
         self.built = True
 

@@ -69,8 +69,8 @@ class ConditionalRealNVP(VectorFlowModel):
         self.built = True
 
     @classmethod
-    def from_config(cls, config):
-        return super().from_config(migrate_coupling_config(config))
+    def migrate_config(cls, config: dict) -> dict:
+        return migrate_coupling_config(super().migrate_config(config))
 
     def _flow_log_prob(self, v, features):
         z, log_det = self.flow.bijector(features).inverse_and_log_det(v)

@@ -104,6 +104,18 @@ def _check_range(raw, converted, name, lo, hi, kind):
                            lambda: f"got {kind} values in [{float(tf.reduce_min(r)):g}, {float(tf.reduce_max(r)):g}]")
 
 
+#: how an image model's 1x1 convolutions mix the channels: a matrix in LU form (Glow's choice;
+#: log-det from the diagonal) or a plain matrix (log-det by ``slogdet``)
+MIXINGS = ("lu", "matrix")
+
+
+def mixing_is_lu(mixing: str) -> bool:
+    """``mixing`` checked against ``MIXINGS``: True for ``"lu"``."""
+    if mixing not in MIXINGS:
+        raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
+    return mixing == "lu"
+
+
 class ImageFlowModel(ConditionalFlowModel):
     """Base of the image models (see module docstring): a flow ``z = F(y; features)`` of the
     dequantized image ``y = v / 256 - 0.5`` (``v`` = 8-bit values + noise in [0, 256)), with
@@ -133,6 +145,18 @@ class ImageFlowModel(ConditionalFlowModel):
     needs a continuous space); ``log_prob`` is the discrete one of 8-bit x (see module docstring)."""
 
     PER_DIM_METRIC = "bits_per_dim"
+
+    @classmethod
+    def migrate_config(cls, config: dict) -> dict:
+        """Configs written before ``mixing`` named the 1x1 convolutions' form: ``lu: bool``."""
+        config = super().migrate_config(config)
+        if "lu" in config:
+            lu = config["lu"]
+            if not isinstance(lu, bool):
+                raise ValueError(f"lu must be true or false (now mixing='lu' or 'matrix'), got {lu!r}")
+            config = {k: v for k, v in config.items() if k != "lu"}
+            config.setdefault("mixing", "lu" if lu else "matrix")
+        return config
 
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]], levels: int,
                  factor: Optional[int] = None, residual: Union[bool, str] = False,

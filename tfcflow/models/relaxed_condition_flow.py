@@ -107,8 +107,8 @@ class RelaxedConditionFlow(VectorFlowModel):
         self.built = True
 
     @classmethod
-    def from_config(cls, config):
-        return super().from_config(migrate_coupling_config(config))
+    def migrate_config(cls, config: dict) -> dict:
+        return migrate_coupling_config(super().migrate_config(config))
 
     @property
     def relaxation(self):
