@@ -333,11 +333,10 @@ def validate_model(model: dict) -> dict:
         raise ConfigError(f"section 'model' must be a mapping with a 'class' key, got {model!r}")
     cls = model_class(model["class"])
     params = inspect.signature(cls.__init__).parameters
-    if hasattr(cls, "migrate_config"):  # configs written before an argument was renamed or grouped
-        try:
-            model = {"class": model["class"], **cls.migrate_config({k: v for k, v in model.items() if k != "class"})}
-        except ValueError as e:
-            raise model_error(e, model) from None
+    try:  # configs written before an argument was renamed or grouped (ConditionalFlowModel.migrate_config)
+        model = {"class": model["class"], **cls.migrate_config({k: v for k, v in model.items() if k != "class"})}
+    except ValueError as e:
+        raise model_error(e, model) from None
     known = [p for p in params if p not in ("self", "kwargs")]
     hints = typing.get_type_hints(cls.__init__)
     for key, value in model.items():
