@@ -17,7 +17,7 @@ def main(argv=None):
     from tfcflow import optim, trainer
 
     ref = trainer.load_run(a.run, use_ema=False)
-    x, c = trainer.test_data_job(a.run, a.examples).first_test_examples(a.examples)
+    x, c = trainer.saved_run_context(a.run, a.examples).first_test_examples(a.examples)
     b32 = ref.bits_per_dim(x, c).numpy()
     out = {"run": a.run, "examples": len(x), "float32_mean_bits_per_dim": float(b32.mean())}
     for policy in ("mixed_float16", "mixed_bfloat16"):

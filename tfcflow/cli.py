@@ -76,15 +76,15 @@ def _export(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from tfcflow import trainer
+    from tfcflow import evaluation
 
     try:
         if args.max_examples is not None and args.max_examples < 1:
             raise ValueError(f"--max-examples must be >= 1, got {args.max_examples}")
         if args.hook is not None and not os.path.isfile(args.hook):
             raise ValueError(f"--hook {args.hook} does not exist")
-        res = trainer.evaluate_run(args.run, use_ema=not args.no_ema, max_examples=args.max_examples,
-                                   hook=args.hook)
+        res = evaluation.evaluate_run(args.run, use_ema=not args.no_ema, max_examples=args.max_examples,
+                                      hook=args.hook)
     except (FileNotFoundError, ValueError) as e:
         print(f"tfcflow evaluate: {e}", file=sys.stderr)
         return 2

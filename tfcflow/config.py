@@ -19,6 +19,7 @@ import typing
 from typing import Any, Iterable, Optional
 
 from tfcflow.data.options import FLIPS, check_scales
+from tfcflow.data.sources import SOURCES
 
 DEFAULTS: dict = {
     "name": "run",
@@ -105,7 +106,7 @@ DEFAULTS: dict = {
 }
 
 CHOICES = {
-    ("data", "source"): ("tfds", "image_folder", "gaussian_mixture", "simulator"),
+    ("data", "source"): tuple(SOURCES),
     ("data", "flips"): FLIPS,
     ("data", "prepare_photos"): (None, "skimage", "bundled"),
     ("data", "on_nonfinite"): ("raise", "drop"),

@@ -15,7 +15,6 @@ Per-task evaluation: if the config file's folder holds ``evaluate.py`` with
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -66,8 +65,8 @@ class Job:
     def data_dir(self) -> str:
         """The TFDS data_dir of a tfds-source run: data.data_dir (relative to the config file),
         else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
-        d = config_lib.resolve_path(self.data_cfg["data_dir"], self.config_path)
-        return d or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+        from tfcflow.data.sources import tfds_data_dir
+        return tfds_data_dir(config_lib.resolve_path(self.data_cfg["data_dir"], self.config_path))
 
     def saved_model_shapes(self) -> dict:
         """``{event_shape, condition_shape}`` of a run's model without its data pipelines: for runs
@@ -88,50 +87,10 @@ class Job:
         return dict(event_shape=list(info["image_shape"]), condition_shape=list(condition))
 
     def _setup_data(self):
-        tf = _tf()
-        d, seed = self.data_cfg, self.cfg["seed"]
-        batch = self.train_cfg["batch_size"]
-        if d["source"] == "gaussian_mixture":
-            from tfcflow.data import gaussian_mixture as gm
-            x, _, onehot = gm.sample(d["train_size"], seed=seed, sigma=d["sigma"])
-            self.test_arrays = gm.sample(d["test_size"], seed=seed + 10_000, sigma=d["sigma"])
-            self.train_ds = (tf.data.Dataset.from_tensor_slices((x, onehot))
-                             .shuffle(min(len(x), 200_000), seed=seed, reshuffle_each_iteration=True)
-                             .repeat().batch(batch, drop_remainder=True))
-            xt, _, ct = self.test_arrays
-            self.test_ds = tf.data.Dataset.from_tensor_slices((xt, ct)).batch(self.eval_cfg["batch_size"])
-            self.shapes = dict(event_shape=[2], condition_shape=[8])
-            return
-        if d["source"] == "simulator":
-            return self._setup_simulations()
-        if d["source"] == "image_folder":
-            return self._setup_image_folder()
-        from tfcflow.data import tasks
-        data_dir = self.data_dir()
-        source = config_lib.resolve_path(d["prepare_mnist_from"], self.config_path)
-        missing = not os.path.exists(os.path.join(data_dir, d["dataset"]))
-        if source and d["dataset"] == "mnist" and missing:
-            from tfcflow.data.prepare import prepare_mnist
-            prepare_mnist(source, data_dir)
-        if d["prepare_skimage_patches"] and missing:
-            from tfcflow.data.prepare import store_skimage_patches
-            store_skimage_patches(d["dataset"], data_dir)
-        try:
-            info = tasks.dataset_info(d["dataset"], data_dir)
-        except ValueError as e:
-            raise config_lib.ConfigError(f"data.dataset: {e}") from None
-        common = dict(data_dir=data_dir, factor=d["factor"], downsample_method=d["downsample"], mask=d["mask"])
-        try:
-            self.train_ds = tasks.task_dataset(d["dataset"], d["train_split"], d["task"], batch_size=batch,
-                                               seed=seed, shuffle_buffer=d["shuffle_buffer"], repeat=True,
-                                               drop_remainder=True, **common)
-            self.test_ds = tasks.task_dataset(d["dataset"], d["test_split"], d["task"],
-                                              batch_size=self.eval_cfg["batch_size"], shuffle=False,
-                                              take=self.eval_cfg["max_examples"], **common)
-            condition_shape = tasks.condition_shape(d["task"], info["image_shape"], d["factor"], info["num_classes"])
-        except ValueError as e:
-            raise config_lib.ConfigError(f"data: {e}") from None
-        self.shapes = dict(event_shape=list(info["image_shape"]), condition_shape=list(condition_shape))
+        """Builds the run's data source (tfcflow.data.sources); its problems are ConfigErrors."""
+        image_folder = self.data_cfg["source"] == "image_folder"
+        self.data = build_source(self.cfg, self.config_path, size_multiple=self._size_multiple() if image_folder else 1,
+                                 functions=self.simulator_functions)
 
     def _size_multiple(self) -> int:
         """Whole test images are cropped to a multiple of ``2**levels`` of the configured model."""
@@ -140,32 +99,6 @@ class Job:
         m = self.cfg["model"]
         levels = m.get("levels", inspect.signature(config_lib.model_class(m["class"])).parameters["levels"].default)
         return 2 ** int(levels)
-
-    def _setup_image_folder(self):
-        """Random patches of the training images (flips, the task applied per patch; a resumed run
-        continues the same stream) and the held-out images whole, one per batch."""
-        from tfcflow.data import image_folder, tasks
-
-        d, seed = self.data_cfg, self.cfg["seed"]
-        folder = config_lib.resolve_path(d["folder"], self.config_path)
-        if d["prepare_photos"] and not os.path.exists(folder):
-            from tfcflow.data.prepare import PHOTO_SETS, store_photos
-            store_photos(folder, *PHOTO_SETS[d["prepare_photos"]])
-        common = dict(downsample_method=d["downsample"], mask=d["mask"], test_fraction=d["test_fraction"],
-                      split_seed=d["split_seed"])
-        self._patches = lambda size, batch, stream_seed: image_folder.patch_dataset(
-            folder, d["task"], size, batch, stream_seed, d["factor"], flips=d["flips"], scales=d["scales"],
-            **common)
-        try:
-            self.train_ds = self._patches(d["patch_size"], self.train_cfg["batch_size"], seed)
-            self.test_ds = image_folder.whole_images(folder, d["task"], d["factor"], split="test",
-                                                     multiple=self._size_multiple(), seed=seed, **common)
-        except ValueError as e:
-            raise config_lib.ConfigError(f"data: {e}") from None
-        channels = int(self.train_ds.element_spec[0].shape[-1])
-        p = d["patch_size"]
-        self.shapes = dict(event_shape=[p, p, channels],
-                           condition_shape=list(tasks.condition_shape(d["task"], (p, p, channels), d["factor"])))
 
     def simulator_functions(self):
         """The run's ``(prior, simulator)`` functions (data.prior, data.simulator)."""
@@ -190,24 +123,11 @@ class Job:
         from tfcflow.inference.prior import PriorSpace, prior_from_spec
         return PriorSpace(prior_from_spec(self.data_cfg["prior"]))
 
-    def _setup_simulations(self):
-        """Training batches from the simulator (a fixed budget simulated once, or fresh every batch)
-        and held-out simulations of another seed; every simulation problem names its function."""
-        tf = _tf()
-        from tfcflow.data import simulator as sim
-
-        d, seed = self.data_cfg, self.cfg["seed"]
-        prior, simulator = self.simulator_functions()
-        try:
-            self.train_ds = sim.simulation_dataset(prior, simulator, batch_size=self.train_cfg["batch_size"],
-                                                   seed=seed, budget=d["simulations"], on_nonfinite=d["on_nonfinite"])
-            self.test_arrays = sim.simulated_arrays(prior, simulator, d["test_simulations"], seed=seed + 10_000,
-                                                    on_nonfinite=d["on_nonfinite"])
-        except ValueError as e:
-            raise config_lib.ConfigError(f"data: {e}") from None
-        xt, yt = self.test_arrays
-        self.test_ds = tf.data.Dataset.from_tensor_slices((xt, yt)).batch(self.eval_cfg["batch_size"])
-        self.shapes = dict(event_shape=[int(xt.shape[1])], condition_shape=[int(n) for n in yt.shape[1:]])
+    def context(self):
+        """The ``RunContext`` that evaluation and the task's hook see (after the data is set up)."""
+        from tfcflow.evaluation import RunContext
+        return RunContext(self.cfg, self.out_dir, self.data, self.data_dir() if self.data_cfg["source"] == "tfds"
+                          else None, chief=self.chief)
 
     @property
     def image_task(self) -> bool:
@@ -222,7 +142,7 @@ class Job:
         ``model.<key>``. Writes nothing."""
         m = dict(self.cfg["model"])
         cls = config_lib.model_class(m.pop("class"))
-        for key, value in self.shapes.items():
+        for key, value in self.data.shapes.items():
             m.setdefault(key, value)
         space = self.prior_space() if self.data_cfg.get("source") == "simulator" else None
         if space is not None and space.bounds is not None:
@@ -266,10 +186,11 @@ class Job:
         t = self.train_cfg
         if self._latest_checkpoint() is None:
             batch = t["base_batch_size"] or t["batch_size"]
-            if self.data_cfg["source"] == "image_folder":
-                data = self._patches(t["base_patch_size"] or self.data_cfg["patch_size"], batch, self.cfg["seed"] + 1)
+            if self.data.patches is not None:
+                data = self.data.patches(t["base_patch_size"] or self.data_cfg["patch_size"], batch,
+                                         self.cfg["seed"] + 1)
             else:
-                data = self.train_ds.unbatch().batch(batch, drop_remainder=True)
+                data = self.data.train.unbatch().batch(batch, drop_remainder=True)
             saved = self._latest_checkpoint(BASE_CHECKPOINTS)
             t0 = time.time()
             history = base_training.fit_base(self.model, data, t["base_steps"],
@@ -339,7 +260,10 @@ class Job:
 
     # ---- training ---------------------------------------------------------------------------------
     def _callbacks(self):
+        import functools
+
         import keras
+        from tfcflow import evaluation
         from tfcflow.callbacks import Checkpointing, PlateauReduction, SampleGrid
 
         t = self.train_cfg
@@ -350,7 +274,8 @@ class Job:
         if self.chief:
             callbacks.append(keras.callbacks.TensorBoard(os.path.join(self.out_dir, "logs"), update_freq="epoch"))
         if t["sample_every"] and self.image_task:
-            callbacks.append(SampleGrid(self.sample_grid, t["sample_every"], os.path.join(self.out_dir, "logs"),
+            callbacks.append(SampleGrid(functools.partial(evaluation.sample_grid, context=self.context()),
+                                        t["sample_every"], os.path.join(self.out_dir, "logs"),
                                         write=self.chief))
         return callbacks
 
@@ -360,81 +285,9 @@ class Job:
         epochs = -(-t["steps"] // spe)
         if start_step >= epochs * spe:
             return None
-        return self.model.fit(self.train_ds.skip(start_step), epochs=epochs, initial_epoch=start_step // spe,
+        return self.model.fit(self.data.train.skip(start_step), epochs=epochs, initial_epoch=start_step // spe,
                               steps_per_epoch=spe, callbacks=self._callbacks(), shuffle=False,
                               verbose=t["verbose"] if self.chief else 0)
-
-    # ---- evaluation -------------------------------------------------------------------------------
-    def first_test_examples(self, n: int):
-        """The first ``n`` test examples as numpy ``(targets, conditions)``."""
-        xs, cs = [], []
-        for x, c in self.test_ds:
-            xs.append(x.numpy())
-            cs.append(c.numpy())
-            if sum(len(v) for v in xs) >= n:
-                break
-        return np.concatenate(xs)[:n], np.concatenate(cs)[:n]
-
-    def _fixed_conditions(self):
-        n = self.eval_cfg["num_conditions"]
-        if self.data_cfg["task"] == "class_conditional":
-            k = self.shapes["condition_shape"][0]
-            return None, np.eye(k, dtype=np.float32)[np.arange(n) % k]
-        if self.data_cfg["source"] == "image_folder":
-            return self.central_patches(n)
-        return self.first_test_examples(n)
-
-    def central_patches(self, n: int):
-        """Up to ``n`` ``(targets, conditions)`` of patch size: the central patch of each held-out
-        image (whole test images differ in size, the grid needs one)."""
-        from tfcflow.data import tasks
-
-        d, p = self.data_cfg, self.data_cfg["patch_size"]
-        xs, cs = [], []
-        for index, (x, _) in enumerate(self.test_ds.take(n)):
-            x = x[0]
-            top, left = (x.shape[0] - p) // 2, (x.shape[1] - p) // 2
-            patch = x[top:top + p, left:left + p]
-            c = tasks.make_condition(d["task"], patch, factor=d["factor"], downsample_method=d["downsample"],
-                                     mask=d["mask"], mask_seed=np.array([self.cfg["seed"], index], np.int32))
-            xs.append(patch.numpy())
-            cs.append(c.numpy())
-        return np.stack(xs), np.stack(cs)
-
-    def sample_grid(self, model) -> np.ndarray:
-        """Rows: [condition, ground truth, samples...] for fixed test conditions (images in [0, 1])."""
-        from tfcflow.callbacks import image_grid
-        from tfcflow.data.tasks import condition_preview
-
-        targets, conds = self._fixed_conditions()
-        k = self.eval_cfg["samples_per_condition"]
-        samples = model.sample(np.repeat(conds, k, axis=0), temperature=self.eval_cfg["temperature"],
-                               seed=self.cfg["seed"]).numpy()
-        n, shape = len(conds), tuple(self.shapes["event_shape"])
-        samples = samples.reshape((n, k) + shape)
-        preview = condition_preview(self.data_cfg["task"], conds, shape)
-        rows = []
-        for i in range(n):
-            row = [] if preview is None else [preview[i], targets[i].astype(np.float32) / 255.0]
-            rows.extend(row + list(samples[i]))
-        cols = k + (0 if preview is None else 2)
-        return image_grid(np.stack(rows), cols)
-
-    def _evaluate(self):
-        from tfcflow.images import save_png
-
-        res = self.model.evaluate(self.test_ds, verbose=0, return_dict=True)
-        results = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
-        if self.image_task and self.chief:
-            results["sample_grid"] = save_png(self.sample_grid(self.model), os.path.join(self.out_dir, "samples.png"),
-                                             overwrite=True)
-        if self.data_cfg["source"] == "simulator" and self.chief:
-            results["diagnostics"] = self.posterior_diagnostics(self.model, os.path.join(self.out_dir, "diagnostics"))
-        hook = (os.path.join(os.path.dirname(os.path.abspath(self.config_path)), "evaluate.py")
-                if self.config_path else None)
-        if hook and os.path.exists(hook):
-            results.update(_load_hook(hook).evaluate(self.model, self.cfg, self))
-        return results
 
     # ---- entry point --------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -464,7 +317,11 @@ class Job:
                                     inter_op=tf.config.threading.get_inter_op_parallelism_threads()),
                        history={k: [float(np.asarray(x).ravel()[0]) for x in v] for k, v in history.history.items()}
                        if history is not None else None, base_training=self.base_training)
-        results.update(self._evaluate())
+        from tfcflow import evaluation
+        hook = (os.path.join(os.path.dirname(os.path.abspath(self.config_path)), "evaluate.py")
+                if self.config_path else None)
+        results.update(evaluation.evaluate(self.model, self.context(),
+                                           hook=hook if hook and os.path.exists(hook) else None))
         results["total_seconds"] = time.time() - t0
         if self.chief:
             with open(os.path.join(self.out_dir, "results.json"), "w") as f:
@@ -473,36 +330,26 @@ class Job:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
         return results
 
-    def posterior_diagnostics(self, model, folder: str) -> dict:
-        """Calibration of the posterior on the first ``eval.diagnostics_simulations`` test
-        simulations (SBC ranks and their ECDF band, coverage, z-scores; tfcflow.diagnostics), with
-        figures (rank ECDF, coverage, a pair plot of the first simulation's posterior) in ``folder``."""
-        from tfcflow import diagnostics
-
-        e = self.eval_cfg
-        x, y = self.test_arrays
-        n = min(e["diagnostics_simulations"], len(x))
-        prior_var = np.var(x, axis=0)
-        res = diagnostics.diagnose(model, y[:n], x[:n], num_samples=e["posterior_samples"], seed=self.cfg["seed"],
-                                   prior_variance=prior_var)
-        os.makedirs(folder, exist_ok=True)
-        ranks = np.asarray(res["ranks"])
-        draws = model.sample(y[:1], num_samples=max(e["posterior_samples"], 1000), seed=self.cfg["seed"]).numpy()[0]
-        res["figures"] = [
-            diagnostics.plot_rank_ecdf(ranks, e["posterior_samples"], os.path.join(folder, "rank_ecdf.png")),
-            diagnostics.plot_coverage(np.asarray(res["coverage"]), np.asarray(res["levels"]),
-                                      os.path.join(folder, "coverage.png"), n_sims=n),
-            diagnostics.plot_pair(draws, x[0], os.path.join(folder, "posterior_pairs.png")),
-        ]
-        res.pop("ranks")  # per-simulation values: in the figure, not in results.json
-        with open(os.path.join(folder, "diagnostics.json"), "w") as f:
-            json.dump(res, f, indent=1)
-        return {k: v for k, v in res.items() if k in ("calibration_error", "mean_z_score", "mean_contraction",
-                                                        "figures", "n_sims", "num_samples")} | {
-            "sbc_passed": res["sbc"].get("passed")}
-
     def checkpointing_diverged(self) -> bool:
         return getattr(self, "checkpointing", None) is not None and self.checkpointing.diverged_at is not None
+
+
+def build_source(cfg: dict, config_path: Optional[str], size_multiple: int = 1, functions=None):
+    """The config's data source built (tfcflow.data.sources): its paths resolved relative to the
+    config file, its problems ConfigErrors naming the key."""
+    from tfcflow.data import sources
+
+    d = dict(cfg["data"])
+    for key in ("data_dir", "folder", "prepare_mnist_from"):
+        if key in d:
+            d[key] = config_lib.resolve_path(d[key], config_path)
+    request = sources.SourceRequest(d, seed=cfg["seed"], batch_size=cfg["train"]["batch_size"],
+                                    eval_batch_size=cfg["eval"]["batch_size"], max_examples=cfg["eval"]["max_examples"],
+                                    size_multiple=size_multiple, functions=functions)
+    try:
+        return sources.build(request)
+    except ValueError as e:
+        raise config_lib.ConfigError(str(e)) from None
 
 
 def weights_fingerprint(model) -> str:
@@ -527,16 +374,18 @@ def run_config(run_dir: str) -> dict:
         raise ValueError(f"{path}: invalid JSON ({e})") from None
 
 
-def test_data_job(run_dir: str, max_examples=None, hook: Optional[str] = None) -> Job:
-    """A Job of a finished run with its test data set up (``job.test_ds``, ``first_test_examples``),
-    for evaluation outside training; it never writes into the run folder."""
+def saved_run_context(run_dir: str, max_examples=None, config_path: Optional[str] = None):
+    """The ``RunContext`` of a finished run with its held-out data built (the first
+    ``max_examples`` of a TFDS test split), for evaluation outside training; it never writes into
+    the run folder (``chief=False``). Relative paths in the run's config are relative to
+    ``config_path``'s folder (the task folder, where its evaluate.py lives)."""
     cfg = run_config(run_dir)
     if max_examples is not None:
         cfg["eval"]["max_examples"] = int(max_examples)
-    job = Job(cfg, run_dir, config_path=hook)
+    job = Job(cfg, run_dir, config_path=config_path)
     job.chief = False  # never overwrite the run's own figures
     job._setup_data()
-    return job
+    return job.context()
 
 
 def execution_of(train_cfg: dict):
@@ -583,28 +432,6 @@ def load_run(run_dir: str, use_ema: bool = True):
             v.assign(value)
     model.restored_from = latest
     return model
-
-
-def evaluate_run(run_dir: str, use_ema: bool = True, max_examples=None, hook: Optional[str] = None) -> dict:
-    """Test metrics of a run's latest checkpoint, with its EMA weights (default) or the raw ones,
-    plus a task's ``evaluate.py`` hook if given."""
-    job = test_data_job(run_dir, max_examples, hook)
-    model = load_run(run_dir, use_ema=use_ema)
-    res = model.evaluate(job.test_ds, verbose=0, return_dict=True)
-    out = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
-    out.update(run=run_dir, checkpoint=model.restored_from, ema=use_ema and job.cfg["train"]["ema"] is not None)
-    if job.data_cfg["source"] == "simulator":  # vector posteriors: calibration figures in RUN/diagnostics
-        out["diagnostics"] = job.posterior_diagnostics(model, os.path.join(run_dir, "diagnostics"))
-    if hook:
-        out.update(_load_hook(hook).evaluate(model, job.cfg, job))
-    return out
-
-
-def _load_hook(path: str):
-    spec = importlib.util.spec_from_file_location("tfcflow_task_evaluate", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def train(config_path: str, out_dir: Optional[str] = None, overrides=()) -> dict:

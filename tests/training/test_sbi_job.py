@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tfcflow import cli, trainer
+from tfcflow import cli, evaluation, trainer
 from tfcflow.config import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -70,7 +70,7 @@ def test_jit_sampling_evaluates_with_the_plain_graphs_draws(run, tmp_path):
     with open(jit / "config.json", "w") as f:
         json.dump(cfg, f)
     assert trainer.load_run(str(jit)).execution.jit_sampling and not trainer.load_run(out).execution.jit_sampling
-    plain, compiled = (trainer.evaluate_run(str(d))["diagnostics"] for d in (out, jit))
+    plain, compiled = (evaluation.evaluate_run(str(d))["diagnostics"] for d in (out, jit))
     for key in ("mean_z_score", "mean_contraction"):  # (continuous in the draws, unlike rank counts)
         np.testing.assert_allclose(compiled[key], plain[key], atol=1e-3, err_msg=key)
     assert compiled["n_sims"] == plain["n_sims"] and compiled["num_samples"] == plain["num_samples"]

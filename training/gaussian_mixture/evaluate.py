@@ -12,10 +12,10 @@ import numpy as np
 SAMPLES_PER_LABEL = {True: 500, False: 10_000}  # fast runs (small test sets) / full runs
 
 
-def evaluate(model, config, job):
+def evaluate(model, config, context):
     from tfcflow.data import gaussian_mixture as gm
 
-    xt, labels_t, onehot_t = job.test_arrays
+    xt, labels_t, onehot_t = context.test_arrays
     fast = len(xt) < 10_000
     n = SAMPLES_PER_LABEL[fast]
     sample_labels = np.repeat(np.arange(gm.NUM_MODES, dtype=np.int32), n)
@@ -36,7 +36,7 @@ def evaluate(model, config, job):
         out[f"test_nll_importance_k{k}"] = float(-np.mean(model.importance_log_prob(
             xt, onehot_t, num_samples=k, seed=config["seed"]).numpy()))
         extra["predicted"] = predicted
-    if job.chief:
-        np.savez_compressed(os.path.join(job.out_dir, "posterior_samples.npz"), samples=samples,
+    if context.chief:
+        np.savez_compressed(os.path.join(context.out_dir, "posterior_samples.npz"), samples=samples,
                             labels=sample_labels, test_x=xt, test_labels=labels_t, **extra)
     return out

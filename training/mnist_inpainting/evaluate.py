@@ -22,7 +22,7 @@ def _psnr(a, b, mask=None):
     return 10 * np.log10(1.0 / np.maximum(err, 1e-12))
 
 
-def evaluate(model, config, job):
+def evaluate(model, config, context):
     from tfcflow import metrics
     from tfcflow.callbacks import image_grid
     from tfcflow.images import save_png
@@ -30,12 +30,12 @@ def evaluate(model, config, job):
 
     fast = config["train"]["steps"] < 1000
     n_eval = EVAL_IMAGES[fast]
-    x, c = job.first_test_examples(n_eval)
+    x, c = context.first_test_examples(n_eval)
     x = x.astype(np.float32) / 255.0
     mask = (c[..., 1:] == 255).astype(np.float32)
     # the masked-mean baseline: the mean training image inside the hole
     d = config["data"]
-    train = tasks.task_dataset(d["dataset"], d["train_split"], d["task"], data_dir=job.data_dir(),
+    train = tasks.task_dataset(d["dataset"], d["train_split"], d["task"], data_dir=context.data_dir,
                                batch_size=1000, shuffle=False, mask=d["mask"])
     total, count = 0.0, 0
     for t, _ in train:
@@ -58,12 +58,12 @@ def evaluate(model, config, job):
                psnr_hole_single=float(_psnr(first, x, mask).mean()),
                psnr_hole_masked_mean=float(_psnr(baseline, x, mask).mean()))
     out["psnr_gain_over_masked_mean"] = out["psnr_best_of_10"] - out["psnr_masked_mean"]
-    if job.chief:
+    if context.chief:
         k = 8
         samples = model.sample(np.repeat(c[:k], 4, axis=0), temperature=TEMPERATURE, seed=config["seed"]).numpy()
         samples = samples.reshape((k, 4) + x.shape[1:])
         rows = [np.stack([x[i] * (1 - mask[i]), baseline[i], x[i], best[i],
                           *[x[i] * (1 - mask[i]) + s * mask[i] for s in samples[i]]]) for i in range(k)]
         out["figure"] = save_png(image_grid(np.concatenate(rows), 8),
-                                 os.path.join(job.out_dir, "inpainting.png"), overwrite=True)
+                                 os.path.join(context.out_dir, "inpainting.png"), overwrite=True)
     return out

@@ -13,13 +13,13 @@ EVAL_IMAGES = {True: 32, False: 500}  # fast runs / full runs
 N, TEMPERATURE = 10, 0.5
 
 
-def evaluate(model, config, job):
+def evaluate(model, config, context):
     from tfcflow import metrics
     from tfcflow.callbacks import image_grid
     from tfcflow.images import save_png
 
     fast = config["train"]["steps"] < 1000
-    x, c = job.first_test_examples(EVAL_IMAGES[fast])
+    x, c = context.first_test_examples(EVAL_IMAGES[fast])
     rep = {}
     for start in range(0, len(x), 50):  # bounded memory: 50 conditions x 10 samples at a time
         part = metrics.best_of_n_report(model, x[start:start + 50], c[start:start + 50], N, TEMPERATURE,
@@ -35,10 +35,10 @@ def evaluate(model, config, job):
                ssim_bicubic=float(metrics.ssim(bicubic, x).mean()),
                target_beats_all_10=float(rep["target_beats_all"].mean()))
     out["psnr_gain_over_bicubic"] = out["psnr_best_of_10"] - out["psnr_bicubic"]
-    if job.chief:
+    if context.chief:
         k = 8
         lr = metrics.upsample(c[:k], x.shape[1:3], method="nearest")
         rows = [np.stack([lr[i], bicubic[i], x[i] / 255.0, rep["best"][i], *rep["samples"][i, :4]]) for i in range(k)]
         out["figure"] = save_png(image_grid(np.concatenate(rows), 8),
-                                 os.path.join(job.out_dir, "super_resolution.png"), overwrite=True)
+                                 os.path.join(context.out_dir, "super_resolution.png"), overwrite=True)
     return out

@@ -50,14 +50,14 @@ def _photo_report(model, x, c, seed):
     return out, bicubic[0], draws
 
 
-def evaluate(model, config, job):
+def evaluate(model, config, context):
     from tfcflow.callbacks import image_grid
     from tfcflow.images import save_png
     from tfcflow import metrics
 
     t0 = time.time()
     photos, rows = [], []
-    for index, (x, c) in enumerate(job.test_ds):
+    for index, (x, c) in enumerate(context.test_ds):
         x, c = x.numpy(), c.numpy()
         rep, bicubic, draws = _photo_report(model, x, c, config["seed"] + index)
         rep.update(index=index, height=int(x.shape[1]), width=int(x.shape[2]))
@@ -77,7 +77,7 @@ def evaluate(model, config, job):
                                                           - out["photo_psnr_bicubic"])
     out["photos"] = photos
     out["photo_eval_seconds"] = time.time() - t0
-    if job.chief and rows:
+    if context.chief and rows:
         out["photo_figure"] = save_png(image_grid(np.stack(rows).astype(np.float32), 5),
-                                       os.path.join(job.out_dir, "photo_super_resolution.png"), overwrite=True)
+                                       os.path.join(context.out_dir, "photo_super_resolution.png"), overwrite=True)
     return out
