@@ -11,7 +11,7 @@ from tfcflow.models import ConditionalRealNVP
 def _model(**compile_kw):
     keras.utils.set_random_seed(0)
     # standardize=False: the poisoned row must overflow the loss (standardized, it would not)
-    m = ConditionalRealNVP(2, 8, depth=2, width=16, hidden_layers=1, standardize=False)
+    m = ConditionalRealNVP(2, 8, depth=2, width=16, network={"hidden_layers": 1}, standardize=False)
     m.compile(optimizer=keras.optimizers.Adam(1e-3, use_ema=True, ema_momentum=0.9), **compile_kw)
     return m
 

@@ -83,7 +83,7 @@ def _model(kind, n, fused=False):
     if kind == "cinn":
         m = ConditionalRealNVP(2, 8, actnorm=True, **tiny_vec)
     elif kind == "cinn_dropout":
-        m = ConditionalRealNVP(2, 8, actnorm=True, dropout=0.3, **tiny_vec)
+        m = ConditionalRealNVP(2, 8, actnorm=True, network={"dropout": 0.3}, **tiny_vec)
     elif kind == "rcf":
         m = RelaxedConditionFlow(2, 8, actnorm=True, **tiny_vec)
     elif kind == "glow":

@@ -6,6 +6,7 @@
     tfcflow data skimage-patches --name NAME --data-dir DIR [--patch-size N] [--test-images K]
     tfcflow export RUN_DIR --base DIR [--name NAME] [--version V] [--max-n N] [--no-ema]
     tfcflow evaluate RUN_DIR [--no-ema] [--max-examples N] [--hook training/TASK/evaluate.py]
+                             [--sample-diagnostics N]
     tfcflow sample RUN_DIR INPUT... --out DIR [--temperature T] [--best-of N] [--seed S] [--mask FILE]
                    [--pad] [--overwrite] [--no-ema]
 """
@@ -83,12 +84,17 @@ def _evaluate(args) -> int:
             raise ValueError(f"--max-examples must be >= 1, got {args.max_examples}")
         if args.hook is not None and not os.path.isfile(args.hook):
             raise ValueError(f"--hook {args.hook} does not exist")
+        if args.sample_diagnostics < 0:
+            raise ValueError(f"--sample-diagnostics must be >= 0, got {args.sample_diagnostics}")
         res = evaluation.evaluate_run(args.run, use_ema=not args.no_ema, max_examples=args.max_examples,
-                                      hook=args.hook)
+                                      hook=args.hook, sample_images=args.sample_diagnostics)
     except (FileNotFoundError, ValueError) as e:
         print(f"tfcflow evaluate: {e}", file=sys.stderr)
         return 2
-    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (dict, list))}, indent=1, default=str))
+    shown = {k: v for k, v in res.items() if not isinstance(v, (dict, list))}
+    shown.update({f"sample_diagnostics.{k}": v for k, v in res.get("sample_diagnostics", {}).items()
+                  if not isinstance(v, list)})
+    print(json.dumps(shown, indent=1, default=str))
     return 0
 
 
@@ -262,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-ema", action="store_true", help="evaluate the raw weights instead of their EMA")
     v.add_argument("--max-examples", type=int, default=None)
     v.add_argument("--hook", default=None, help="a task's evaluate.py to run as well (e.g. PSNR of best-of-10)")
+    v.add_argument("--sample-diagnostics", type=int, default=0, metavar="N",
+                   help="image tasks: consistency with the input, diversity and per-pixel calibration of 19 "
+                        "samples of each of the first N held-out images (figures in RUN/sample_diagnostics)")
     v.set_defaults(func=_evaluate)
 
     s = sub.add_parser("sample", help="run a trained image model on image files (super-resolution, inpainting, "

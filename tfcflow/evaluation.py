@@ -145,6 +145,68 @@ def posterior_diagnostics(model, context: RunContext, folder: str) -> dict:
         "sbc_passed": res["sbc"].get("passed")}
 
 
+def _held_out_images(context: RunContext, n: int):
+    """Up to ``n`` held-out ``(target, condition)`` pairs, one image each (whole images of an
+    image folder, whatever their sizes)."""
+    pairs = []
+    for x, c in context.test_ds:
+        for i in range(len(x)):
+            pairs.append((x[i].numpy(), c[i].numpy()))
+            if len(pairs) >= n:
+                return pairs
+    return pairs
+
+
+def consistency(task: str, samples: np.ndarray, target: np.ndarray, condition: np.ndarray, *, factor: int = 1,
+                downsample_method: str = "area") -> np.ndarray:
+    """``[N]`` PSNR (dB) of each sample against what the condition says about it: its low-resolution
+    input (super-resolution), its known pixels (inpainting), its luminance (colorization)."""
+    from tfcflow import diagnostics
+
+    if task == "super_resolution":
+        return diagnostics.lr_consistency(samples, condition, factor, downsample_method)
+    if task == "inpainting":
+        return diagnostics.known_consistency(samples, target, 1.0 - (condition[..., -1:] == 255))
+    if task == "colorization":
+        return diagnostics.luma_consistency(samples, condition)
+    raise ValueError(f"consistency: the {task!r} task's condition is not an image")
+
+
+def sample_diagnostics(model, context: RunContext, num_images: int, folder: Optional[str] = None) -> dict:
+    """Consistency with the input, diversity and per-pixel calibration (tfcflow.diagnostics,
+    image_samples.py) of 19 samples of each of the first ``num_images`` held-out images, at the
+    config's ``eval.temperature``; one figure per image in ``folder`` if given. Returns the means
+    over the images: ``consistency_db`` (each image's mean over its samples), ``diversity``,
+    ``coverage_90`` and ``coverage_50`` (a calibrated model: 0.9 and 0.5)."""
+    from tfcflow import diagnostics
+    from tfcflow.diagnostics.image_samples import CALIBRATION_SAMPLES
+
+    d, e = context.cfg["data"], context.cfg["eval"]
+    rows = {"consistency_db": [], "diversity": [], "coverage_90": [], "coverage_50": []}
+    figures = []
+    for index, (target, condition) in enumerate(_held_out_images(context, num_images)):
+        samples = model.sample(np.repeat(condition[None], CALIBRATION_SAMPLES, axis=0), temperature=e["temperature"],
+                               seed=context.cfg["seed"] + index).numpy()
+        rows["consistency_db"].append(float(np.mean(consistency(
+            d["task"], samples, target, condition, factor=d["factor"], downsample_method=d["downsample"]))))
+        rows["diversity"].append(diagnostics.diversity(samples)["mean"])
+        cal = diagnostics.calibration(samples, target)
+        rows["coverage_90"].append(cal[0.9]["coverage"])
+        rows["coverage_50"].append(cal[0.5]["coverage"])
+        if folder is not None:
+            os.makedirs(folder, exist_ok=True)
+            figures.append(diagnostics.plot_image_diagnostics(
+                samples, target, os.path.join(folder, f"image_{index}.png"),
+                title=f"held-out image {index}: consistency {rows['consistency_db'][-1]:.1f} dB"))
+    if not rows["diversity"]:
+        raise ValueError("sample diagnostics: the run has no held-out images")
+    out = {k: float(np.mean(v)) for k, v in rows.items()}
+    out.update(images=len(rows["diversity"]), samples_per_image=CALIBRATION_SAMPLES)
+    if figures:
+        out["figures"] = figures
+    return out
+
+
 def evaluate(model, context: RunContext, hook: Optional[str] = None) -> dict:
     """``test_<metric>`` of the held-out data, the sample grid (image tasks: ``samples.png``),
     the diagnostics of a simulator run (``diagnostics/``) and the hook's results. Files are written
@@ -163,11 +225,13 @@ def evaluate(model, context: RunContext, hook: Optional[str] = None) -> dict:
     return results
 
 
-def evaluate_run(run_dir: str, use_ema: bool = True, max_examples=None, hook: Optional[str] = None) -> dict:
+def evaluate_run(run_dir: str, use_ema: bool = True, max_examples=None, hook: Optional[str] = None,
+                 sample_images: int = 0) -> dict:
     """Test metrics of a saved run's latest checkpoint (``tfcflow evaluate``), with its EMA
     weights (default) or the raw ones; the diagnostics of a simulator run (written to
-    ``RUN/diagnostics``) and a task's ``evaluate.py`` hook if given. The run's other files are
-    kept."""
+    ``RUN/diagnostics``), the sample diagnostics of ``sample_images`` held-out images of an image
+    task (``sample_diagnostics``; figures in ``RUN/sample_diagnostics``) and a task's
+    ``evaluate.py`` hook if given. The run's other files are kept."""
     from tfcflow.trainer import load_run, saved_run_context
 
     context = saved_run_context(run_dir, max_examples, config_path=hook)
@@ -177,6 +241,11 @@ def evaluate_run(run_dir: str, use_ema: bool = True, max_examples=None, hook: Op
     out.update(run=run_dir, checkpoint=model.restored_from, ema=use_ema and context.cfg["train"]["ema"] is not None)
     if context.cfg["data"]["source"] == "simulator":  # vector posteriors: calibration figures in RUN/diagnostics
         out["diagnostics"] = posterior_diagnostics(model, context, os.path.join(run_dir, "diagnostics"))
+    if sample_images:
+        if not context.image_task or context.cfg["data"]["task"] == "class_conditional":
+            raise ValueError("sample diagnostics compare samples with an image condition: this run's task has none")
+        out["sample_diagnostics"] = sample_diagnostics(model, context, sample_images,
+                                                       os.path.join(run_dir, "sample_diagnostics"))
     if hook:
         out.update(load_hook(hook).evaluate(model, context.cfg, context))
     return out

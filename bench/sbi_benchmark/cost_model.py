@@ -29,8 +29,9 @@ def one_epoch_model(theta, x, box, width: int, depth: int, hidden_layers: int = 
     from tfcflow.models import ConditionalRealNVP
 
     keras.utils.set_random_seed(0)
-    model = ConditionalRealNVP(theta.shape[1], x.shape[1], depth=depth, width=width, hidden_layers=hidden_layers,
-                               coupling="spline", mixing="lu", standardize=True,
+    model = ConditionalRealNVP(theta.shape[1], x.shape[1], depth=depth, width=width,
+                               network={"hidden_layers": hidden_layers}, coupling="spline", mixing="lu",
+                               standardize=True,
                                bounds=None if box is None else [[box[0], box[1]]] * box[2])
     model.compile(optimizer=keras.optimizers.Adam(5e-4), clipnorm=5.0)
     model.fit(theta, x, batch_size=batch, epochs=1, verbose=0)

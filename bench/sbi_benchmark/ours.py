@@ -179,7 +179,8 @@ def npe_main(a) -> dict:
     train_seconds = time.perf_counter() - t0
     settings = {"estimator": "NPE (smoke: tiny)" if a.smoke else "NPE (defaults)",
                 "flow": npe.flow_arguments(x.shape[1:]), "support": npe.support, "ensemble": npe.ensemble,
-                "training": dataclasses.asdict(npe.training), "execution": dataclasses.asdict(npe.execution)}
+                "training": dataclasses.asdict(npe.training), "execution": dataclasses.asdict(npe.execution),
+                "dropout_selection": npe.selection}
     settings["flow"] = {k: v for k, v in settings["flow"].items() if k in DEFAULT_FLOW or k == "bounds"}
 
     def sample(x_obs, s):
@@ -256,8 +257,8 @@ def main(argv=None) -> dict:
         settings.update(model=f"FlowEnsemble of {ensemble} {settings['model']}", ensemble=ensemble)
 
     kwargs = dict(event_shape=theta.shape[1], condition_shape=x.shape[1], depth=a.depth, width=a.width,
-                  hidden_layers=a.hidden_layers, network=a.network, activation=a.activation, dropout=a.dropout,
-                  coupling=spec, mixing=a.mixing, standardize=True, bounds=bounds,
+                  network=dict(kind=a.network, hidden_layers=a.hidden_layers, activation=a.activation,
+                               dropout=a.dropout), coupling=spec, mixing=a.mixing, standardize=True, bounds=bounds,
                   bounds_method=a.bounds_method, **relaxed)
 
     from tfcflow.holdout import fit_with_holdout, holdout_split

@@ -30,26 +30,29 @@ import priors  # noqa: E402
 #: the setting the candidates were compared with: one flow (DEFAULT_FLOW), truncation to the
 #: prior's support, batch 256 at learning rate 5e-4 (the flow arguments are DEFAULT_FLOW's)
 BASE_TRAINING = {"batch_size": 256, "learning_rate": 5e-4}
-BASE_NPE = {"ensemble": 1}
+BASE_NPE = {"ensemble": 1, "dropout": 0.0}
 BASE_FLOW = {"coupling": "spline"}
 #: name -> (flow overrides, NPE keyword arguments, Training overrides), each on top of the base
 CANDIDATES = {
     "base": ({}, {}, {}),
     "map": ({}, {"support": "map"}, {}),
     "fast": ({}, {}, {"batch_size": 1024, "learning_rate": 2e-3}),
-    "silu": ({"activation": "silu"}, {}, {}),
+    "silu": ({"network": {"activation": "silu"}}, {}, {}),
     "depth4": ({"depth": 4}, {}, {}),
     "residual": ({"network": "residual"}, {}, {}),
     "bins12": ({"coupling": {"kind": "spline", "bins": 12}}, {}, {}),
     "width64": ({"width": 64}, {}, {}),
     "batch64": ({}, {}, {"batch_size": 64}),
-    "dropout": ({"dropout": 0.1}, {}, {}),
+    "dropout": ({}, {"dropout": 0.1}, {}),
     # on top of "fast" (the adopted training: the current defaults' single flow); compared with "fast"
     "fast+affine": ({"coupling": "affine"}, {}, {"batch_size": 1024, "learning_rate": 2e-3}),
     "fast+hybrid": ({"coupling": "hybrid"}, {}, {"batch_size": 1024, "learning_rate": 2e-3}),
+    # on top of "fast+hybrid" (the current defaults' single flow); compared with it
+    "hybrid+dropout0.1": ({"coupling": "hybrid"}, {"dropout": 0.1},
+                          {"batch_size": 1024, "learning_rate": 2e-3}),
 }
 #: the setting each candidate is compared with in the report (default "base")
-REFERENCE = {"fast+affine": "fast", "fast+hybrid": "fast"}
+REFERENCE = {"fast+affine": "fast", "fast+hybrid": "fast", "hybrid+dropout0.1": "fast+hybrid"}
 
 
 def run(candidate: str, task: str, out: str, rows: int, seed: int) -> dict:
@@ -119,7 +122,42 @@ def report(out: str) -> str:
             mixtures.append(f"| {c}: ensemble of seeds 1, 2 vs their mean | " + " | ".join(cells) + f" | {wins} | |")
     if mixtures:
         lines += mixtures
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + dropout_choice_report(out, nll, tasks)
+
+
+def _mixture_nll(out: str, candidate: str, task: str, seeds=(0, 1)) -> float:
+    import numpy as np
+    lps = np.stack([np.load(os.path.join(out, "selection", f"{candidate}__{task}__s{s}.npy")) for s in seeds])
+    return float(-np.mean(np.logaddexp(lps[0], lps[1]) - np.log(2.0)))
+
+
+def dropout_choice_report(out: str, nll: dict, tasks) -> str:
+    """``NPE(dropout=(0.0, 0.1))`` (DEFAULT_DROPOUTS) against the plain two-flow default, from
+    the single runs: member 0 is trained with both rates (fast+hybrid and hybrid+dropout0.1, seed
+    0: the same split and start), the one of lower *validation* NLL (``best_val_loss``, the
+    estimator's own criterion) is kept and mixed with seed 1 of the same rate; the reference is the
+    mixture of fast+hybrid seeds 0 and 1. Both are scored on the held-out rows."""
+    plain, drop = "fast+hybrid", "hybrid+dropout0.1"
+    cells, better, worse, secs, ref_secs = [], 0, 0, 0.0, 0.0
+    for t in tasks:
+        keys = [(plain, t, 0), (plain, t, 1), (drop, t, 0), (drop, t, 1)]
+        if not all(k in nll for k in keys[:3]):
+            cells.append("-")
+            continue
+        chosen = drop if nll[(drop, t, 0)]["best_val_loss"] < nll[(plain, t, 0)]["best_val_loss"] else plain
+        if (chosen, t, 1) not in nll:
+            cells.append("-")
+            continue
+        ref, auto = _mixture_nll(out, plain, t), _mixture_nll(out, chosen, t)
+        better += auto < ref - 1e-9
+        worse += auto > ref + 1e-9
+        ref_secs += nll[(plain, t, 0)]["train_seconds"] + nll[(plain, t, 1)]["train_seconds"]
+        secs += sum(nll[(c, t, s)]["train_seconds"] for c, s in ((plain, 0), (drop, 0), (chosen, 1)))
+        rate = "0.1" if chosen == drop else "0"
+        cells.append(f"{auto:.3f} vs {ref:.3f} ({auto - ref:+.3f}; dropout {rate})")
+    return ("\n| dropout chosen per task among (0, 0.1) on the validation split, 2 flows of the chosen rate, vs "
+            "2 plain flows | " + " | ".join(cells) + f" | better {better}, worse {worse} | {secs:.0f} vs "
+            f"{ref_secs:.0f} |\n")
 
 
 def main(argv=None) -> None:

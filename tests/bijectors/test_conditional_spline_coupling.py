@@ -185,7 +185,8 @@ def test_density_integrates_to_one():
 
 def test_coupling_flow_with_splines_is_an_invertible_chain():
     keras.utils.set_random_seed(1)
-    seq = coupling_flow(3, 2, 8, 1, "relu", True, 0, coupling={"kind": "spline", "bins": 4, "bound": 2.0})
+    seq = coupling_flow(3, 2, 8, True, 0, network={"hidden_layers": 1},
+                        coupling={"kind": "spline", "bins": 4, "bound": 2.0})
     couplings = [s for s in seq.steps if "coupling" in s.name]
     assert [s.name for s in couplings] == ["block0_coupling0", "block0_coupling1",
                                            "block1_coupling0", "block1_coupling1"]
@@ -197,11 +198,11 @@ def test_coupling_flow_with_splines_is_an_invertible_chain():
     z = check_bijector(lambda i=None: seq.bijector(c if i is None else c[i:i + 1]), x, rt_tol=1e-4, ld_tol=1e-3)
     assert np.max(np.abs(z.numpy() - x.numpy())) > 0.1
     with pytest.raises(ValueError, match=r"coupling must be one of \('affine', 'spline', 'hybrid'\), got 'foo'"):
-        coupling_flow(3, 1, 8, 1, "relu", False, 0, coupling="foo")
+        coupling_flow(3, 1, 8, False, 0, coupling="foo")
     for bad in ({"depth": 0}, {"width": 0}, {"hidden_layers": 0}):
         args = {"depth": 1, "width": 8, "hidden_layers": 1, **bad}
         with pytest.raises(ValueError, match=list(bad)[0]):
-            coupling_flow(3, args["depth"], args["width"], args["hidden_layers"], "relu", False, 0)
-    default = coupling_flow(3, 1, 8, 1, "relu", False, 0)
+            coupling_flow(3, args["depth"], args["width"], False, 0, network={"hidden_layers": args["hidden_layers"]})
+    default = coupling_flow(3, 1, 8, False, 0, network={"hidden_layers": 1})
     assert [type(s).__name__ for s in default.steps] == ["AffineCouplingLayer", "AffineCouplingLayer",
                                                          "RandomPermutationLayer"]

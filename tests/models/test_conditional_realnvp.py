@@ -85,7 +85,7 @@ def test_lu_mixing_is_learned_and_every_variable_gets_a_gradient(kind, gmm_data)
 @pytest.mark.parametrize("kind", ["cinn", "rcf"])
 def test_residual_networks_get_a_gradient_in_every_variable_gates_included(kind, gmm_data):
     x, _, c = gmm_data
-    m = tiny_model(kind, network="residual", hidden_layers=2)
+    m = tiny_model(kind, network={"kind": "residual", "hidden_layers": 2})
     perturb(m, seed=4)
     gates = [v for v in m.trainable_variables if "_gate" in v.path]
     # the cINN's networks see the condition: 2 blocks x 2 gates (kernel, bias) per network
@@ -138,6 +138,33 @@ def test_unknown_network_is_refused():
         tiny_model("cinn", network="transformer")
 
 
+@pytest.mark.parametrize("kind", ["cinn", "rcf"])
+def test_network_settings_are_grouped_checked_and_old_configs_load(kind):
+    from tfcflow.models import Network
+
+    m = tiny_model(kind, network=Network(kind="residual", hidden_layers=1, activation="silu"))
+    assert m.get_config()["network"] == {"kind": "residual", "hidden_layers": 1, "activation": "silu"}
+    nets = [s.network for s in m.flow.steps if hasattr(s, "network")]
+    assert nets and all(n.activation == "silu" for n in nets)
+    assert tiny_model(kind).get_config()["network"] == "mlp"  # defaults: the kind alone
+    with pytest.raises(ValueError, match=r"^network hidden_layers must be"):
+        tiny_model(kind, network={"hidden_layers": 0})
+    with pytest.raises(ValueError, match=r"^network: unknown setting\(s\) \['width'\]"):
+        tiny_model(kind, network={"width": 8})
+    with pytest.raises(ValueError, match=r"^dropout: settings of the coupling networks now"):
+        tiny_model(kind, dropout=0.1)
+    # a config saved before the grouping: its network settings fold into network
+    m = tiny_model(kind, network={"hidden_layers": 1, "dropout": 0.2})
+    old = {k: v for k, v in m.get_config().items() if k != "network"}
+    old.update(network="mlp", hidden_layers=1, activation="relu", dropout=0.2)
+    clone = type(m).from_config(old)
+    assert clone.get_config() == m.get_config()
+    clone.set_weights(m.get_weights())
+    x = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    c = np.random.default_rng(1).normal(size=(5, 8)).astype(np.float32)
+    np.testing.assert_array_equal(clone.log_prob(x, c).numpy(), m.log_prob(x, c).numpy())
+
+
 def test_unknown_mixing_is_refused():
     with pytest.raises(ValueError, match="mixing must be one of"):
         tiny_model("cinn", mixing="householder")
@@ -146,7 +173,7 @@ def test_unknown_mixing_is_refused():
 @pytest.mark.parametrize("kind", ["cinn", "rcf"])
 def test_dropout_acts_in_the_training_loss_only_seeded_by_the_step(kind, gmm_data):
     x, _, c = gmm_data
-    m, plain = tiny_model(kind, dropout=0.3), tiny_model(kind)
+    m, plain = tiny_model(kind, network={"dropout": 0.3}), tiny_model(kind)
     perturb(m, seed=5, scale=0.3)
     plain.set_weights(m.get_weights())
     xb, cb = m._check_pair(x[:64], c[:64])
@@ -162,5 +189,5 @@ def test_dropout_acts_in_the_training_loss_only_seeded_by_the_step(kind, gmm_dat
     assert np.abs(a - other).max() > 1e-3 and np.abs(a - loss(plain, [1, 2])).max() > 1e-3
     _assert_the_training_loss_reaches_every_variable(m, x[:32], c[:32])
     clone = type(m).from_config(m.get_config())
-    assert clone.get_config()["dropout"] == 0.3
+    assert clone.get_config()["network"] == {"kind": "mlp", "dropout": 0.3}
     assert all(n.dropout == 0.3 for n in (s.network for s in clone.flow.steps if hasattr(s, "network")))

@@ -19,7 +19,7 @@ def model():
 def test_dimensions():
     m = tiny_model("rcf")
     assert (m.padding_dim, m.latent_dim) == (8, 2)
-    assert (RelaxedConditionFlow(2, 8, padding_dim=7, depth=1, width=4, hidden_layers=1).latent_dim) == 1
+    assert (RelaxedConditionFlow(2, 8, padding_dim=7, depth=1, width=4, network={"hidden_layers": 1}).latent_dim) == 1
 
 
 def test_joint_log_prob_is_equation_6(model, gmm_data):
@@ -114,7 +114,7 @@ def test_a_learned_epsilon_fits_the_forward_noise_and_the_posterior():
     stds = {}
     for eps in (0.1, "learned"):
         keras.utils.set_random_seed(0)
-        m = RelaxedConditionFlow(1, 1, epsilon=eps, depth=2, width=32, hidden_layers=1)
+        m = RelaxedConditionFlow(1, 1, epsilon=eps, depth=2, width=32, network={"hidden_layers": 1})
         if eps == "learned":
             assert m.get_config()["epsilon"] == "learned" and m.log_epsilon in m.trainable_variables
             with tf.GradientTape() as tape:

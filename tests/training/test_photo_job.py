@@ -44,7 +44,7 @@ LEARNED = ['model.residual="learned"', "model.residual_width=8", "model.residual
            "train.base_patch_size=32", "train.base_batch_size=4", "train.ema=0.9"]
 
 
-def test_patch_training_resumes_and_evaluates_whole_held_out_images(tmp_path, photos):
+def test_patch_training_resumes_and_evaluates_whole_held_out_images(tmp_path, photos, capsys):
     straight = _train(tmp_path / "straight", photos, "train.steps=8", *LEARNED)
     assert straight["steps"] == 8 and np.isfinite(straight["test_bits_per_dim"])
     assert straight["base_training"]["steps"] == 6 and len(straight["base_training"]["l1"]) == 2
@@ -85,6 +85,16 @@ def test_patch_training_resumes_and_evaluates_whole_held_out_images(tmp_path, ph
     assert code == 0
     sr = tf.io.decode_png(tf.io.read_file(str(tmp_path / "sr" / "mine.png"))).numpy()
     assert sr.shape == (48, 80, 3) and sr.std() > 0
+    # sample diagnostics of the held-out photo (19 samples): consistency, diversity, calibration
+    import json
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(tmp_path / "straight"), "--sample-diagnostics", "1"]) == 0
+    diag = json.loads(capsys.readouterr().out)
+    assert diag["sample_diagnostics.images"] == 1 and diag["sample_diagnostics.samples_per_image"] == 19
+    assert 0 <= diag["sample_diagnostics.coverage_50"] <= diag["sample_diagnostics.coverage_90"] <= 1
+    assert diag["sample_diagnostics.diversity"] > 0 and 10 < diag["sample_diagnostics.consistency_db"] < 100
+    assert os.path.getsize(tmp_path / "straight" / "sample_diagnostics" / "image_0.png") > 2000
+    assert cli.main(["evaluate", str(tmp_path / "straight"), "--sample-diagnostics", "-1"]) == 2
 
 
 def test_config_errors_of_the_image_folder_source(tmp_path, photos):

@@ -4,7 +4,7 @@
 ``log_prob(theta, x_o)``, ``diagnose``, ``save`` / ``load``, ``export``. ``PriorSpace``: the
 prior's flat parameter vector and support; ``prior_spec`` / ``prior_from_spec``: the prior as JSON.
 """
-from tfcflow.inference.npe import DEFAULT_FLOW, NPE, Training
+from tfcflow.inference.npe import DEFAULT_DROPOUTS, DEFAULT_FLOW, NPE, Training
 from tfcflow.inference.prior import PriorSpace, prior_from_spec, prior_spec
 
-__all__ = ["DEFAULT_FLOW", "NPE", "PriorSpace", "Training", "prior_from_spec", "prior_spec"]
+__all__ = ["DEFAULT_DROPOUTS", "DEFAULT_FLOW", "NPE", "PriorSpace", "Training", "prior_from_spec", "prior_spec"]

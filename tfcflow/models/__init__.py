@@ -7,7 +7,7 @@ from tfcflow.models.ensemble import FlowEnsemble
 from tfcflow.models.image_flow import ImageFlowModel
 from tfcflow.models.multiscale_flow import MultiScaleFlow
 from tfcflow.models.relaxed_condition_flow import RelaxedConditionFlow
-from tfcflow.models.vector_blocks import Coupling
+from tfcflow.models.vector_blocks import Coupling, Network
 
 __all__ = ["CAFlow", "ConditionalFlowModel", "ConditionalGlow", "ConditionalRealNVP", "Coupling", "FlowEnsemble",
-           "ImageFlowModel", "MultiScaleFlow", "RelaxedConditionFlow"]
+           "ImageFlowModel", "MultiScaleFlow", "Network", "RelaxedConditionFlow"]

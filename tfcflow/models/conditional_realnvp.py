@@ -13,7 +13,8 @@ from tensorflow_probability import distributions as tfd
 
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.rows import WHOLE, Rows, batch_noise
-from tfcflow.models.vector_blocks import Coupling, coupling_flow, migrate_coupling_config, refuse_legacy_coupling_args
+from tfcflow.models.vector_blocks import (Coupling, Network, coupling_flow, migrate_coupling_config,
+                                          migrate_network_config, refuse_legacy_coupling_args)
 from tfcflow.models.vector_flow import VectorFlowModel
 
 
@@ -27,10 +28,13 @@ class ConditionalRealNVP(VectorFlowModel):
         or an observation); with a ``summary_network``, the raw observation's shape.
       depth: coupling blocks; each = two conditional couplings (one per half) + a mixing of the
         features (+ ActNorm first if ``actnorm``).
-      width, hidden_layers: every coupling network is an MLP of ``hidden_layers`` layers of
-        ``width`` units, or with ``network="residual"`` a network of ``hidden_layers`` residual
-        blocks of ``width`` units whose outputs the condition gates (neural spline flows'
-        conditioner: tfcflow.networks.ResidualNetwork).
+      width: the units of every hidden layer of the coupling networks.
+      network: ``"mlp"`` or ``"residual"``, or a ``Network`` (a dict in a config) with its
+        settings: ``hidden_layers`` (2), ``activation`` (``"relu"``) and ``dropout`` (0; the rate
+        after the hidden layers while training, seeded by the step, off in ``log_prob`` /
+        ``sample``: a regularizer for small simulation budgets). ``"residual"``: hidden layers
+        are residual blocks whose outputs the condition gates (neural spline flows' conditioner:
+        tfcflow.networks.ResidualNetwork). vector_blocks.Network.
       coupling: ``"affine"``, ``"spline"`` or ``"hybrid"``, or a ``Coupling`` (a dict in a config)
         with its settings: the spline's ``bins`` and ``bound``, the affine ``scale`` (``"exp_tanh"``,
         can expand and contract; or ``"sigmoid"``, Glow) and ``clamp`` (per-coupling scale in
@@ -39,9 +43,6 @@ class ConditionalRealNVP(VectorFlowModel):
         in LU form, initialized to a random rotation; better for low-dimensional, curved
         posteriors: docs/history.md, 2026-12-03).
       actnorm: an ActNorm at the start of every block (data-dependent initialization).
-      dropout: dropout rate after the coupling networks' hidden layers while training (seeded by
-        the step; off in ``log_prob`` / ``sample``): a regularizer for small simulation budgets
-        (BayesFlow's couplings use 0.05; docs/history.md, 2026-12-04).
       standardize, bounds, bounds_method, summary_network: vector_flow.py (standardization on by default).
       seed: seed of the permutations / initial rotations.
 
@@ -50,27 +51,25 @@ class ConditionalRealNVP(VectorFlowModel):
     """
 
     def __init__(self, event_shape: Union[int, Sequence[int]], condition_shape: Union[int, Sequence[int]],
-                 depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
+                 depth: int = 8, width: int = 512, network: Union[str, dict, Network] = "mlp",
                  coupling: Union[str, dict, Coupling] = "affine", mixing: str = "permutation", actnorm: bool = False,
-                 standardize: bool = True,
-                 bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
-                 seed: int = 0, network: str = "mlp", bounds_method: str = "map", dropout: float = 0.0,
-                 **kwargs):
+                 standardize: bool = True, bounds: Optional[Sequence[Sequence[Optional[float]]]] = None,
+                 bounds_method: str = "map", summary_network=None, seed: int = 0, **kwargs):
         refuse_legacy_coupling_args(kwargs)
         super().__init__(event_shape, condition_shape, standardize=standardize, bounds=bounds,
                          summary_network=summary_network, bounds_method=bounds_method, **kwargs)
         event_shape, condition_shape = self.event_shape, self.condition_shape
-        spec = Coupling.of(coupling)
-        coupling = spec.to_config()
+        spec, network_spec = Coupling.of(coupling), Network.of(network)
+        coupling, network = spec.to_config(), network_spec.to_config()
         self._record_config(locals())
-        self.flow = coupling_flow(self.event_size, depth, width, hidden_layers, activation, actnorm, seed,
-                                  coupling=spec, mixing=mixing, network=network, dropout=dropout)
+        self.flow = coupling_flow(self.event_size, depth, width, actnorm, seed, network=network_spec, coupling=spec,
+                                  mixing=mixing)
         self.flow.build((None, self.event_size), (None, self.feature_dim))
         self.built = True
 
     @classmethod
     def migrate_config(cls, config: dict) -> dict:
-        return migrate_coupling_config(super().migrate_config(config))
+        return migrate_network_config(migrate_coupling_config(super().migrate_config(config)))
 
     def _flow_log_prob(self, v, features):
         z, log_det = self.flow.bijector(features).inverse_and_log_det(v)

@@ -29,7 +29,8 @@ from tensorflow_probability import distributions as tfd
 from tfcflow import _checks, _random
 from tfcflow.models.gaussian import normal_log_prob, standard_normal_log_prob
 from tfcflow.models.rows import WHOLE, Rows, batch_noise
-from tfcflow.models.vector_blocks import Coupling, coupling_flow, migrate_coupling_config, refuse_legacy_coupling_args
+from tfcflow.models.vector_blocks import (Coupling, Network, coupling_flow, migrate_coupling_config,
+                                          migrate_network_config, refuse_legacy_coupling_args)
 from tfcflow.models.vector_flow import VectorFlowModel
 
 
@@ -53,9 +54,8 @@ class RelaxedConditionFlow(VectorFlowModel):
         over-confident posterior centred on the inverse of the mean forward map
         (measured on sbibm's tasks: docs/history.md, 2026-12-05), and ``"learned"`` fits the noise.
       padding_noise: std sigma0 of the training noise on the padding (paper: 0.05).
-      depth, width, hidden_layers, activation, coupling, mixing: the coupling blocks, as in
-        ``ConditionalRealNVP`` (the networks here see no condition); so are actnorm, seed, network and
-        dropout.
+      depth, width, network, coupling, mixing: the coupling blocks, as in ``ConditionalRealNVP``
+        (the networks here see no condition); so are actnorm and seed.
       standardize, bounds, bounds_method, summary_network: vector_flow.py.
 
     The training padding noise is drawn from the seed given to ``compile``.
@@ -67,12 +67,10 @@ class RelaxedConditionFlow(VectorFlowModel):
 
     def __init__(self, event_shape: Union[int, Sequence[int]], condition_shape: Union[int, Sequence[int]],
                  padding_dim: Optional[int] = None, epsilon: Union[float, str] = 0.1, padding_noise: float = 0.05,
-                 depth: int = 8, width: int = 512, hidden_layers: int = 2, activation: str = "relu",
+                 depth: int = 8, width: int = 512, network: Union[str, dict, Network] = "mlp",
                  coupling: Union[str, dict, Coupling] = "affine", mixing: str = "permutation", actnorm: bool = False,
-                 standardize: bool = True,
-                 bounds: Optional[Sequence[Sequence[Optional[float]]]] = None, summary_network=None,
-                 seed: int = 0, network: str = "mlp", bounds_method: str = "map", dropout: float = 0.0,
-                 **kwargs):
+                 standardize: bool = True, bounds: Optional[Sequence[Sequence[Optional[float]]]] = None,
+                 bounds_method: str = "map", summary_network=None, seed: int = 0, **kwargs):
         refuse_legacy_coupling_args(kwargs)
         learned = isinstance(epsilon, str)
         if learned and epsilon != "learned":
@@ -91,14 +89,14 @@ class RelaxedConditionFlow(VectorFlowModel):
             raise ValueError(f"event size + padding_dim ({event_dim} + {padding_dim}) must exceed the condition "
                              f"size ({condition_dim}) so that z has at least one dimension")
         event_shape, condition_shape = self.event_shape, self.condition_shape
-        spec = Coupling.of(coupling)
-        coupling = spec.to_config()
+        spec, network_spec = Coupling.of(coupling), Network.of(network)
+        coupling, network = spec.to_config(), network_spec.to_config()
         self._record_config(locals())
         self.epsilon, self.padding_noise = epsilon, padding_noise
         self.padding_dim = padding_dim
         self.latent_dim = total - condition_dim
-        self.flow = coupling_flow(total, depth, width, hidden_layers, activation, actnorm, seed, coupling=spec,
-                                  mixing=mixing, network=network, dropout=dropout)
+        self.flow = coupling_flow(total, depth, width, actnorm, seed, network=network_spec, coupling=spec,
+                                  mixing=mixing)
         self.flow.build((None, total))
         self.log_epsilon = None
         if learned:
@@ -108,7 +106,7 @@ class RelaxedConditionFlow(VectorFlowModel):
 
     @classmethod
     def migrate_config(cls, config: dict) -> dict:
-        return migrate_coupling_config(super().migrate_config(config))
+        return migrate_network_config(migrate_coupling_config(super().migrate_config(config)))
 
     @property
     def relaxation(self):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 from tfcflow import _checks
 from tfcflow.bijectors import (ActNormLayer, AffineCouplingLayer, FlowSequence, RandomPermutationLayer,
@@ -107,13 +107,76 @@ class Coupling:
         return {"kind": self.kind, **changed} if changed else self.kind
 
 
+NETWORKS = ("mlp", "residual")
+#: the fields of ``Network`` and their defaults
+NETWORK_FIELDS = {"hidden_layers": 2, "activation": "relu", "dropout": 0.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """The networks of a vector model's couplings (their width is the model's ``width``).
+
+    ``kind``: ``"mlp"`` (``hidden_layers`` Dense layers) or ``"residual"`` (``hidden_layers``
+    residual blocks whose outputs the condition gates: neural spline flows' conditioner,
+    tfcflow.networks.ResidualNetwork); ``activation``: a Keras activation name; ``dropout``: the
+    rate of dropout after the hidden layers while training (seeded by the step; off in
+    ``log_prob`` / ``sample``), a regularizer for small simulation budgets.
+
+    In a model's config (and a job config) a network is its kind alone (``"mlp"``) or a dict
+    (``{"kind": "mlp", "dropout": 0.1}``).
+    """
+
+    kind: str = "mlp"
+    hidden_layers: int = 2
+    activation: str = "relu"
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, got {self.kind!r}")
+        try:
+            object.__setattr__(self, "hidden_layers", _checks.check_positive_int(self.hidden_layers, "hidden_layers"))
+            object.__setattr__(self, "dropout", _checks.check_fraction(self.dropout, "dropout"))
+            if not isinstance(self.activation, str):
+                raise ValueError(f"activation must be the name of a Keras activation, got {self.activation!r}")
+        except ValueError as e:
+            raise ValueError(f"network {e}") from None
+
+    @classmethod
+    def of(cls, value: Union[str, dict, "Network"]) -> "Network":
+        """A ``Network`` from its kind, a dict of its fields, or itself."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls(kind=value)
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
+            if unknown:
+                raise ValueError(f"network: unknown setting(s) {unknown}; a network has kind, hidden_layers, "
+                                 f"activation and dropout")
+            return cls(**value)
+        raise ValueError(f"network must be one of {NETWORKS}, a dict of its settings or a tfcflow.models.Network, "
+                         f"got {value!r}")
+
+    def to_config(self) -> Union[str, dict]:
+        """The kind alone when every setting is its default, else a dict of the kind and the
+        settings that differ (what ``of`` reads back)."""
+        changed = {k: getattr(self, k) for k, d in NETWORK_FIELDS.items() if getattr(self, k) != d}
+        return {"kind": self.kind, **changed} if changed else self.kind
+
+
 def refuse_legacy_coupling_args(kwargs: dict) -> None:
-    """A clear error for a constructor call with the arguments ``Coupling`` replaced."""
+    """A clear error for a constructor call with the arguments ``Coupling`` and ``Network``
+    replaced."""
     old = sorted(set(kwargs) & set(LEGACY_FIELDS))
     if old:
         moved = ", ".join(f"{k} -> {LEGACY_FIELDS[k]!r}" for k in old)
         raise ValueError(f"{', '.join(old)}: settings of the coupling now ({moved}): pass "
                          f"coupling={{'kind': ..., {LEGACY_FIELDS[old[0]]!r}: ...}} or tfcflow.models.Coupling(...)")
+    old = sorted(set(kwargs) & set(NETWORK_FIELDS))
+    if old:
+        raise ValueError(f"{', '.join(old)}: settings of the coupling networks now: pass network={{'kind': 'mlp', "
+                         f"{old[0]!r}: ...}} or tfcflow.models.Network(...)")
 
 
 def migrate_coupling_config(config: dict) -> dict:
@@ -133,24 +196,36 @@ def migrate_coupling_config(config: dict) -> dict:
     return config
 
 
+def migrate_network_config(config: dict) -> dict:
+    """A vector model's config with the arguments that ``Network`` replaced (``hidden_layers``,
+    ``activation``, ``dropout``, next to ``network`` as a kind; configs, runs and saves written
+    before) folded into ``network``. A config without them is returned as it is."""
+    old = {k: config[k] for k in NETWORK_FIELDS if k in config}
+    if not old:
+        return config
+    config = {k: v for k, v in config.items() if k not in NETWORK_FIELDS}
+    network = Network.of(config.get("network", "mlp"))
+    config["network"] = dataclasses.replace(network, **old).to_config()
+    return config
+
+
 MIXINGS = ("permutation", "lu")
-NETWORKS = ("mlp", "residual")
 
 
-def coupling_network(output_units: int, hidden_units: Sequence[int], activation: str, network: str, name: str,
-                     dropout: float = 0.0):
-    """The network of one coupling: ``"mlp"`` (``MLPNetwork``, one Dense per entry of
-    ``hidden_units``) or ``"residual"`` (``ResidualNetwork``: ``len(hidden_units)`` condition-gated
-    residual blocks of ``hidden_units[0]`` units); ``dropout`` while training."""
-    if network == "residual":
-        return ResidualNetwork(output_units, hidden_units[0], len(hidden_units), activation, dropout=dropout,
-                               name=name)
-    return MLPNetwork(output_units, hidden_units, activation, dropout=dropout, name=name)
+def coupling_network(output_units: int, width: int, network: Network, name: str):
+    """The network of one coupling: ``"mlp"`` (``MLPNetwork``, ``hidden_layers`` Dense layers of
+    ``width``) or ``"residual"`` (``ResidualNetwork``: ``hidden_layers`` condition-gated residual
+    blocks of ``width`` units); ``dropout`` while training."""
+    if network.kind == "residual":
+        return ResidualNetwork(output_units, width, network.hidden_layers, network.activation,
+                               dropout=network.dropout, name=name)
+    return MLPNetwork(output_units, (width,) * network.hidden_layers, network.activation, dropout=network.dropout,
+                      name=name)
 
 
-def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activation: str, actnorm: bool,
-                  seed: int, *, coupling: Union[str, dict, Coupling] = "affine", mixing: str = "permutation",
-                  network: str = "mlp", dropout: float = 0.0) -> FlowSequence:
+def coupling_flow(dim: int, depth: int, width: int, actnorm: bool, seed: int, *,
+                  network: Union[str, dict, Network] = "mlp", coupling: Union[str, dict, Coupling] = "affine",
+                  mixing: str = "permutation") -> FlowSequence:
     """The ``FlowSequence`` "flow" of a vector model on ``dim`` features: ``depth`` x [ActNorm?,
     coupling (2nd half | 1st), coupling (1st half | 2nd), mixing].
 
@@ -161,17 +236,14 @@ def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activati
     coupling acts along the coordinate axes; a learned matrix lets the couplings act along any
     directions, which matters most in low dimension (in 2-D a permutation is at best a swap).
     ``coupling``: a ``Coupling`` (or its kind, or a dict of its fields): affine, spline or hybrid
-    couplings with their settings. ``network``: the coupling networks (``coupling_network``:
-    ``hidden_layers`` layers of ``width`` units), with ``dropout`` while training.
+    couplings with their settings. ``network``: a ``Network`` (or its kind, or a dict of its
+    fields): the coupling networks, ``width`` units wide (``coupling_network``).
     """
     _checks.check_positive_int(depth, "depth")
-    hidden_units = (_checks.check_positive_int(width, "width"),) * _checks.check_positive_int(hidden_layers,
-                                                                                               "hidden_layers")
-    coupling = Coupling.of(coupling)
+    _checks.check_positive_int(width, "width")
+    coupling, network = Coupling.of(coupling), Network.of(network)
     if mixing not in MIXINGS:
         raise ValueError(f"mixing must be one of {MIXINGS}, got {mixing!r}")
-    if network not in NETWORKS:
-        raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
     if dim < 2:
         raise ValueError(f"a coupling flow needs at least 2 dimensions, got {dim}")
     k = dim // 2
@@ -182,12 +254,11 @@ def coupling_flow(dim: int, depth: int, width: int, hidden_layers: int, activati
         for flip, transformed in ((False, dim - k), (True, k)):
             name = f"block{i}_coupling{int(flip)}"
             if coupling.kind == "spline" or (coupling.kind == "hybrid" and i % 2 == 1):
-                net = coupling_network(params_per_feature(coupling.bins) * transformed, hidden_units, activation,
-                                       network, f"block{i}_net{int(flip)}", dropout)
+                net = coupling_network(params_per_feature(coupling.bins) * transformed, width, network,
+                                       f"block{i}_net{int(flip)}")
                 steps.append(SplineCouplingLayer(net, flip=flip, bins=coupling.bins, bound=coupling.bound, name=name))
             else:
-                net = coupling_network(2 * transformed, hidden_units, activation, network, f"block{i}_net{int(flip)}",
-                                       dropout)
+                net = coupling_network(2 * transformed, width, network, f"block{i}_net{int(flip)}")
                 steps.append(AffineCouplingLayer(net, flip=flip, scale=coupling.scale, clamp=coupling.clamp, name=name))
         if mixing == "lu":
             steps.append(InvertibleConv1x1Layer(lu=True, seed=seed + i, name=f"block{i}_mix"))

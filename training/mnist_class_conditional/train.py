@@ -115,7 +115,8 @@ def main(argv=None) -> dict:
 
     flow = RelaxedConditionFlow(cfg["latent_dim"], 10, padding_dim=10, epsilon=cfg["epsilon"],
                                 padding_noise=cfg["padding_noise"], depth=cfg["flow_blocks"],
-                                width=cfg["flow_hidden"][0], hidden_layers=len(cfg["flow_hidden"]), seed=cfg["seed"])
+                                width=cfg["flow_hidden"][0], network={"hidden_layers": len(cfg["flow_hidden"])},
+                                seed=cfg["seed"])
     schedule = optim.WarmupStepDecay(cfg["flow_learning_rate"], cfg["flow_warmup"], 0.999, 20)
     # skip_nonfinite: a step whose loss or gradient is NaN/inf is not applied (and counted)
     flow.compile(optimizer=optim.make_optimizer(schedule, ema=cfg["ema"]), clipnorm=1.0, seed=cfg["seed"],
