@@ -132,6 +132,34 @@ def test_skimage_photos_are_written_once(tmp_path):
         prepare.store_photos(folder)
 
 
+def test_a_missing_extra_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    import builtins
+    import sys
+
+    from tfcflow import cli
+
+    real_import = builtins.__import__
+
+    def no_skimage(name, *args, **kwargs):
+        if name == "skimage" or name.startswith("skimage."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    for name in [m for m in sys.modules if m == "skimage" or m.startswith("skimage.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(builtins, "__import__", no_skimage)
+    with pytest.raises(ValueError, match=r"^scikit-image is not installed; .*pip install 'tfcflow\[experiments\]'"):
+        prepare.store_photos(str(tmp_path / "p"), train=("astronaut",), test=("chelsea",))
+    assert os.listdir(tmp_path) == []  # nothing half-written (the temporary folder is gone too)
+    # the job: one line on stderr, exit 2, no run folder and no photo folder left behind
+    capsys.readouterr()
+    code = cli.main(["train", FAST, "--out", str(tmp_path / "run"), "--set",
+                     f'data.folder="{tmp_path / "photos"}"', "--set", "train.steps=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "scikit-image is not installed" in err and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "photos") and not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
 def test_the_bundled_photo_set_loads_every_photo_offline():
     train, test = prepare.PHOTO_SETS["bundled"]
     assert set(prepare.PHOTO_SETS["skimage"][0]) < set(train) and not set(train) & set(test)

@@ -130,6 +130,18 @@ def import_image_folder(folder: str, name: str, data_dir: str, image_size: Optio
                          classes or None, description=f"Imported from {folder}")
 
 
+def require(module: str, package: str, extra: str = "experiments"):
+    """``import module``, or a ValueError naming the package and the tfcflow extra that installs it
+    (one line for the CLI, instead of a ModuleNotFoundError traceback)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise ValueError(f"{package} is not installed; it comes with tfcflow's {extra!r} extra: "
+                         f"pip install 'tfcflow[{extra}]'") from None
+
+
 # colour photos bundled with scikit-image; the last two (coffee, a cat) are the default held-out photos
 SKIMAGE_PHOTOS = ("astronaut", "rocket", "hubble_deep_field", "immunohistochemistry", "coffee", "chelsea")
 
@@ -139,12 +151,13 @@ def skimage_photo_patches(names: Sequence[str] = SKIMAGE_PHOTOS, patch_size: int
     """Real colour photo patches from scikit-image's bundled images (no download): each image is
     area-downscaled by ``downscale`` and cut into ``patch_size`` patches every ``stride`` pixels.
     Returns uint8 ``[N, patch_size, patch_size, 3]`` (images in the order of ``names``)."""
-    import skimage.data
     import tensorflow as tf
+
+    skimage_data = require("skimage.data", "scikit-image")
 
     out = []
     for name in names:
-        img = getattr(skimage.data, name)()[..., :3]
+        img = getattr(skimage_data, name)()[..., :3]
         h, w = img.shape[0] // downscale, img.shape[1] // downscale
         img = tf.cast(tf.round(tf.image.resize(img, (h, w), method="area")), tf.uint8).numpy()
         for i in range(0, h - patch_size + 1, stride):
@@ -183,34 +196,50 @@ def bundled_photo(name: str) -> np.ndarray:
     (the left view of scikit-image's stereo pair), ``china`` / ``flower`` (scikit-learn's sample
     images) or ``grace_hopper`` (matplotlib's sample data)."""
     if name in ("china", "flower"):
-        from sklearn.datasets import load_sample_image
-        return np.asarray(load_sample_image(f"{name}.jpg"))[..., :3]
+        datasets = require("sklearn.datasets", "scikit-learn")
+        return np.asarray(datasets.load_sample_image(f"{name}.jpg"))[..., :3]
     if name == "grace_hopper":
-        import matplotlib
         import tensorflow as tf
+        matplotlib = require("matplotlib", "matplotlib")
         path = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
         return tf.io.decode_jpeg(tf.io.read_file(path), channels=3).numpy()
-    import skimage.data
+    skimage_data = require("skimage.data", "scikit-image")
     if name == "motorcycle":  # the right view of the pair is the same scene
-        return skimage.data.stereo_motorcycle()[0]
-    if not hasattr(skimage.data, name):
+        return skimage_data.stereo_motorcycle()[0]
+    if not hasattr(skimage_data, name):
         raise ValueError(f"unknown bundled photo {name!r}")
-    return getattr(skimage.data, name)()[..., :3]
+    return getattr(skimage_data, name)()[..., :3]
 
 
 def store_photos(folder: str, train: Sequence[str] = SKIMAGE_TRAIN_PHOTOS,
                  test: Sequence[str] = SKIMAGE_TEST_PHOTOS) -> str:
     """Writes bundled colour photos (``bundled_photo`` names; ``PHOTO_SETS`` has named sets) as PNG
     files into ``folder/train`` and ``folder/test`` (an image folder for ``tfcflow.data.image_folder``;
-    full resolution, no download). Refuses a folder that already holds files."""
+    full resolution, no download). Refuses a folder that already holds files. Atomic: the files
+    are written into a temporary sibling folder renamed to ``folder`` once complete, so a failure
+    (a missing package, a full disk) leaves no half-written folder for a later run to mistake
+    for the data."""
+    import shutil
+    import tempfile
+
     import tensorflow as tf
 
     if os.path.isdir(folder) and os.listdir(folder):
         raise ValueError(f"{folder} already exists and is not empty; choose a new folder")
-    for split, names in (("train", train), ("test", test)):
-        os.makedirs(os.path.join(folder, split), exist_ok=True)
-        for name in names:
-            png = tf.io.encode_png(bundled_photo(name)).numpy()
-            with open(os.path.join(folder, split, f"{name}.png"), "wb") as f:
-                f.write(png)
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(folder))}-", dir=parent)
+    try:
+        for split, names in (("train", train), ("test", test)):
+            os.makedirs(os.path.join(tmp, split))
+            for name in names:
+                png = tf.io.encode_png(bundled_photo(name)).numpy()
+                with open(os.path.join(tmp, split, f"{name}.png"), "wb") as f:
+                    f.write(png)
+        if os.path.isdir(folder):
+            os.rmdir(folder)  # empty (checked above)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return folder
