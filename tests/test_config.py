@@ -109,6 +109,11 @@ def test_resume_conflicts_ignore_resumable_keys():
     b = config.validate({"model": {"class": "CAFlow"}, "train": {"steps": 5000, "learning_rate": 1e-4},
                          "eval": {"temperature": 0.5}})
     assert config.resume_conflicts(a, b) == ["train.learning_rate: 0.001 -> 0.0001"]
+    # a run saved before a key existed: the key counts as its default, not as a change
+    older = {k: ({kk: vv for kk, vv in v.items() if kk != "min_patch_std"} if k == "data" else v) for k, v in a.items()}
+    assert config.resume_conflicts(older, a) == []
+    changed = config.validate({"model": {"class": "CAFlow"}, "data": {"min_patch_std": 3.0}})
+    assert config.resume_conflicts(older, changed) == ["data.min_patch_std: 0.0 -> 3.0"]
 
 
 def test_every_shipped_config_is_valid():

@@ -2,6 +2,7 @@
 
     tfcflow train CONFIG [--set key=value ...] [--out DIR]
     tfcflow data prepare-mnist --source DIR --data-dir DIR
+    tfcflow data prepare-photos SOURCE FOLDER [--downscale 2] [--method bicubic]
     tfcflow data import-folder FOLDER --name NAME --data-dir DIR [--image-size N] [--test-fraction F]
     tfcflow data skimage-patches --name NAME --data-dir DIR [--patch-size N] [--test-images K]
     tfcflow export RUN_DIR --base DIR [--name NAME] [--version V] [--max-n N] [--no-ema]
@@ -38,6 +39,9 @@ def _data(args) -> int:
     try:
         if args.data_command == "prepare-mnist":
             path = prepare.prepare_mnist(args.source, args.data_dir)
+        elif args.data_command == "prepare-photos":
+            manifest = prepare.prepare_photo_folder(args.source, args.folder, args.downscale, args.method)
+            path = f"{args.folder} ({len(manifest['photos'])} photos)"
         elif args.data_command == "import-folder":
             path = prepare.import_image_folder(args.folder, args.name, args.data_dir, args.image_size,
                                                args.test_fraction, args.seed)
@@ -235,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     m = dsub.add_parser("prepare-mnist", help="prepare TFDS mnist from a folder of the 4 IDX .gz files")
     m.add_argument("--source", required=True)
     m.add_argument("--data-dir", required=True)
+    ph = dsub.add_parser("prepare-photos", help="prepare a folder of photographs for the image tasks (downscaled "
+                                                "with antialiasing, the same for train/ and test/; atomic)")
+    ph.add_argument("source", help="a folder of photos, or one with train/ and test/ (or eval/) sub-folders")
+    ph.add_argument("folder", help="the prepared image folder to write (new or empty); data.folder of a job")
+    ph.add_argument("--downscale", type=int, default=2, help="factor of the antialiased reduction (1: none)")
+    ph.add_argument("--method", default="bicubic", choices=("bicubic", "area"))
     f = dsub.add_parser("import-folder", help="store a folder of images (sub-folders = classes) as a TFDS dataset")
     f.add_argument("folder")
     f.add_argument("--name", required=True)

@@ -45,6 +45,7 @@ DEFAULTS: dict = {
         "patch_size": 32,
         "flips": "horizontal",       # "none" | "horizontal" | "both" | "dihedral" (also transposed)
         "scales": None,              # [min, max] in (0, 1]: patches of the image downscaled by a random factor
+        "min_patch_std": 0.0,        # image folders: patches flatter than this (8-bit std) are drawn again
         "test_fraction": 0.1,
         "split_seed": 0,
         # gaussian_mixture
@@ -413,14 +414,17 @@ def load(path: str, overrides: Iterable[str] = ()) -> dict:
 
 
 def resume_conflicts(saved: dict, new: dict) -> list[str]:
-    """Dotted keys whose values differ between a saved config and a new one, except RESUMABLE keys."""
+    """Dotted keys whose values differ between a saved config and a new one, except RESUMABLE keys.
+    A key the saved config lacks (written before the key existed) counts as its default."""
     diffs = []
     for key in sorted(set(saved) | set(new)):
         a, b = saved.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
+            defaults = DEFAULTS.get(key, {}) if isinstance(DEFAULTS.get(key), dict) else {}
             for sub in sorted(set(a) | set(b)):
-                if (key, sub) not in RESUMABLE and a.get(sub) != b.get(sub):
-                    diffs.append(f"{key}.{sub}: {a.get(sub)!r} -> {b.get(sub)!r}")
+                old = a.get(sub, defaults.get(sub))
+                if (key, sub) not in RESUMABLE and old != b.get(sub):
+                    diffs.append(f"{key}.{sub}: {old!r} -> {b.get(sub)!r}")
         elif a != b:
             diffs.append(f"{key}: {a!r} -> {b!r}")
     return diffs

@@ -200,3 +200,26 @@ def test_bad_files_are_named(tmp_path):
         image_folder.patch_dataset(str(tmp_path), "super_resolution", 8, 4, 0, factor=3)
     with pytest.raises(ValueError, match="does not exist"):
         image_folder.patch_dataset(str(tmp_path / "nope"), "colorization", 8, 4, 0)
+
+
+def test_flat_patches_are_drawn_again(tmp_path):
+    """Half of the image is flat grey: with min_patch_std the patches come from the textured half
+    (up to FLAT_REDRAWS redraws), draw 0 is the default stream's, and the stream stays seeded."""
+    rng = np.random.default_rng(1)
+    image = np.full((32, 64, 3), 128, np.uint8)
+    image[:, 32:] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    _write_png(tmp_path / "half.png", image)
+
+    def patches(**kw):
+        ds = image_folder.patch_dataset(str(tmp_path), "super_resolution", P, 32, 3, factor=2, test_fraction=0.0,
+                                        flips="none", **kw)
+        return np.concatenate([x for x, _ in _batches(ds, 2)])
+
+    plain, picky = patches(), patches(min_patch_std=5.0)
+    stds = lambda xs: xs.reshape(len(xs), -1).astype(np.float32).std(axis=1)  # noqa: E731
+    assert (stds(plain) < 5.0).mean() > 0.3 and (stds(picky) < 5.0).mean() < 0.02
+    textured = stds(plain) >= 5.0  # those were kept as drawn
+    np.testing.assert_array_equal(picky[textured], plain[textured])
+    np.testing.assert_array_equal(picky, patches(min_patch_std=5.0))
+    with pytest.raises(ValueError, match="min_patch_std must be a number >= 0"):
+        patches(min_patch_std=-1)

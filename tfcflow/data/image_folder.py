@@ -42,6 +42,8 @@ from tfcflow.data import tasks
 from tfcflow.data.options import FLIPS, check_scales
 
 PATCH_TASKS = ("super_resolution", "inpainting", "colorization")
+#: how many times a flat patch is drawn again (``patch_dataset(min_patch_std=...)``)
+FLAT_REDRAWS = 8
 
 
 def image_files(folder: str) -> List[str]:
@@ -108,7 +110,8 @@ def example_seed(seed: int, index) -> tf.Tensor:
 def patch_dataset(folder: str, task: str, patch_size: int, batch_size: int, seed: int, factor: int = 4, *,
                   downsample_method: str = "area", mask: str = "random", flips: str = "horizontal",
                   channels: Optional[int] = None, test_fraction: float = 0.1, split_seed: int = 0,
-                  start_batch: int = 0, scales: Optional[Sequence[float]] = None) -> tf.data.Dataset:
+                  start_batch: int = 0, scales: Optional[Sequence[float]] = None,
+                  min_patch_std: float = 0.0) -> tf.data.Dataset:
     """Endless batches ``(target uint8 [B, P, P, C], condition)`` of random patches of the training
     images of ``folder`` (see the module docstring).
 
@@ -122,9 +125,15 @@ def patch_dataset(folder: str, task: str, patch_size: int, batch_size: int, seed
         image's shorter side); None (default): full resolution only.
       start_batch: begin at batch ``k`` (the same as ``.skip(k)``, without computing the skipped
         batches).
+      min_patch_std: a patch whose pixels' standard deviation (8-bit units) is below this is
+        flat (sky, a blurred background: nothing to super-resolve) and is drawn again, up to
+        ``FLAT_REDRAWS`` times from keys of its own (the last draw is kept); 0 (default): every
+        draw is kept, the stream of earlier versions.
     """
     _check_task(task, factor, downsample_method, mask, flips)
     scales = check_scales(scales)
+    if isinstance(min_patch_std, bool) or not isinstance(min_patch_std, (int, float)) or min_patch_std < 0:
+        raise ValueError(f"min_patch_std must be a number >= 0, got {min_patch_std!r}")
     p = int(patch_size)
     if p < 1 or batch_size < 1:
         raise ValueError(f"patch_size and batch_size must be >= 1, got {patch_size} and {batch_size}")
@@ -146,13 +155,13 @@ def patch_dataset(folder: str, task: str, patch_size: int, batch_size: int, seed
     pixels = tf.constant(np.concatenate([im.ravel() for im in images]))
     n = len(images)
 
-    def example(j):
-        keys = _random.split(example_seed(seed, j), 2)
-        u = _random.uniform([5], keys[0])
+    def draw(key):
+        """One flipped patch of a random image, from ``key``."""
+        u = _random.uniform([5], key)
         i = tf.minimum(tf.cast(u[0] * n, tf.int32), n - 1)
         h, w = heights[i], widths[i]
         # the options' draws come from a key of their own, so the default stream stays as it was
-        v = _random.uniform([2], _random.fold_in_tensor(keys[0], 1)) if scales or flips == "dihedral" else None
+        v = _random.uniform([2], _random.fold_in_tensor(key, 1)) if scales or flips == "dihedral" else None
         q = p  # the crop's side before resizing
         if scales:
             s = scales[0] + (scales[1] - scales[0]) * v[0]
@@ -171,6 +180,19 @@ def patch_dataset(folder: str, task: str, patch_size: int, batch_size: int, seed
             patch = tf.where(u[4] < 0.5, tf.reverse(patch, [0]), patch)
         if flips == "dihedral":
             patch = tf.where(v[1] < 0.5, tf.transpose(patch, [1, 0, 2]), patch)
+        return patch
+
+    def flat(patch):
+        return tf.math.reduce_std(tf.cast(patch, tf.float32)) < min_patch_std
+
+    def example(j):
+        keys = _random.split(example_seed(seed, j), 2)
+        patch = draw(keys[0])
+        if min_patch_std > 0:  # redraws from keys of their own: draw 0 is the default stream's
+            def redraw(t, patch):
+                return t + 1, draw(_random.fold_in_tensor(keys[0], 100 + t))
+            _, patch = tf.while_loop(lambda t, patch: tf.logical_and(t <= FLAT_REDRAWS, flat(patch)), redraw,
+                                     (tf.constant(1), patch))
         cond = tasks.make_condition(task, patch, factor=factor, downsample_method=downsample_method, mask=mask,
                                     mask_seed=keys[1])
         return patch, cond

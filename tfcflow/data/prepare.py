@@ -243,3 +243,111 @@ def store_photos(folder: str, train: Sequence[str] = SKIMAGE_TRAIN_PHOTOS,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+#: the sub-folders of a photo source read as the held-out split (the Debian photo recipe names it eval/)
+HELD_OUT_NAMES = ("test", "eval")
+#: a block counts as flat when its pixels' standard deviation is below this (8-bit units)
+FLAT_STD = 2.0
+
+
+def _flat_share(image: np.ndarray, block: int = 32) -> float:
+    """The share of ``block`` x ``block`` tiles of ``image`` whose pixel std is below ``FLAT_STD``."""
+    h, w = (image.shape[0] // block) * block, (image.shape[1] // block) * block
+    if h == 0 or w == 0:
+        return 0.0
+    tiles = image[:h, :w].astype(np.float32).reshape(h // block, block, w // block, block, -1)
+    return float((tiles.std(axis=(1, 3, 4)) < FLAT_STD).mean())
+
+
+def prepare_photo_folder(source: str, folder: str, downscale: int = 2, method: str = "bicubic",
+                         channels: int = 3) -> dict:
+    """Prepares a folder of photographs for the image tasks (``data.source = "image_folder"``), the
+    usual super-resolution preparation applied the same way to the training and the held-out photos.
+
+    Each photo is decoded (a broken file is an error naming it), converted to ``channels``,
+    centre-cropped to a multiple of ``downscale`` and downscaled by it with an antialiased filter
+    (``method`` ``"bicubic"`` or ``"area"``): wallpapers and camera photos carry JPEG blocks, sensor
+    noise and demosaicing artefacts at full resolution that a super-resolution model would learn as
+    "detail"; a 2x antialiased reduction removes most of them. Nothing is random: the result is a
+    function of the files.
+
+    ``source``: a folder with ``train/`` and ``test/`` (or ``eval/``) sub-folders, written as
+    ``folder/train`` and ``folder/test``; or a flat folder of photos, written as it is (the job's
+    ``data.test_fraction`` then holds some out). ``folder`` must not exist or be empty; it appears
+    only once complete (a temporary sibling renamed), so a failure leaves nothing a later run could
+    mistake for the data. ``folder/manifest.json`` lists every photo: its source, both sizes and
+    the share of flat 32 x 32 blocks (std below ``FLAT_STD``: sky, blur; training can skip flat
+    patches, ``image_folder.patch_dataset(min_patch_std=...)``). Returns the manifest.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+
+    from tfcflow import images as images_lib
+
+    if not isinstance(downscale, (int, np.integer)) or isinstance(downscale, bool) or downscale < 1:
+        raise ValueError(f"downscale must be an integer >= 1, got {downscale!r}")
+    if method not in ("bicubic", "area"):
+        raise ValueError(f"method must be 'bicubic' or 'area', got {method!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if not os.path.isdir(source):
+        raise ValueError(f"photo folder {source!r} does not exist")
+    if os.path.isdir(folder) and os.listdir(folder) or os.path.isfile(folder):
+        raise ValueError(f"{folder} already exists and is not empty; choose a new folder")
+    held_out = next((name for name in HELD_OUT_NAMES if os.path.isdir(os.path.join(source, name))), None)
+    if os.path.isdir(os.path.join(source, "train")) and held_out:
+        splits = {"train": os.path.join(source, "train"), "test": os.path.join(source, held_out)}
+    else:
+        splits = {"": source}
+    listed = {}
+    for split, path in splits.items():
+        files, _ = images_lib.list_images([path], recursive=True)
+        if not files:
+            raise ValueError(f"no images ({', '.join(images_lib.IMAGE_EXTENSIONS)}) found in {path!r}")
+        listed[split] = files
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(folder))}-", dir=parent)
+    manifest = {"source": os.path.abspath(source), "downscale": int(downscale), "method": method,
+                "channels": channels, "photos": []}
+    try:
+        for split, files in listed.items():
+            os.makedirs(os.path.join(tmp, split), exist_ok=True)
+            names = set()
+            for path in files:
+                image = images_lib.convert_channels(images_lib.read_image(path), channels, path)
+                source_size = [int(v) for v in image.shape[:2]]
+                h, w = image.shape[0] // downscale * downscale, image.shape[1] // downscale * downscale
+                if h == 0 or w == 0:
+                    raise ValueError(f"{path}: {image.shape[0]}x{image.shape[1]} is smaller than downscale "
+                                     f"{downscale}")
+                top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+                image = image[top:top + h, left:left + w]
+                if downscale > 1:
+                    small = tf.image.resize(image.astype(np.float32), (h // downscale, w // downscale),
+                                            method=method, antialias=True)
+                    image = np.clip(np.round(small.numpy()), 0, 255).astype(np.uint8)
+                name = os.path.splitext(os.path.relpath(path, splits[split]))[0].replace(os.sep, "_")
+                if name in names:  # a.jpg and a.png in one folder
+                    name = os.path.relpath(path, splits[split]).replace(os.sep, "_").replace(".", "_")
+                names.add(name)
+                with open(os.path.join(tmp, split, name + ".png"), "wb") as f:
+                    f.write(tf.io.encode_png(image).numpy())
+                manifest["photos"].append({"split": split or None, "file": os.path.join(split, name + ".png"),
+                                           "source": os.path.relpath(path, source),
+                                           "source_size": source_size,
+                                           "size": [int(v) for v in image.shape[:2]],
+                                           "flat_share": round(_flat_share(image), 4)})
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=1)
+        if os.path.isdir(folder):
+            os.rmdir(folder)  # empty (checked above)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest

@@ -126,7 +126,7 @@ def image_folder_source(r: SourceRequest) -> DataSource:
 
     def patches(size, batch, stream_seed):
         return image_folder.patch_dataset(folder, d["task"], size, batch, stream_seed, d["factor"], flips=d["flips"],
-                                          scales=d["scales"], **common)
+                                          scales=d["scales"], min_patch_std=d.get("min_patch_std", 0.0), **common)
 
     try:
         train = patches(d["patch_size"], r.batch_size, r.seed)
