@@ -25,7 +25,7 @@ def test_fit_base_trains_g_alone_and_beats_bicubic(make):
     x, c = _nearest_x2(256)
     xv, cv = _nearest_x2(64, seed=1)
     keras.utils.set_random_seed(0)
-    m = make(residual="learned", residual_width=16, residual_depth=1)
+    m = make(residual={"kind": "learned", "width": 16, "depth": 1})
     g_ids = {id(v) for v in m.upsampler.weights}
     others = [v.numpy() for v in m.weights if id(v) not in g_ids]
     before = float(tf.reduce_mean(m.base_loss(xv, cv)))
@@ -39,7 +39,7 @@ def test_fit_base_trains_g_alone_and_beats_bicubic(make):
 
 def test_base_loss_is_the_l1_of_x_minus_the_base():
     x, c = _nearest_x2(4)
-    m = tiny_glow(residual="learned", residual_width=4, residual_depth=1)
+    m = tiny_glow(residual={"kind": "learned", "width": 4, "depth": 1})
     base = m._base(m._check_condition(c), [8, 8], trainable=True).numpy()
     expected = np.abs(x / 255.0 - 0.5 - base).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(m.base_loss(x, c).numpy(), expected, rtol=1e-5)
@@ -48,7 +48,7 @@ def test_base_loss_is_the_l1_of_x_minus_the_base():
 def test_a_frozen_base_leaves_the_objective_and_is_not_changed_by_fit_with_ema():
     x, c = _nearest_x2(64)
     keras.utils.set_random_seed(1)
-    m = tiny_glow(residual="learned", residual_width=8, residual_depth=1)
+    m = tiny_glow(residual={"kind": "learned", "width": 8, "depth": 1})
     base_training.fit_base(m, _dataset(x, c, 16), steps=20, log=None)
     base_training.freeze_base(m)
     g = [v.numpy() for v in m.upsampler.weights]
@@ -70,7 +70,7 @@ def test_bad_uses_are_refused():
         base_training.fit_base(tiny_glow(residual=True), _dataset(x, c, 4), steps=2)
     with pytest.raises(ValueError, match="residual='learned'"):
         tiny_glow().base_loss(x, c)
-    m = tiny_glow(residual="learned", residual_width=4, residual_depth=1)
+    m = tiny_glow(residual={"kind": "learned", "width": 4, "depth": 1})
     with pytest.raises(ValueError, match="steps >= 1"):
         base_training.fit_base(m, _dataset(x, c, 4), steps=0)
     with pytest.raises(ValueError, match="ended after 2 of the 5"):
@@ -85,7 +85,7 @@ def test_base_training_resumes_from_its_checkpoint_exactly(tmp_path):
 
     def model():
         keras.utils.set_random_seed(2)
-        return tiny_glow(residual="learned", residual_width=8, residual_depth=1)
+        return tiny_glow(residual={"kind": "learned", "width": 8, "depth": 1})
 
     straight = model()
     history = base_training.fit_base(straight, _dataset(x, c, 8), steps=6, log_every=2, log=None,

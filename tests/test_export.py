@@ -51,7 +51,7 @@ def exported(tmp_path_factory):
     xi = rng.integers(0, 256, (64, 8, 8, 1)).astype(np.uint8)
     ci = np.clip(xi.reshape(64, 4, 2, 4, 2, 1).mean((2, 4)), 0, 255).astype(np.uint8)
     keras.utils.set_random_seed(0)
-    glow = _train_small(tiny_glow("image", residual="learned", residual_width=4, residual_depth=1), xi, ci)
+    glow = _train_small(tiny_glow("image", residual={"kind": "learned", "width": 4, "depth": 1}), xi, ci)
     assert np.abs(glow.upsampler(tf.zeros([1, 4, 4, 1]) + 0.2).numpy()).max() > 1e-3  # g was trained
     xv, _, cv = gm.sample(256, seed=0)
     rcf = _train_small(RelaxedConditionFlow(2, 8, depth=2, width=16), xv, cv)

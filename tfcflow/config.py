@@ -219,7 +219,8 @@ def validate(user: dict) -> dict:
                 raise ConfigError(f"{section}.{key} ({size}) must be a multiple of data.factor "
                                   f"({cfg['data']['factor']})")
     if t["base_steps"]:
-        if cfg["model"].get("residual") != "learned":
+        residual = cfg["model"].get("residual")
+        if (residual.get("kind") if isinstance(residual, dict) else residual) != "learned":
             raise ConfigError(f"train.base_steps trains a learned residual base alone: it needs model.residual "
                               f"'learned', got {cfg['model'].get('residual')!r}")
         if t["strategy"] not in ("default", "one_device"):

@@ -82,7 +82,7 @@ def test_every_trainable_variable_gets_a_gradient(model):
 
 def test_config_round_trip(model):
     clone = copy_model(model)
-    assert clone.get_config()["residual"] is True
+    assert clone.get_config()["residual"] == "bicubic"
     x, c = _data(seed=1)
     np.testing.assert_allclose(clone.log_prob(x, c).numpy(), model.log_prob(x, c).numpy(), rtol=1e-6)
 
@@ -109,7 +109,7 @@ def test_residual_needs_an_image_condition_with_the_target_channels_or_one(condi
 # ---- residual="learned" ------------------------------------------------------------------------------
 @pytest.fixture(scope="module", params=KINDS)
 def learned(request):
-    kw = dict(residual="learned", residual_width=6, residual_depth=1)
+    kw = dict(residual={"kind": "learned", "width": 6, "depth": 1})
     m = tiny_glow("image", **kw) if request.param == "glow" else tiny_caflow(**kw)
     m.initialize(*_data(n=16))
     perturb(m, seed=3, scale=0.02)
@@ -178,13 +178,18 @@ def test_the_base_loss_trains_g_alone_and_the_likelihood_trains_the_flow_alone(l
 def test_learned_config_round_trip(learned):
     clone = copy_model(learned)
     cfg = clone.get_config()
-    assert (cfg["residual"], cfg["residual_width"], cfg["residual_depth"]) == ("learned", 6, 1)
+    assert cfg["residual"] == {"kind": "learned", "width": 6, "depth": 1}
+    # a config written before Residual grouped the learned base's settings loads the same model
+    old = {**{k: v for k, v in cfg.items() if k != "residual"}, "residual": "learned", "residual_width": 6,
+           "residual_depth": 1}
+    again = type(learned).from_config(old)
+    assert again.get_config() == cfg
     x, c = _data(seed=1)
     np.testing.assert_allclose(clone.log_prob(x, c).numpy(), learned.log_prob(x, c).numpy(), rtol=1e-6)
 
 
 def test_a_fresh_learned_base_is_bicubic():
-    m = tiny_glow("image", residual="learned", residual_width=4, residual_depth=1)
+    m = tiny_glow("image", residual={"kind": "learned", "width": 4, "depth": 1})
     _, c = _data()
     np.testing.assert_allclose(m._base(m._check_condition(c), [8, 8]).numpy(), _up(c).numpy(), atol=1e-7)
 
@@ -195,7 +200,7 @@ def test_training_fits_a_base_better_than_bicubic():
     rng = np.random.default_rng(0)
     c = (rng.integers(0, 2, (256, 4, 4, 1)) * 255).astype(np.uint8)
     x = np.repeat(np.repeat(c, 2, axis=1), 2, axis=2)
-    m = tiny_glow("image", residual="learned", residual_width=16, residual_depth=1)
+    m = tiny_glow("image", residual={"kind": "learned", "width": 16, "depth": 1})
     m.initialize(x[:32], c[:32])
     m.compile(optimizer=__import__("keras").optimizers.Adam(3e-3), clipnorm=None)
 
@@ -208,8 +213,12 @@ def test_training_fits_a_base_better_than_bicubic():
     assert after < 0.5 * before, (before, after)
 
 
-@pytest.mark.parametrize("kw, match", [(dict(residual="nearest"), "residual must be one of"),
-                                       (dict(residual="learned", residual_depth=-1), "depth >= 0")])
+@pytest.mark.parametrize("kw, match", [(dict(residual="nearest"), "residual must be None, True or one of"),
+                                       (dict(residual={"kind": "learned", "depth": -1}), "depth >= 0"),
+                                       (dict(residual={"kind": "bicubic", "width": 8}),
+                                        "residual width=8 sets the learned base g; residual is 'bicubic'"),
+                                       (dict(residual="learned", residual_width=8),
+                                        "residual_width: settings of the residual now")])
 def test_bad_residual_options_are_refused(kw, match):
     with pytest.raises(ValueError, match=match):
         ConditionalGlow((8, 8, 3), (4, 4, 3), levels=2, depth=1, width=8, **kw)
@@ -218,7 +227,7 @@ def test_bad_residual_options_are_refused(kw, match):
 def test_a_learned_base_maps_any_condition_channel_count():
     # inpainting-like: a 2-channel condition (image + mask) for a 1-channel target
     m = ConditionalGlow((8, 8, 1), (8, 8, 2), levels=2, depth=1, width=8, encoder_width=4, prior_width=4,
-                        residual="learned", residual_width=4, residual_depth=1)
+                        residual={"kind": "learned", "width": 4, "depth": 1})
     perturb(m.upsampler, seed=0)
     c = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 2)).astype(np.uint8)
     expected = m.upsampler(tf.cast(c, tf.float32) / 255.0 - 0.5)

@@ -40,7 +40,7 @@ def _train(out, folder, *extra):
 
 # a learned residual base trained alone first (train.base_steps, on its own larger patches), then
 # frozen: the runs below cover that path too (one set of runs: each costs traces and a photo evaluation)
-LEARNED = ['model.residual="learned"', "model.residual_width=8", "model.residual_depth=1", "train.base_steps=6",
+LEARNED = ['model.residual={"kind": "learned", "width": 8, "depth": 1}', "train.base_steps=6",
            "train.base_patch_size=32", "train.base_batch_size=4", "train.ema=0.9"]
 
 
@@ -120,7 +120,7 @@ def test_config_errors_of_the_image_folder_source(tmp_path, photos):
     with pytest.raises(config_lib.ConfigError, match="train.base_steps .* needs model.residual 'learned'"):
         _train(tmp_path / "g", photos, "train.base_steps=2")
     with pytest.raises(config_lib.ConfigError, match="train.base_patch_size .18. must be a multiple"):
-        _train(tmp_path / "h", photos, *LEARNED[:4], "train.base_patch_size=18")
+        _train(tmp_path / "h", photos, *LEARNED[:2], "train.base_patch_size=18")
 
 
 def test_skimage_photos_are_written_once(tmp_path):

@@ -56,7 +56,7 @@ from tfcflow.bijectors.multiscale import MultiScale, flatten_pieces, spatial_siz
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.image_blocks import flow_step, transition_step
 from tfcflow.models.rows import WHOLE, Rows
-from tfcflow.models.image_flow import ImageFlowModel, mixing_is_lu
+from tfcflow.models.image_flow import ImageFlowModel, Residual, mixing_is_lu
 from tfcflow.models.multiscale_flow import MultiScaleFlow, initialize_levels
 
 
@@ -159,8 +159,8 @@ class CAFlow(ImageFlowModel):
       dual_glow: the DUAL-GLOW dependency structure instead of CAFLOW's.
       transition_steps, scale, clamp, seed: as in ``MultiScaleFlow``.
       mixing: the 1x1 convolutions' form, ``"lu"`` (LU-parametrized, Glow) or ``"matrix"``.
-      residual, residual_width, residual_depth: T models the target minus a base computed from the
-        condition: False, True / "bicubic" or "learned" (see ``ImageFlowModel``).
+      residual: T models the target minus a base computed from the condition: None, "bicubic"
+        or "learned", or a ``Residual`` with the learned base's width and depth (``ImageFlowModel``).
     """
 
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]],
@@ -168,16 +168,16 @@ class CAFlow(ImageFlowModel):
                  conditional_width: int = 32, regularization: float = 0.01, weight_sharing: bool = False,
                  dual_glow: bool = False, transition_steps: int = 2, scale: str = "exp_tanh", clamp: float = 2.0,
                  mixing: str = "lu", seed: int = 0, factor: Optional[int] = None,
-                 residual: Union[bool, str] = False,
-                 residual_width: int = 64, residual_depth: int = 4, **kwargs):
+                 residual: Union[None, bool, str, dict, Residual] = None, **kwargs):
         if len(condition_shape) != 3:
             raise ValueError(f"CAFlow conditions are images (h, w, c); got condition_shape {tuple(condition_shape)}")
         if regularization < 0:
             raise ValueError(f"regularization must be >= 0, got {regularization}")
         if weight_sharing and dual_glow:
             raise ValueError("weight_sharing applies to CAFLOW's cross-scale functions; dual_glow has none")
-        super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual,
-                         residual_width=residual_width, residual_depth=residual_depth, **kwargs)
+        spec = Residual.of(residual)
+        residual = None if spec is None else spec.to_config()  # the config holds its normal form
+        super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual, **kwargs)
         self._record_config(locals())
         lu = mixing_is_lu(mixing)
         self.regularization = float(regularization)

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Union
 import keras
 
 from tfcflow.bijectors.multiscale import spatial_size
-from tfcflow.models.image_flow import ImageFlowModel, mixing_is_lu
+from tfcflow.models.image_flow import ImageFlowModel, Residual, mixing_is_lu
 from tfcflow.models.multiscale_flow import MultiScaleFlow
 from tfcflow.networks import ConditionEncoder
 
@@ -29,8 +29,8 @@ class ConditionalGlow(ImageFlowModel):
         target's size by the encoder; e.g. a low-resolution image, a masked image + mask, a
         grayscale image) or a vector ``(d,)`` (e.g. a one-hot class, broadcast over any size).
       factor: target size = image condition size x factor (default: from the two shapes, else 1).
-      residual, residual_width, residual_depth: model the image minus a base computed from the
-        condition: False, True / "bicubic" or "learned" (see ``ImageFlowModel``).
+      residual: model the image minus a base computed from the condition: None, "bicubic" or
+        "learned", or a ``Residual`` with the learned base's width and depth (``ImageFlowModel``).
       levels, depth, width, transition_steps, injector, learned_prior, prior_width, scale, clamp,
         seed: see ``MultiScaleFlow`` (depth = flow steps per level).
       mixing: the 1x1 convolutions' form, ``"lu"`` (LU-parametrized, Glow) or ``"matrix"``.
@@ -41,13 +41,13 @@ class ConditionalGlow(ImageFlowModel):
                  levels: int = 3, depth: int = 8, width: int = 64, transition_steps: int = 2, encoder_width: int = 32,
                  injector: bool = True, learned_prior: bool = True, prior_width: int = 32,
                  scale: str = "exp_tanh", clamp: float = 2.0, mixing: str = "lu", seed: int = 0,
-                 factor: Optional[int] = None, residual: Union[bool, str] = False,
-                 residual_width: int = 64, residual_depth: int = 4, **kwargs):
+                 factor: Optional[int] = None, residual: Union[None, bool, str, dict, Residual] = None, **kwargs):
         if len(condition_shape) not in (1, 3):
             raise ValueError(f"condition_shape must be an image (h, w, c) or a vector (d,), got "
                              f"{tuple(condition_shape)}")
-        super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual,
-                         residual_width=residual_width, residual_depth=residual_depth, **kwargs)
+        spec = Residual.of(residual)
+        residual = None if spec is None else spec.to_config()  # the config holds its normal form
+        super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual, **kwargs)
         self._record_config(locals())
         self.encoder = ConditionEncoder(levels, encoder_width, factor=self.factor, name="encoder")
         self.encoder.build((None,) + tuple(self.condition_shape))

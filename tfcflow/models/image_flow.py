@@ -46,6 +46,7 @@ samples of a condition take its size x factor.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Optional, Sequence, Union
 
@@ -62,8 +63,80 @@ from tfcflow.models.rows import WHOLE, Rows, batch_noise
 from tfcflow.models.image_blocks import check_divisible_size, check_image_shape
 from tfcflow.networks.upsampler import ResidualUpsampler
 
-#: what ``residual=`` accepts: no base, the bicubic upsampling of the condition, or that plus a learned correction
-RESIDUAL_KINDS = (False, True, "bicubic", "learned")
+#: the residual bases: the bicubic upsampling of the condition, or that plus a learned correction
+RESIDUAL_KINDS = ("bicubic", "learned")
+#: the learned base's settings and their defaults
+LEARNED_FIELDS = {"width": 64, "depth": 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class Residual:
+    """What an image model's flow is relative to (module docstring): ``kind`` ``"bicubic"``
+    (base = up(c)) or ``"learned"`` (base = up(c) + g(c), g a residual CNN of ``width`` channels and
+    ``depth`` residual blocks, trained by L1: ``train.base_steps``). ``width`` and ``depth`` are
+    refused for ``"bicubic"``; left None they take ``LEARNED_FIELDS``.
+
+    An image model's ``residual`` is None (no base; False is read as None), a kind (True is
+    ``"bicubic"``), a dict of these fields (in a config: ``{"kind": "learned", "width": 32}``) or a
+    ``Residual``.
+    """
+
+    kind: str = "bicubic"
+    width: Optional[int] = None
+    depth: Optional[int] = None
+
+    def __post_init__(self):
+        if self.kind not in RESIDUAL_KINDS:
+            raise ValueError(f"residual must be None, True or one of {RESIDUAL_KINDS}, got {self.kind!r}")
+        for name, default in LEARNED_FIELDS.items():
+            value = getattr(self, name)
+            if self.kind != "learned":
+                if value is not None:
+                    raise ValueError(f"residual {name}={value!r} sets the learned base g; residual is {self.kind!r}")
+            elif value is None:
+                object.__setattr__(self, name, default)
+
+    @classmethod
+    def of(cls, value) -> Optional["Residual"]:
+        if value is None or value is False:
+            return None
+        if isinstance(value, cls):
+            return value
+        if value is True:
+            return cls("bicubic")
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - {"kind", "width", "depth"})
+            if unknown:
+                raise ValueError(f"residual: unknown setting(s) {unknown}; a residual has kind, width and depth")
+            return cls(**value)
+        raise ValueError(f"residual must be None, True or one of {RESIDUAL_KINDS}, a dict or a "
+                         f"tfcflow.models.Residual, got {value!r}")
+
+    def to_config(self) -> Union[str, dict]:
+        """The kind alone when the settings are the defaults, else a dict (what ``of`` reads)."""
+        if self.kind != "learned":
+            return self.kind
+        changed = {k: getattr(self, k) for k, d in LEARNED_FIELDS.items() if getattr(self, k) != d}
+        return {"kind": self.kind, **changed} if changed else self.kind
+
+
+def migrate_residual_config(config: dict) -> dict:
+    """An image model's config with ``residual_width`` / ``residual_depth`` (configs, runs and saves
+    written before ``Residual`` grouped them) folded into ``residual`` (dropped where the base is not
+    learned: they had no effect there), and ``residual: false / true`` read as None / "bicubic"."""
+    old = {k: config[k] for k in ("residual_width", "residual_depth") if k in config}
+    if not old and not isinstance(config.get("residual"), bool):
+        return config
+    config = {k: v for k, v in config.items() if k not in old}
+    spec = Residual.of(config.get("residual"))
+    if spec is not None and spec.kind == "learned":
+        fields = {"width": spec.width, "depth": spec.depth}
+        fields.update({k.split("_")[1]: v for k, v in old.items()})
+        spec = Residual("learned", **fields)
+    config["residual"] = None if spec is None else spec.to_config()
+    return config
 
 
 def to_bins(x, name: str) -> tf.Tensor:
@@ -136,10 +209,10 @@ class ImageFlowModel(ConditionalFlowModel):
       levels: scales of the flow (x's H and W divisible by 2^levels).
       factor: target size = image condition size x factor; None: ``H / h`` when both sizes are
         given (an integer, the same for H and W), else 1.
-      residual: model ``y - base(c)`` instead of ``y`` (see module docstring): False; True or
-        ``"bicubic"`` (base = up(c)); ``"learned"`` (base = up(c) + g(c), g trained by L1). Image
-        conditions with C or 1 channels (any channel count for ``"learned"``).
-      residual_width, residual_depth: g's channels and residual blocks (``"learned"`` only).
+      residual: model ``y - base(c)`` instead of ``y`` (see module docstring): None; ``"bicubic"``
+        (base = up(c); True too) or ``"learned"`` (base = up(c) + g(c), g trained by L1), or a
+        ``Residual`` (a dict in a config) with g's ``width`` and ``depth``. Image conditions with C
+        or 1 channels (any channel count for ``"learned"``).
 
     ``distribution(c)`` is over the dequantized values ``v`` in [0, 256) (a continuous density
     needs a continuous space); ``log_prob`` is the discrete one of 8-bit x (see module docstring)."""
@@ -149,7 +222,7 @@ class ImageFlowModel(ConditionalFlowModel):
     @classmethod
     def migrate_config(cls, config: dict) -> dict:
         """Configs written before ``mixing`` named the 1x1 convolutions' form: ``lu: bool``."""
-        config = super().migrate_config(config)
+        config = migrate_residual_config(super().migrate_config(config))
         if "lu" in config:
             lu = config["lu"]
             if not isinstance(lu, bool):
@@ -159,8 +232,11 @@ class ImageFlowModel(ConditionalFlowModel):
         return config
 
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]], levels: int,
-                 factor: Optional[int] = None, residual: Union[bool, str] = False,
-                 residual_width: int = 64, residual_depth: int = 4, **kwargs):
+                 factor: Optional[int] = None, residual=None, **kwargs):
+        old = sorted(set(kwargs) & {"residual_width", "residual_depth"})
+        if old:
+            raise ValueError(f"{', '.join(old)}: settings of the residual now: pass residual={{'kind': 'learned', "
+                             f"'width': ..., 'depth': ...}} or tfcflow.models.Residual('learned', ...)")
         event_shape = tuple(None if d is None else int(d) for d in event_shape)
         condition_shape = tuple(None if d is None else int(d) for d in condition_shape)
         check_image_shape(event_shape, levels, name="image")
@@ -170,10 +246,10 @@ class ImageFlowModel(ConditionalFlowModel):
         self.levels = int(levels)
         self._image_condition = len(self.condition_shape) == 3
         self.factor = condition_factor(event_shape, self.condition_shape, factor)
-        if not any(residual is k or (isinstance(k, str) and residual == k) for k in RESIDUAL_KINDS):
-            raise ValueError(f"residual must be one of {RESIDUAL_KINDS}, got {residual!r}")
-        #: None, "bicubic" or "learned" (True is "bicubic")
-        self.residual = {False: None, True: "bicubic"}.get(residual, residual)
+        spec = Residual.of(residual)
+        #: None, "bicubic" or "learned" (the kind; ``residual_spec`` has the learned base's settings)
+        self.residual = None if spec is None else spec.kind
+        self.residual_spec = spec
         if self.residual and not self._image_condition:
             raise ValueError(f"residual={residual!r} subtracts a function of an image condition from the image; "
                              f"got the vector condition_shape {self.condition_shape}")
@@ -183,7 +259,7 @@ class ImageFlowModel(ConditionalFlowModel):
                              f"{self.condition_shape}; residual='learned' maps any channel count")
         self.upsampler = None
         if self.residual == "learned":
-            self.upsampler = ResidualUpsampler(event_shape[-1], self.factor, residual_width, residual_depth,
+            self.upsampler = ResidualUpsampler(event_shape[-1], self.factor, spec.width, spec.depth,
                                                name="residual_upsampler")
             self.upsampler.build((None,) + tuple(self.condition_shape))
 
