@@ -210,6 +210,11 @@ class NPE:
             return self._execution
         return Execution(jit_sampling=self.flow is None or bool(self.flow.JIT_SAMPLING))
 
+    @staticmethod
+    def _roles(theta, x) -> tuple:
+        """``(what the flow models, its condition)`` of a simulation pair: theta given x here."""
+        return theta, x
+
     def _new_flows(self, x_shape, dropout: float) -> list:
         """The ``ensemble`` default flows (initializations ``seed + k``) with coupling networks of
         ``dropout``, their initial weights drawn in that order from ``seed``."""
@@ -236,7 +241,7 @@ class NPE:
         tried = []
         for rate in self.dropouts:
             members = self._new_flows(x.shape[1:], rate)
-            history, _ = fit_with_holdout(members[0], theta, x, seed=self.seed, **args)
+            history, _ = fit_with_holdout(members[0], *self._roles(theta, x), seed=self.seed, **args)
             tried.append((min(history.history["val_loss"]), rate, members, history))
         best = min(range(len(tried)), key=lambda i: (tried[i][0], i))  # a tie keeps the first (lower) rate
         _, rate, members, history = tried[best]
@@ -246,7 +251,7 @@ class NPE:
             return history
         epochs = [len(history.history["loss"])]
         for k in range(1, self.ensemble):
-            h, _ = fit_with_holdout(members[k], theta, x, seed=self.seed + k, **args)
+            h, _ = fit_with_holdout(members[k], *self._roles(theta, x), seed=self.seed + k, **args)
             epochs.append(len(h.history["loss"]))
         self.flow = FlowEnsemble(members)
         history.history["members_epochs"] = epochs
@@ -288,11 +293,11 @@ class NPE:
         args["seed"] = self.seed
         if self.ensemble > 1 and hasattr(self.flow, "fit_members"):
             # one member after another, each with its own split and early stopping (seed + k)
-            histories = self.flow.fit_members(theta, x, **args)
+            histories = self.flow.fit_members(*self._roles(theta, x), **args)
             self.history = histories[0]
             self.history.history["members_epochs"] = [len(h.history["loss"]) for h in histories]
         else:
-            self.history, _ = fit_with_holdout(self.flow, theta, x, **args)
+            self.history, _ = fit_with_holdout(self.flow, *self._roles(theta, x), **args)
         self.flow.execution = self.execution
         return self.history
 
@@ -339,8 +344,8 @@ class NPE:
     # ---- the posterior -----------------------------------------------------------------------------
     def _fitted(self):
         if self.flow is None or self.x_shape is None:
-            raise ValueError("this NPE has not been fitted: call fit(theta, x) (or fit(simulator=..., "
-                             "num_simulations=...)) first")
+            raise ValueError(f"this {type(self).__name__} has not been fitted: call fit(theta, x) (or "
+                             f"fit(simulator=..., num_simulations=...)) first")
         return self.flow
 
     def _observations(self, x_o) -> tuple[np.ndarray, bool]:
@@ -392,7 +397,8 @@ class NPE:
         once the new one is complete."""
         flow = self._fitted()
         spec = prior_spec(self.prior)
-        record = {"format": FORMAT, "prior": spec, "prior_fingerprint": self.space.fingerprint(),
+        record = {"format": FORMAT, "estimator": type(self).__name__, "prior": spec,
+                  "prior_fingerprint": self.space.fingerprint(),
                   "support": self.support, "ensemble": self.ensemble, "dropout": list(self.dropouts),
                   "selection": self.selection,
                   "training": dataclasses.asdict(self.training), "seed": self.seed,
@@ -424,6 +430,8 @@ class NPE:
             record = json.load(f)
         if record.get("format") != FORMAT:
             raise ValueError(f"{path}: estimator format {record.get('format')!r}, this tfcflow reads {FORMAT}")
+        if record.get("estimator", "NPE") != cls.__name__:
+            raise ValueError(f"{path} holds a {record['estimator']}; load it with {record['estimator']}.load")
         if prior is None:
             if record["prior"] is None:
                 raise ValueError(f"{path}: its prior was not stored (it holds Python functions): pass it again, "
@@ -431,7 +439,7 @@ class NPE:
             prior = prior_from_spec(record["prior"])
         flow = keras.models.load_model(os.path.join(path, "flow.keras"))
         execution = record.get("execution")
-        npe = cls(prior, flow=flow, support=record["support"], training=Training(**record["training"]),
+        npe = cls(prior, flow=flow, **cls._saved_arguments(record), training=Training(**record["training"]),
                   seed=record["seed"], execution=None if execution is None else Execution(**execution))
         npe.ensemble = int(record.get("ensemble", 1))  # how the saved flow was built
         npe.dropouts, npe.selection = tuple(record.get("dropout", ())), record.get("selection")
@@ -439,6 +447,11 @@ class NPE:
         npe.x_shape = tuple(record["x_shape"])
         flow.execution = npe.execution
         return npe
+
+    @staticmethod
+    def _saved_arguments(record: dict) -> dict:
+        """Constructor arguments of this estimator kind kept in ``estimator.json``."""
+        return {"support": record["support"]}
 
     def export(self, export_dir: str, version: Optional[int] = None, model_name: str = "npe", **kwargs) -> str:
         """A SavedModel for TF Serving (tfcflow.export.save): ``sample_many`` (``condition`` = x_o
