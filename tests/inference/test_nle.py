@@ -74,6 +74,19 @@ def test_chains_that_disagree_are_reported():
         est.sample(x_o, num_samples=400, seed=0, chains=16, warmup=150, strict=True)
 
 
+def test_trials_unlike_the_simulations_are_flagged(nle):
+    import warnings
+
+    rng = np.random.default_rng(3)
+    trials = noisy_identity(np.repeat(np.array([[0.3, 0.1]], np.float32), 100, axis=0), rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        nle.sample(trials, num_samples=64, seed=0, chains=4, warmup=20)
+    assert np.mean(nle.check_observation(trials)["typical"]) > 0.95
+    with pytest.warns(RuntimeWarning, match=r"100 of 100 trials of x_o lie outside the simulations"):
+        nle.sample(trials + 6.0, num_samples=64, seed=0, chains=4, warmup=20)
+
+
 def test_bad_input_gets_a_clear_early_error(nle, tmp_path):
     with pytest.raises(ValueError, match="NLE has not been fitted"):
         NLE(gaussian_prior()).sample(np.zeros(2, np.float32))

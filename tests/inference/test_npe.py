@@ -306,3 +306,28 @@ def test_one_dropout_rate_is_no_choice_and_bad_rates_are_refused():
         NPE(box_prior(), flow={"network": {"dropout": 0.1}}, dropout=0.2)
     with pytest.raises(ValueError, match="a flow of your own carries its own"):
         NPE(box_prior(), flow=npe.flow, dropout=0.1)
+
+
+def test_an_observation_unlike_the_simulations_is_flagged(gaussian_npe, tmp_path):
+    """x = theta + N(0, 0.25): over the N(0, I) prior x ~ N(0, 1.25 I), whose squared Mahalanobis
+    distance is chi-square(2): the 99.9% threshold sits near its quantile, 13.8."""
+    import warnings
+
+    npe = gaussian_npe
+    assert 8.0 < npe.typicality.threshold < 25.0
+    rng = np.random.default_rng(7)
+    theta = rng.standard_normal((200, 2)).astype(np.float32)
+    good = noisy_identity(theta, rng)
+    shifted = good + 6.0  # a simulator off by a constant
+    assert np.mean(npe.check_observation(good)["typical"]) > 0.98
+    assert not any(npe.check_observation(shifted[:5])["typical"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        npe.sample(np.array([0.2, -0.3], np.float32), num_samples=10, seed=0)  # typical: no warning
+    with pytest.warns(RuntimeWarning, match=r"lies outside the simulations it was trained on \(typicality score"):
+        npe.sample(shifted[0], num_samples=10, seed=0)
+    report = npe.diagnose(theta=theta[:20], x=np.concatenate([good[:18], shifted[:2]]), num_samples=50)
+    assert report["typicality"]["atypical_rows"] == [18, 19]
+    npe.save(str(tmp_path / "npe"))
+    again = NPE.load(str(tmp_path / "npe"))
+    assert again.check_observation(shifted[:1]) == npe.check_observation(shifted[:1])

@@ -90,6 +90,29 @@ class NLE(NPE):
             raise ValueError("x_o has non-finite values (NaN or inf)")
         return x_o
 
+    def check_observation(self, x_o) -> dict:
+        """How typical each trial of the observation ``x_o`` is of the training simulations:
+        ``{"score": [n_trials], "threshold", "typical": [n_trials]}`` (typicality.py)."""
+        self._fitted()
+        if self.typicality is None:
+            raise ValueError("this estimator was saved before it kept a typicality score: fit it again")
+        return self.typicality.check(self._trials(x_o))
+
+    def _warn_if_atypical_trials(self, trials: np.ndarray) -> None:
+        """Warns when more trials lie beyond the threshold than chance explains: each simulated
+        trial does with probability ``1 - quantile``, so k of n is suspicious when the binomial
+        tail P(K >= k) is below 1e-3 (one trial beyond it, alone, is enough)."""
+        if self.typicality is None:
+            return
+        from scipy.stats import binom
+        report = self.typicality.check(trials)
+        k, n = report["typical"].count(False), len(trials)
+        if k and binom.sf(k - 1, n, 1.0 - self.typicality.quantile) <= 1e-3:
+            warnings.warn(f"NLE: {k} of {n} trials of x_o lie outside the simulations it was trained on (typicality "
+                          f"score above {report['threshold']:.1f}, the {self.typicality.quantile:.1%} quantile of "
+                          f"held-out simulations): the simulator may not describe this data, and the posterior is an "
+                          f"extrapolation", RuntimeWarning, stacklevel=3)
+
     def _log_likelihood(self, theta: tf.Tensor, trials: tf.Tensor) -> tf.Tensor:
         """``[k]`` sum over the trials of log q(x_i | theta_k): theta ``[k, D]``, trials ``[T, M]``."""
         k, t = tf.shape(theta)[0], tf.shape(trials)[0]
@@ -129,7 +152,9 @@ class NLE(NPE):
         num_samples = _checks.check_count(num_samples, "num_samples")
         chains = _checks.check_positive_int(chains, "chains")
         warmup = _checks.check_positive_int(warmup, "warmup")
-        trials = tf.constant(self._trials(x_o))
+        trials = self._trials(x_o)
+        self._warn_if_atypical_trials(trials)
+        trials = tf.constant(trials)
         per_chain = math.ceil(num_samples / chains)
         seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1) if seed is None else int(seed)
         bijector = self.prior.experimental_default_event_space_bijector()
@@ -196,7 +221,8 @@ class NLE(NPE):
                     return np.stack([estimator.sample(row, num_samples, seed=(seed or 0) + i)
                                      for i, row in enumerate(rows)])
 
-        return diagnose(_Posterior(), x, self.space.flatten(theta), num_samples=num_samples, seed=seed, **kwargs)
+        res = diagnose(_Posterior(), x, self.space.flatten(theta), num_samples=num_samples, seed=seed, **kwargs)
+        return {**res, "typicality": self._typicality_summary(x)}
 
     def __repr__(self) -> str:
         state = f"fitted on x {list(self.x_shape)}" if self.x_shape is not None else "not fitted"

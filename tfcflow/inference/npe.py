@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from typing import Any, Callable, Optional, Union
 
 import keras
@@ -35,6 +36,7 @@ import tensorflow as tf
 from tfcflow import _checks
 from tfcflow.execution import Execution
 from tfcflow.inference.prior import PriorSpace, prior_from_spec, prior_spec
+from tfcflow.inference.typicality import Typicality
 
 #: the default flow: ``ConditionalRealNVP`` arguments (every one can be overridden by ``flow={...}``):
 #: 6 blocks alternating affine and spline couplings (``coupling="hybrid"``: lower held-out NLL than
@@ -154,6 +156,8 @@ class NPE:
         self.support = support
         self.dropouts = self._dropout_rates(dropout, flow)
         self.selection: Optional[dict] = None
+        #: how typical an observation is of the training simulations (set by ``fit``)
+        self.typicality: Optional[Typicality] = None
         self.training = training or Training()
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
@@ -284,6 +288,7 @@ class NPE:
         args = dict(epochs=t.epochs, batch_size=t.batch_size, validation_fraction=t.validation_fraction,
                     patience=t.patience, optimizer=optimizer, lr_patience=t.lr_patience, verbose=verbose,
                     **compile_kwargs)
+        self._fit_typicality(x)
         if self.flow is None:
             self.history = self._fit_default_flows(theta, x, args)
             self.x_shape = tuple(int(d) for d in x.shape[1:])
@@ -300,6 +305,36 @@ class NPE:
             self.history, _ = fit_with_holdout(self.flow, *self._roles(theta, x), **args)
         self.flow.execution = self.execution
         return self.history
+
+    def _fit_typicality(self, x: np.ndarray) -> None:
+        """The misspecification check (typicality.py): the training rows' observations, the
+        threshold from the held-out rows of member 0's split (never trained on by member 0)."""
+        from tfcflow.holdout import holdout_split
+        train, held = holdout_split(len(x), self.training.validation_fraction, self.seed)
+        self.typicality = Typicality.fit(x[train], x[held])
+
+    def check_observation(self, x_o) -> dict:
+        """How typical the observation(s) ``x_o`` are of the training simulations:
+        ``{"score": [b], "threshold", "typical": [b]}`` (tfcflow/inference/typicality.py)."""
+        self._fitted()
+        x_o, _ = self._observations(x_o)
+        if self.typicality is None:
+            raise ValueError("this estimator was saved before it kept a typicality score: fit it again")
+        return self.typicality.check(x_o)
+
+    def _warn_if_atypical(self, x_o: np.ndarray) -> None:
+        """A warning naming the rows of ``x_o`` ``[b, ...]`` beyond the typicality threshold."""
+        if self.typicality is None:
+            return
+        report = self.typicality.check(x_o)
+        bad = [i for i, ok in enumerate(report["typical"]) if not ok]
+        if bad:
+            scores = ", ".join(f"{report['score'][i]:.1f}" for i in bad[:5])
+            warnings.warn(f"{type(self).__name__}: x_o {'row(s) ' + str(bad[:5]) + ' ' if len(x_o) > 1 else ''}lies "
+                          f"outside the simulations it was trained on (typicality score {scores} > threshold "
+                          f"{report['threshold']:.1f}, the {self.typicality.quantile:.1%} quantile of held-out "
+                          f"simulations): the simulator may not describe this data, and the posterior is an "
+                          f"extrapolation", RuntimeWarning, stacklevel=3)
 
     def _training_data(self, theta, x, simulator, num_simulations):
         if simulator is not None:
@@ -369,6 +404,7 @@ class NPE:
         flow = self._fitted()
         num_samples = _checks.check_count(num_samples, "num_samples")
         x_o, single = self._observations(x_o)
+        self._warn_if_atypical(x_o)
         draws = np.asarray(flow.sample(x_o, num_samples=num_samples, seed=seed))
         return draws[0] if single else draws
 
@@ -384,11 +420,20 @@ class NPE:
 
     def diagnose(self, *, theta, x, num_samples: int = 500, seed: int = 0, **kwargs) -> dict:
         """Simulation-based calibration and coverage on held-out simulations (``theta`` ``[n, D]``
-        the true parameters, ``x`` ``[n, *x_shape]`` their simulations): tfcflow.diagnostics.diagnose."""
+        the true parameters, ``x`` ``[n, *x_shape]`` their simulations): tfcflow.diagnostics.diagnose,
+        plus ``typicality``: the threshold and the rows of ``x`` beyond it (misspecification)."""
         from tfcflow.diagnostics import diagnose
         flow = self._fitted()
         x, _ = self._observations(x)
-        return diagnose(flow, x, self.space.flatten(theta), num_samples=num_samples, seed=seed, **kwargs)
+        res = diagnose(flow, x, self.space.flatten(theta), num_samples=num_samples, seed=seed, **kwargs)
+        return {**res, "typicality": self._typicality_summary(x)}
+
+    def _typicality_summary(self, x: np.ndarray) -> Optional[dict]:
+        if self.typicality is None:
+            return None
+        report = self.typicality.check(x)
+        return {"threshold": report["threshold"], "atypical_rows": [i for i, ok in enumerate(report["typical"])
+                                                                     if not ok]}
 
     # ---- save, load, export ---------------------------------------------------------------------------
     def save(self, path: str) -> None:
@@ -401,6 +446,7 @@ class NPE:
                   "prior_fingerprint": self.space.fingerprint(),
                   "support": self.support, "ensemble": self.ensemble, "dropout": list(self.dropouts),
                   "selection": self.selection,
+                  "typicality": None if self.typicality is None else self.typicality.to_dict(),
                   "training": dataclasses.asdict(self.training), "seed": self.seed,
                   "x_shape": list(self.x_shape),
                   "execution": None if self._execution is None else dataclasses.asdict(self._execution)}
@@ -443,6 +489,7 @@ class NPE:
                   seed=record["seed"], execution=None if execution is None else Execution(**execution))
         npe.ensemble = int(record.get("ensemble", 1))  # how the saved flow was built
         npe.dropouts, npe.selection = tuple(record.get("dropout", ())), record.get("selection")
+        npe.typicality = Typicality.from_dict(record.get("typicality"))
         npe.space.check_fingerprint(record["prior_fingerprint"])
         npe.x_shape = tuple(record["x_shape"])
         flow.execution = npe.execution
