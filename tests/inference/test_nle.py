@@ -35,15 +35,15 @@ def test_the_posterior_of_iid_trials_is_the_conjugate_gaussians(nle, n_trials):
     rng = np.random.default_rng(n_trials)
     theta_true = np.array([0.4, -0.7], np.float32)
     trials = noisy_identity(np.repeat(theta_true[None], n_trials, axis=0), rng)
-    draws, report = nle.sample(trials, num_samples=1600, seed=1, report=True)
-    assert draws.shape == (1600, 2)
+    draws, report = nle.sample(trials, num_samples=800, seed=1, chains=8, warmup=200, report=True)
+    assert draws.shape == (800, 2)
     mean = trials.sum(axis=0) / (NOISE ** 2 + n_trials)
     std = NOISE / np.sqrt(NOISE ** 2 + n_trials)
     np.testing.assert_array_less(np.abs(draws.mean(axis=0) - mean), 0.25 * std + 0.02)
     ratio = draws.std(axis=0) / std
     assert ((ratio > 0.8) & (ratio < 1.25)).all(), ratio
     assert max(report["r_hat"]) < 1.05 and min(report["ess"]) > 200
-    np.testing.assert_array_equal(nle.sample(trials, num_samples=1600, seed=1), draws)  # seeded
+    np.testing.assert_array_equal(nle.sample(trials, num_samples=800, seed=1, chains=8, warmup=200), draws)
 
 
 def test_log_prob_is_the_summed_likelihood_plus_the_prior(nle):
@@ -63,15 +63,15 @@ def test_chains_that_disagree_are_reported():
         return theta ** 2 + 0.1 * rng.standard_normal(theta.shape).astype(np.float32)
 
     est = NLE(gaussian_prior(), flow={"depth": 2, "width": 32}, ensemble=1, dropout=0.0,
-              training=Training(epochs=60, batch_size=128), seed=0)
+              training=Training(epochs=40, batch_size=256), seed=0)
     est.fit(simulator=squared, num_simulations=3000, verbose=0)
     x_o = np.array([1.0, 1.0], np.float32)
     with pytest.warns(RuntimeWarning, match="chains disagree"):
-        draws, report = est.sample(x_o, num_samples=400, seed=0, chains=16, warmup=150, report=True)
+        draws, report = est.sample(x_o, num_samples=160, seed=0, chains=16, warmup=50, report=True)
     assert max(report["r_hat"]) > 1.1
     assert (np.abs(np.abs(draws) - 1.0) < 0.5).mean() > 0.8  # the draws sit at the modes
     with pytest.raises(RuntimeError, match="chains disagree"):
-        est.sample(x_o, num_samples=400, seed=0, chains=16, warmup=150, strict=True)
+        est.sample(x_o, num_samples=40, seed=0, chains=8, warmup=20, strict=True)
 
 
 def test_trials_unlike_the_simulations_are_flagged(nle):
