@@ -306,6 +306,11 @@ def test_one_dropout_rate_is_no_choice_and_bad_rates_are_refused():
         NPE(box_prior(), flow={"network": {"dropout": 0.1}}, dropout=0.2)
     with pytest.raises(ValueError, match="a flow of your own carries its own"):
         NPE(box_prior(), flow=npe.flow, dropout=0.1)
+    # a summary network would be shared by the candidate flows: no choice by default, refused when asked
+    from tfcflow.networks import DeepSet
+    assert NPE(box_prior(), summary_network=DeepSet(summary_dim=4)).dropouts == (0.0,)
+    with pytest.raises(ValueError, match="summary_network would be shared"):
+        NPE(box_prior(), summary_network=DeepSet(summary_dim=4), dropout=(0.0, 0.1))
 
 
 def test_an_observation_unlike_the_simulations_is_flagged(gaussian_npe, tmp_path):

@@ -110,9 +110,10 @@ class NPE:
         ``DEFAULT_ENSEMBLE`` (2) for the default flow, one flow with a summary network or a flow
         of your own; 1: one flow.
       dropout: the default flow's dropout rate (a float), or the rates ``fit`` chooses from by
-        held-out NLL (a sequence); None: ``DEFAULT_DROPOUTS``, or the rate a ``flow`` dict sets in its
-        ``network``. Not for a flow of your own. After ``fit``, ``selection`` holds each tried
-        rate's held-out NLL and the chosen one.
+        held-out NLL (a sequence); None: ``DEFAULT_DROPOUTS`` (0 with a summary network, which the
+        candidate flows would share), or the rate a ``flow`` dict sets in its ``network``. Not for
+        a flow of your own. After ``fit``, ``selection`` holds each tried rate's held-out NLL and
+        the chosen one.
       training: a ``Training`` (default ``Training()``).
       seed: seeds the initial weights, the held-out split and the shuffling.
       execution: how sampling runs on this machine (tfcflow.execution); default XLA-compiled
@@ -155,6 +156,11 @@ class NPE:
         self.prior = prior
         self.support = support
         self.dropouts = self._dropout_rates(dropout, flow)
+        if summary_network is not None and len(self.dropouts) > 1:
+            if dropout is not None:
+                raise ValueError("dropout= with several rates trains one flow per rate; a summary_network would be "
+                                 "shared (and trained) by all of them: give one rate")
+            self.dropouts = (0.0,)  # as with the ensemble: one flow when a summary network is given
         self.selection: Optional[dict] = None
         #: how typical an observation is of the training simulations (set by ``fit``)
         self.typicality: Optional[Typicality] = None
