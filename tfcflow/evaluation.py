@@ -207,14 +207,19 @@ def sample_diagnostics(model, context: RunContext, num_images: int, folder: Opti
     return out
 
 
+def test_metrics(model, context: RunContext) -> dict:
+    """``{"test_<metric>": float}``: Keras ``evaluate`` of the model on the held-out batches."""
+    res = model.evaluate(context.test_ds, verbose=0, return_dict=True)
+    return {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
+
+
 def evaluate(model, context: RunContext, hook: Optional[str] = None) -> dict:
     """``test_<metric>`` of the held-out data, the sample grid (image tasks: ``samples.png``),
     the diagnostics of a simulator run (``diagnostics/``) and the hook's results. Files are written
     only by the chief."""
     from tfcflow.images import save_png
 
-    res = model.evaluate(context.test_ds, verbose=0, return_dict=True)
-    results = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
+    results = test_metrics(model, context)
     if context.image_task and context.chief:
         results["sample_grid"] = save_png(sample_grid(model, context), os.path.join(context.out_dir, "samples.png"),
                                          overwrite=True)
@@ -236,8 +241,7 @@ def evaluate_run(run_dir: str, use_ema: bool = True, max_examples=None, hook: Op
 
     context = saved_run_context(run_dir, max_examples, config_path=hook)
     model = load_run(run_dir, use_ema=use_ema)
-    res = model.evaluate(context.test_ds, verbose=0, return_dict=True)
-    out = {f"test_{k}": float(np.asarray(v).ravel()[0]) for k, v in res.items()}
+    out = test_metrics(model, context)
     out.update(run=run_dir, checkpoint=model.restored_from, ema=use_ema and context.cfg["train"]["ema"] is not None)
     if context.cfg["data"]["source"] == "simulator":  # vector posteriors: calibration figures in RUN/diagnostics
         out["diagnostics"] = posterior_diagnostics(model, context, os.path.join(run_dir, "diagnostics"))

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Mapping, Optional, Sequence
 
@@ -219,30 +220,45 @@ def store_photos(folder: str, train: Sequence[str] = SKIMAGE_TRAIN_PHOTOS,
     are written into a temporary sibling folder renamed to ``folder`` once complete, so a failure
     (a missing package, a full disk) leaves no half-written folder for a later run to mistake
     for the data."""
-    import shutil
-    import tempfile
-
     import tensorflow as tf
 
-    if os.path.isdir(folder) and os.listdir(folder):
-        raise ValueError(f"{folder} already exists and is not empty; choose a new folder")
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(folder))}-", dir=parent)
-    try:
+    with new_folder(folder) as tmp:
         for split, names in (("train", train), ("test", test)):
             os.makedirs(os.path.join(tmp, split))
             for name in names:
                 png = tf.io.encode_png(bundled_photo(name)).numpy()
                 with open(os.path.join(tmp, split, f"{name}.png"), "wb") as f:
                     f.write(png)
+    return folder
+
+
+def check_new_folder(folder: str) -> None:
+    """A ValueError unless ``folder`` is missing or an empty folder (prepared data is never
+    overwritten)."""
+    if os.path.isdir(folder) and os.listdir(folder) or os.path.isfile(folder):
+        raise ValueError(f"{folder} already exists and is not empty; choose a new folder")
+
+
+@contextlib.contextmanager
+def new_folder(folder: str):
+    """Yields a temporary sibling of ``folder`` to write into, renamed to ``folder`` when the block
+    ends without an error and removed when it raises: a later run never finds a half-written
+    folder. ``folder`` must be missing or empty (``check_new_folder``)."""
+    import shutil
+    import tempfile
+
+    check_new_folder(folder)
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(folder))}-", dir=parent)
+    try:
+        yield tmp
         if os.path.isdir(folder):
             os.rmdir(folder)  # empty (checked above)
         os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return folder
 
 
 #: the sub-folders of a photo source read as the held-out split (the Debian photo recipe names it eval/)
@@ -281,8 +297,6 @@ def prepare_photo_folder(source: str, folder: str, downscale: int = 2, method: s
     patches, ``image_folder.patch_dataset(min_patch_std=...)``). Returns the manifest.
     """
     import json
-    import shutil
-    import tempfile
 
     import tensorflow as tf
 
@@ -296,8 +310,7 @@ def prepare_photo_folder(source: str, folder: str, downscale: int = 2, method: s
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     if not os.path.isdir(source):
         raise ValueError(f"photo folder {source!r} does not exist")
-    if os.path.isdir(folder) and os.listdir(folder) or os.path.isfile(folder):
-        raise ValueError(f"{folder} already exists and is not empty; choose a new folder")
+    check_new_folder(folder)
     held_out = next((name for name in HELD_OUT_NAMES if os.path.isdir(os.path.join(source, name))), None)
     if os.path.isdir(os.path.join(source, "train")) and held_out:
         splits = {"train": os.path.join(source, "train"), "test": os.path.join(source, held_out)}
@@ -309,12 +322,9 @@ def prepare_photo_folder(source: str, folder: str, downscale: int = 2, method: s
         if not files:
             raise ValueError(f"no images ({', '.join(images_lib.IMAGE_EXTENSIONS)}) found in {path!r}")
         listed[split] = files
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(folder))}-", dir=parent)
     manifest = {"source": os.path.abspath(source), "downscale": int(downscale), "method": method,
                 "channels": channels, "photos": []}
-    try:
+    with new_folder(folder) as tmp:
         for split, files in listed.items():
             os.makedirs(os.path.join(tmp, split), exist_ok=True)
             names = set()
@@ -344,10 +354,4 @@ def prepare_photo_folder(source: str, folder: str, downscale: int = 2, method: s
                                            "flat_share": round(_flat_share(image), 4)})
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=1)
-        if os.path.isdir(folder):
-            os.rmdir(folder)  # empty (checked above)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest

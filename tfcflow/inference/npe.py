@@ -245,7 +245,7 @@ class NPE:
     def _fit_default_flows(self, theta, x, args: dict):
         """Member 0 once per dropout rate (the same split and initialization), the rate of the
         lowest held-out NLL kept; members 1.. with that rate, each on its own split (seed + k:
-        ``FlowEnsemble.fit_members``). Returns member 0's history."""
+        ``FlowEnsemble.fit_members(first=1)``). Returns member 0's history."""
         from tfcflow.holdout import fit_with_holdout
         from tfcflow.models import FlowEnsemble
         tried = []
@@ -259,12 +259,9 @@ class NPE:
         if self.ensemble == 1:
             self.flow = members[0]
             return history
-        epochs = [len(history.history["loss"])]
-        for k in range(1, self.ensemble):
-            h, _ = fit_with_holdout(members[k], *self._roles(theta, x), seed=self.seed + k, **args)
-            epochs.append(len(h.history["loss"]))
         self.flow = FlowEnsemble(members)
-        history.history["members_epochs"] = epochs
+        rest = self.flow.fit_members(*self._roles(theta, x), seed=self.seed, first=1, **args)
+        history.history["members_epochs"] = [len(h.history["loss"]) for h in [history, *rest]]
         return history
 
     def fit(self, theta=None, x=None, *, simulator: Optional[Callable] = None, num_simulations: Optional[int] = None,

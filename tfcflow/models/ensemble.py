@@ -161,7 +161,7 @@ class FlowEnsemble(ConditionalFlowModel):
 
     def fit_members(self, x, y, *, epochs: int = 200, batch_size: int = 256, validation_fraction: float = 0.1,
                     patience: int = 20, optimizer="adam", seed: int = 0, lr_patience: Optional[int] = None,
-                    verbose="auto", **compile_kwargs) -> list:
+                    verbose="auto", first: int = 0, **compile_kwargs) -> list:
         """Trains the members one after another, each as it would be trained alone; returns their
         Keras ``History`` objects.
 
@@ -182,13 +182,15 @@ class FlowEnsemble(ConditionalFlowModel):
           seed: member k calls ``keras.utils.set_random_seed(seed + k)`` before its ``fit`` (Keras'
             shuffling), so the result is deterministic given ``seed``.
           lr_patience: ``fit_with_holdout``'s learning-rate reduction on a plateau (off by default).
+          first: members ``0 .. first - 1`` are taken as trained (e.g. member 0 fitted with the
+            same split while a setting was chosen) and left as they are.
         """
         if isinstance(x, tf.data.Dataset) or y is None:
             raise TypeError("fit_members splits arrays: give x [n, ...] and the conditions y [n, ...] as arrays "
                             "(for a tf.data.Dataset, use fit, which trains the members together)")
         holdout_split(len(x), validation_fraction, seed)  # refuses a bad fraction before any training
         histories = []
-        for k, member in enumerate(self.members):
+        for k, member in enumerate(self.members[first:], first):
             history, _ = fit_with_holdout(member, x, y, epochs=epochs, batch_size=batch_size,
                                           validation_fraction=validation_fraction, patience=patience,
                                           optimizer=optimizer, seed=seed + k, bootstrap=self.bootstrap,

@@ -60,6 +60,7 @@ from tfcflow.bijectors.multiscale import spatial_size
 from tfcflow.models.base import ConditionalFlowModel
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.rows import WHOLE, Rows, batch_noise
+from tfcflow.models.specs import spec_config, spec_of
 from tfcflow.models.image_blocks import check_divisible_size, check_image_shape
 from tfcflow.networks.upsampler import ResidualUpsampler
 
@@ -100,26 +101,14 @@ class Residual:
     def of(cls, value) -> Optional["Residual"]:
         if value is None or value is False:
             return None
-        if isinstance(value, cls):
-            return value
         if value is True:
             return cls("bicubic")
-        if isinstance(value, str):
-            return cls(value)
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - {"kind", "width", "depth"})
-            if unknown:
-                raise ValueError(f"residual: unknown setting(s) {unknown}; a residual has kind, width and depth")
-            return cls(**value)
-        raise ValueError(f"residual must be None, True or one of {RESIDUAL_KINDS}, a dict or a "
-                         f"tfcflow.models.Residual, got {value!r}")
+        return spec_of(cls, value, "residual",
+                       f"None, True or one of {RESIDUAL_KINDS}, a dict or a tfcflow.models.Residual")
 
     def to_config(self) -> Union[str, dict]:
         """The kind alone when the settings are the defaults, else a dict (what ``of`` reads)."""
-        if self.kind != "learned":
-            return self.kind
-        changed = {k: getattr(self, k) for k, d in LEARNED_FIELDS.items() if getattr(self, k) != d}
-        return {"kind": self.kind, **changed} if changed else self.kind
+        return spec_config(self, LEARNED_FIELDS if self.kind == "learned" else {})
 
 
 def migrate_residual_config(config: dict) -> dict:

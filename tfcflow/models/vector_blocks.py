@@ -10,6 +10,7 @@ from tfcflow.bijectors import (ActNormLayer, AffineCouplingLayer, FlowSequence, 
 from tfcflow.bijectors.affine_scale import check_scale_kind
 from tfcflow.bijectors.invertible_conv1x1 import InvertibleConv1x1Layer
 from tfcflow.bijectors.conditional_spline_coupling import check_spline_args, params_per_feature
+from tfcflow.models.specs import spec_config, spec_of
 from tfcflow.networks import MLPNetwork, ResidualNetwork
 
 
@@ -87,24 +88,13 @@ class Coupling:
     @classmethod
     def of(cls, value: Union[str, dict, "Coupling"]) -> "Coupling":
         """A ``Coupling`` from its kind, a dict of its fields, or itself."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            return cls(kind=value)
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-            if unknown:
-                raise ValueError(f"coupling: unknown setting(s) {unknown}; a coupling has kind, bins, bound, scale "
-                                 f"and clamp")
-            return cls(**value)
-        raise ValueError(f"coupling must be one of {COUPLINGS}, a dict with a 'kind' or a tfcflow.models.Coupling, "
-                         f"got {value!r}")
+        return spec_of(cls, value, "coupling",
+                       f"one of {COUPLINGS}, a dict with a 'kind' or a tfcflow.models.Coupling")
 
     def to_config(self) -> Union[str, dict]:
         """The kind alone when every setting is its default, else a dict of the kind and the
         settings that differ (what ``of`` reads back)."""
-        changed = {k: getattr(self, k) for k, d in self.fields().items() if getattr(self, k) != d}
-        return {"kind": self.kind, **changed} if changed else self.kind
+        return spec_config(self, self.fields())
 
 
 NETWORKS = ("mlp", "residual")
@@ -145,24 +135,13 @@ class Network:
     @classmethod
     def of(cls, value: Union[str, dict, "Network"]) -> "Network":
         """A ``Network`` from its kind, a dict of its fields, or itself."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            return cls(kind=value)
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
-            if unknown:
-                raise ValueError(f"network: unknown setting(s) {unknown}; a network has kind, hidden_layers, "
-                                 f"activation and dropout")
-            return cls(**value)
-        raise ValueError(f"network must be one of {NETWORKS}, a dict of its settings or a tfcflow.models.Network, "
-                         f"got {value!r}")
+        return spec_of(cls, value, "network",
+                       f"one of {NETWORKS}, a dict of its settings or a tfcflow.models.Network")
 
     def to_config(self) -> Union[str, dict]:
         """The kind alone when every setting is its default, else a dict of the kind and the
         settings that differ (what ``of`` reads back)."""
-        changed = {k: getattr(self, k) for k, d in NETWORK_FIELDS.items() if getattr(self, k) != d}
-        return {"kind": self.kind, **changed} if changed else self.kind
+        return spec_config(self, NETWORK_FIELDS)
 
 
 def refuse_legacy_coupling_args(kwargs: dict) -> None:
