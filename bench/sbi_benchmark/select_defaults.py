@@ -50,9 +50,12 @@ CANDIDATES = {
     # on top of "fast+hybrid" (the current defaults' single flow); compared with it
     "hybrid+dropout0.1": ({"coupling": "hybrid"}, {"dropout": 0.1},
                           {"batch_size": 1024, "learning_rate": 2e-3}),
+    "affine+dropout0.1": ({"coupling": "affine"}, {"dropout": 0.1},
+                          {"batch_size": 1024, "learning_rate": 2e-3}),
 }
 #: the setting each candidate is compared with in the report (default "base")
-REFERENCE = {"fast+affine": "fast", "fast+hybrid": "fast", "hybrid+dropout0.1": "fast+hybrid"}
+REFERENCE = {"fast+affine": "fast", "fast+hybrid": "fast", "hybrid+dropout0.1": "fast+hybrid",
+             "affine+dropout0.1": "hybrid+dropout0.1"}
 
 
 def run(candidate: str, task: str, out: str, rows: int, seed: int) -> dict:
@@ -122,7 +125,7 @@ def report(out: str) -> str:
             mixtures.append(f"| {c}: ensemble of seeds 1, 2 vs their mean | " + " | ".join(cells) + f" | {wins} | |")
     if mixtures:
         lines += mixtures
-    return "\n".join(lines) + "\n" + dropout_choice_report(out, nll, tasks)
+    return "\n".join(lines) + "\n" + choice_reports(out, nll, tasks)
 
 
 def _mixture_nll(out: str, candidate: str, task: str, seeds=(0, 1)) -> float:
@@ -131,33 +134,44 @@ def _mixture_nll(out: str, candidate: str, task: str, seeds=(0, 1)) -> float:
     return float(-np.mean(np.logaddexp(lps[0], lps[1]) - np.log(2.0)))
 
 
-def dropout_choice_report(out: str, nll: dict, tasks) -> str:
-    """``NPE(dropout=(0.0, 0.1))`` (DEFAULT_DROPOUTS) against the plain two-flow default, from
-    the single runs: member 0 is trained with both rates (fast+hybrid and hybrid+dropout0.1, seed
-    0: the same split and start), the one of lower *validation* NLL (``best_val_loss``, the
-    estimator's own criterion) is kept and mixed with seed 1 of the same rate; the reference is the
-    mixture of fast+hybrid seeds 0 and 1. Both are scored on the held-out rows."""
-    plain, drop = "fast+hybrid", "hybrid+dropout0.1"
+def choice_report(out: str, nll: dict, tasks, candidates: tuple, reference, label: str) -> str:
+    """``NPE(candidates=...)`` against a reference, from the single runs: member 0 is trained as
+    every candidate (seed 0: the same split and start), the one of lower *validation* NLL
+    (``best_val_loss``, the estimator's own criterion) is kept and mixed with seed 1 of the same
+    candidate. ``reference``: a candidate (the mixture of its seeds 0 and 1) or a tuple of
+    candidates (their choice, made the same way). Both are scored on the held-out rows."""
+    refs = reference if isinstance(reference, tuple) else (reference,)
     cells, better, worse, secs, ref_secs = [], 0, 0, 0.0, 0.0
     for t in tasks:
-        keys = [(plain, t, 0), (plain, t, 1), (drop, t, 0), (drop, t, 1)]
-        if not all(k in nll for k in keys[:3]):
+        if not all((c, t, 0) in nll for c in candidates + refs):
             cells.append("-")
             continue
-        chosen = drop if nll[(drop, t, 0)]["best_val_loss"] < nll[(plain, t, 0)]["best_val_loss"] else plain
-        if (chosen, t, 1) not in nll:
+        chosen = min(candidates, key=lambda c: nll[(c, t, 0)]["best_val_loss"])
+        ref = min(refs, key=lambda c: nll[(c, t, 0)]["best_val_loss"])
+        if (chosen, t, 1) not in nll or (ref, t, 1) not in nll:
             cells.append("-")
             continue
-        ref, auto = _mixture_nll(out, plain, t), _mixture_nll(out, chosen, t)
-        better += auto < ref - 1e-9
-        worse += auto > ref + 1e-9
-        ref_secs += nll[(plain, t, 0)]["train_seconds"] + nll[(plain, t, 1)]["train_seconds"]
-        secs += sum(nll[(c, t, s)]["train_seconds"] for c, s in ((plain, 0), (drop, 0), (chosen, 1)))
-        rate = "0.1" if chosen == drop else "0"
-        cells.append(f"{auto:.3f} vs {ref:.3f} ({auto - ref:+.3f}; dropout {rate})")
-    return ("\n| dropout chosen per task among (0, 0.1) on the validation split, 2 flows of the chosen rate, vs "
-            "2 plain flows | " + " | ".join(cells) + f" | better {better}, worse {worse} | {secs:.0f} vs "
+        ref_nll, auto = _mixture_nll(out, ref, t), _mixture_nll(out, chosen, t)
+        better += auto < ref_nll - 1e-9
+        worse += auto > ref_nll + 1e-9
+        ref_secs += sum(nll[(c, t, 0)]["train_seconds"] for c in refs) + nll[(ref, t, 1)]["train_seconds"]
+        secs += sum(nll[(c, t, 0)]["train_seconds"] for c in candidates) + nll[(chosen, t, 1)]["train_seconds"]
+        cells.append(f"{auto:.3f} vs {ref_nll:.3f} ({auto - ref_nll:+.3f}; {chosen})")
+    return (f"\n| {label} | " + " | ".join(cells) + f" | better {better}, worse {worse} | {secs:.0f} vs "
             f"{ref_secs:.0f} |\n")
+
+
+def choice_reports(out: str, nll: dict, tasks) -> str:
+    """The two per-fit choices: the dropout (0 or 0.1, vs 2 plain flows) and the current
+    ``DEFAULT_CANDIDATES`` (vs the dropout choice)."""
+    plain, drop, affine = "fast+hybrid", "hybrid+dropout0.1", "affine+dropout0.1"
+    return (choice_report(out, nll, tasks, (plain, drop), plain,
+                          "dropout chosen per task among (0, 0.1) on the validation split, 2 flows of the chosen "
+                          "rate, vs 2 plain flows")
+            + choice_report(out, nll, tasks, (plain, drop, affine), (plain, drop),
+                            "flow chosen per task among (hybrid, hybrid + dropout 0.1, affine + dropout 0.1) "
+                            "on the validation split (`DEFAULT_CANDIDATES`), 2 flows of the chosen one, vs the "
+                            "dropout choice"))
 
 
 def main(argv=None) -> None:

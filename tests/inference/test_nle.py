@@ -8,6 +8,9 @@ from tensorflow_probability import distributions as tfd
 
 from tfcflow.inference import NLE, NPE, Training
 
+#: one candidate: no choice of flow (NPE's candidate choice has its own tests)
+ONE_FLOW = ({},)
+
 NOISE = 0.5
 FLOW = {"depth": 2, "width": 32, "coupling": "affine"}
 
@@ -22,7 +25,7 @@ def noisy_identity(theta, rng):
 
 @pytest.fixture(scope="module")
 def nle():
-    nle = NLE(gaussian_prior(), flow=FLOW, ensemble=1, dropout=0.0,
+    nle = NLE(gaussian_prior(), flow=FLOW, ensemble=1, candidates=ONE_FLOW,
               training=Training(epochs=200, batch_size=128, learning_rate=2e-3), seed=0)
     nle.fit(simulator=noisy_identity, num_simulations=4000, verbose=0)
     return nle
@@ -62,7 +65,7 @@ def test_chains_that_disagree_are_reported():
     def squared(theta, rng):
         return theta ** 2 + 0.1 * rng.standard_normal(theta.shape).astype(np.float32)
 
-    est = NLE(gaussian_prior(), flow={"depth": 2, "width": 32}, ensemble=1, dropout=0.0,
+    est = NLE(gaussian_prior(), flow={"depth": 2, "width": 32}, ensemble=1, candidates=ONE_FLOW,
               training=Training(epochs=40, batch_size=256), seed=0)
     est.fit(simulator=squared, num_simulations=3000, verbose=0)
     x_o = np.array([1.0, 1.0], np.float32)

@@ -15,9 +15,9 @@ from tfcflow.inference import NPE, Training
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = {"depth": 2, "width": 32}
 #: the tests of one flow's mathematics train one flow (NPE's default mixes two, and chooses their
-#: dropout among DEFAULT_DROPOUTS: the ensemble and dropout tests)
+#: flow among DEFAULT_CANDIDATES: the ensemble and candidate tests)
 ONE = 1
-NO_CHOICE = 0.0
+ONE_FLOW = ({},)
 NOISE = 0.5
 
 
@@ -37,7 +37,7 @@ def noisy_identity(theta, rng):
 
 @pytest.fixture(scope="module")
 def gaussian_npe():
-    npe = NPE(gaussian_prior(), flow=TINY, ensemble=ONE, dropout=NO_CHOICE,
+    npe = NPE(gaussian_prior(), flow=TINY, ensemble=ONE, candidates=ONE_FLOW,
               training=Training(epochs=200, batch_size=128, learning_rate=2e-3), seed=0)
     npe.fit(simulator=noisy_identity, num_simulations=4000, verbose=0)
     return npe
@@ -45,7 +45,7 @@ def gaussian_npe():
 
 @pytest.fixture(scope="module")
 def box_npe():
-    npe = NPE(box_prior(), flow=TINY, ensemble=ONE, dropout=NO_CHOICE, training=Training(epochs=3), seed=1)
+    npe = NPE(box_prior(), flow=TINY, ensemble=ONE, candidates=ONE_FLOW, training=Training(epochs=3), seed=1)
     npe.fit(simulator=noisy_identity, num_simulations=1000, verbose=0)
     return npe
 
@@ -106,13 +106,13 @@ def test_draws_follow_log_prob(gaussian_npe):
 def test_fit_on_arrays_on_a_dataset_and_on_a_simulator_trains_the_same_model():
     rng = np.random.default_rng(5)
     from tfcflow.data.simulator import simulate
-    npe_sim = NPE(box_prior(), flow=TINY, ensemble=ONE, dropout=NO_CHOICE, training=Training(epochs=2), seed=2)
+    npe_sim = NPE(box_prior(), flow=TINY, ensemble=ONE, candidates=ONE_FLOW, training=Training(epochs=2), seed=2)
     npe_sim.fit(simulator=noisy_identity, num_simulations=300, verbose=0)
     # the same simulations the estimator drew: its prior draws, then the simulator, from seed 2
     theta, x = simulate(npe_sim.space.prior_function(), noisy_identity, 300, 2)
-    npe_arr = NPE(box_prior(), flow=TINY, ensemble=ONE, dropout=NO_CHOICE, training=Training(epochs=2), seed=2)
+    npe_arr = NPE(box_prior(), flow=TINY, ensemble=ONE, candidates=ONE_FLOW, training=Training(epochs=2), seed=2)
     npe_arr.fit(theta, x, verbose=0)
-    npe_ds = NPE(box_prior(), flow=TINY, ensemble=ONE, dropout=NO_CHOICE, training=Training(epochs=2), seed=2)
+    npe_ds = NPE(box_prior(), flow=TINY, ensemble=ONE, candidates=ONE_FLOW, training=Training(epochs=2), seed=2)
     npe_ds.fit(tf.data.Dataset.from_tensor_slices((theta, x)).batch(100), verbose=0)
     x_o = x[0]
     ref = npe_arr.sample(x_o, num_samples=200, seed=0)
@@ -162,7 +162,7 @@ def test_save_load_keeps_the_prior_and_the_draws(box_npe, tmp_path):
 
 def test_a_prior_of_python_functions_must_be_given_again_at_load(tmp_path):
     prior = tfd.JointDistributionSequential([tfd.Normal(0.0, 1.0), lambda a: tfd.Normal(a, 1.0)])
-    npe = NPE(prior, flow=TINY, ensemble=ONE, dropout=NO_CHOICE, training=Training(epochs=1), seed=0)
+    npe = NPE(prior, flow=TINY, ensemble=ONE, candidates=ONE_FLOW, training=Training(epochs=1), seed=0)
     npe.fit(simulator=noisy_identity, num_simulations=300, verbose=0)
     draws = npe.sample(np.zeros(2, np.float32), 20, seed=1)
     assert draws.shape == (20, 2)
@@ -192,7 +192,7 @@ def test_a_fresh_tensorflow_process_serves_the_estimators_draws(box_npe, tmp_pat
 
 def test_fit_under_a_distribution_strategy():
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    npe = NPE(box_prior(), flow=TINY, ensemble=ONE, dropout=NO_CHOICE, training=Training(epochs=2, batch_size=64),
+    npe = NPE(box_prior(), flow=TINY, ensemble=ONE, candidates=ONE_FLOW, training=Training(epochs=2, batch_size=64),
               seed=0)
     with strategy.scope():
         npe.fit(simulator=noisy_identity, num_simulations=400, verbose=0)
@@ -218,7 +218,7 @@ def test_bad_input_gets_a_clear_early_error(box_npe):
         NPE(lambda n, rng: rng.uniform(size=(n, 2)))
     with pytest.raises(ValueError, match="has not been fitted"):
         NPE(box_prior()).sample(np.zeros(2, np.float32))
-    npe = NPE(box_prior(), flow=TINY, ensemble=ONE, dropout=NO_CHOICE, training=Training(epochs=1))
+    npe = NPE(box_prior(), flow=TINY, ensemble=ONE, candidates=ONE_FLOW, training=Training(epochs=1))
     theta = np.zeros((10, 2), np.float32)
     x = np.zeros((10, 2), np.float32)
     bad_theta = theta.copy()
@@ -248,7 +248,7 @@ def test_flow_overrides_replace_arguments_and_refine_the_defaults_specs():
     from tfcflow.inference import DEFAULT_FLOW
 
     def args(flow):
-        return NPE(box_prior(), flow=flow).flow_arguments((3,))
+        return NPE(box_prior(), flow=flow, candidates=[{}]).flow_arguments((3,))
 
     assert {k: args(None)[k] for k in DEFAULT_FLOW} == DEFAULT_FLOW
     assert args({"depth": 2})["depth"] == 2 and args({"depth": 2})["coupling"] == DEFAULT_FLOW["coupling"]
@@ -264,51 +264,72 @@ def _dropout_of(flow):
     return [m.get_config()["network"] for m in members]
 
 
-def test_fit_chooses_the_dropout_by_held_out_nll_and_trains_the_other_members_with_it(tmp_path):
+def test_fit_chooses_the_flow_by_held_out_nll_and_trains_the_other_members_as_it(tmp_path):
     from tfcflow.holdout import fit_with_holdout
 
     training = Training(epochs=3, batch_size=64)
-    npe = NPE(box_prior(), flow=TINY, dropout=(0.0, 0.3), training=training, seed=2)
+    candidates = ({"network": {"dropout": 0.0}}, {"network": {"dropout": 0.3}}, {"coupling": "affine"})
+    npe = NPE(box_prior(), flow=TINY, candidates=candidates, training=training, seed=2)
     npe.fit(simulator=noisy_identity, num_simulations=400, verbose=0)
     tried = npe.selection["heldout_nll"]
-    assert set(tried) == {"0.0", "0.3"} and npe.selection["dropout"] == float(min(tried, key=tried.get))
-    chosen = npe.selection["dropout"]
-    expected = "mlp" if chosen == 0.0 else {"kind": "mlp", "dropout": chosen}
-    assert _dropout_of(npe.flow) == [expected, expected]  # both members of the default mixture
-    # each tried rate's record is the held-out NLL its flow reaches alone (same split, same start)
+    assert len(tried) == 3 and npe.selection["chosen"] == int(np.argmin(tried))
+    chosen = npe.candidates[npe.selection["chosen"]]
+    assert npe.selection["flow"] == chosen
+    for member in npe.flow.members:  # both members of the default mixture are built as the chosen one
+        config, coupling = member.get_config(), member.get_config()["coupling"]
+        kind = coupling if isinstance(coupling, str) else coupling["kind"]
+        assert kind == chosen.get("coupling", "hybrid") and config["depth"] == TINY["depth"]
+    # each candidate's record is the held-out NLL its flow reaches alone (same split, same start)
     theta, x = npe._training_data(None, None, noisy_identity, 400)
-    for rate, nll in tried.items():
-        alone = npe._new_flows((2,), float(rate))[0]
-        args = dict(epochs=3, batch_size=64, validation_fraction=0.1, patience=training.patience,
-                    optimizer=keras.optimizers.Adam(training.learning_rate), lr_patience=training.lr_patience,
-                    verbose=0, clipnorm=training.clipnorm)
-        history, _ = fit_with_holdout(alone, theta, x, seed=2, **args)
+    args = dict(epochs=3, batch_size=64, validation_fraction=0.1, patience=training.patience,
+                lr_patience=training.lr_patience, verbose=0, clipnorm=training.clipnorm)
+    for candidate, nll in zip(npe.candidates, tried):
+        alone = npe._new_flows((2,), candidate)[0]
+        history, _ = fit_with_holdout(alone, theta, x, seed=2, optimizer=keras.optimizers.Adam(training.learning_rate),
+                                      **args)
         np.testing.assert_allclose(min(history.history["val_loss"]), nll, rtol=1e-4)
     npe.save(str(tmp_path / "npe"))
     again = NPE.load(str(tmp_path / "npe"))
-    assert again.selection == npe.selection and again.dropouts == (0.0, 0.3)
+    assert again.selection == npe.selection and again.candidates == npe.candidates
+    assert again.flow_arguments((2,)) == npe.flow_arguments((2,))
 
 
-def test_one_dropout_rate_is_no_choice_and_bad_rates_are_refused():
-    from tfcflow.inference import DEFAULT_DROPOUTS
+def test_candidates_refine_the_default_flow_and_bad_ones_are_refused():
+    from tfcflow.inference import DEFAULT_CANDIDATES, DEFAULT_FLOW
 
-    assert NPE(box_prior()).dropouts == DEFAULT_DROPOUTS and len(DEFAULT_DROPOUTS) >= 2
-    assert NPE(box_prior(), dropout=0.2).dropouts == (0.2,)
-    assert NPE(box_prior(), flow={"network": {"dropout": 0.05}}).dropouts == (0.05,)
-    npe = NPE(box_prior(), flow=TINY, dropout=0.2, ensemble=ONE, training=Training(epochs=1), seed=0)
+    assert len(NPE(box_prior()).candidates) == len(DEFAULT_CANDIDATES) >= 2
+    # a flow dict applies on top of every candidate; candidates that become the same are tried once
+    npe = NPE(box_prior(), flow={"coupling": "spline"})
+    assert [c["coupling"] for c in npe.candidates] == ["spline", "spline"]
+    assert [c["network"]["dropout"] for c in npe.candidates] == [0.0, 0.1]
+    # one dropout rate sets every candidate's; several make the candidates the default flow at each rate
+    assert {c["network"]["dropout"] for c in NPE(box_prior(), dropout=0.2).candidates} == {0.2}
+    assert [c["network"]["dropout"] for c in NPE(box_prior(), dropout=(0.0, 0.3)).candidates] == [0.0, 0.3]
+    assert NPE(box_prior(), candidates=[{}]).flow_arguments((3,))["coupling"] == DEFAULT_FLOW["coupling"]
+    npe = NPE(box_prior(), flow=TINY, dropout=0.2, candidates=[{}], ensemble=ONE, training=Training(epochs=1), seed=0)
     npe.fit(simulator=noisy_identity, num_simulations=200, verbose=0)
-    assert list(npe.selection["heldout_nll"]) == ["0.2"] and _dropout_of(npe.flow) == [{"kind": "mlp", "dropout": 0.2}]
+    assert npe.selection["heldout_nll"] and npe.flow.get_config()["network"] == {"kind": "mlp", "dropout": 0.2}
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
         NPE(box_prior(), dropout=(0.0, 1.5))
     with pytest.raises(ValueError, match="at least one rate"):
         NPE(box_prior(), dropout=())
+    with pytest.raises(ValueError, match="at least one flow"):
+        NPE(box_prior(), candidates=[])
+    with pytest.raises(ValueError, match="sequence of dicts"):
+        NPE(box_prior(), candidates={"depth": 2})
+    with pytest.raises(ValueError, match="NPE sets bounds itself"):
+        NPE(box_prior(), candidates=[{"bounds": [[0, 1]]}])
     with pytest.raises(ValueError, match="not both"):
         NPE(box_prior(), flow={"network": {"dropout": 0.1}}, dropout=0.2)
-    with pytest.raises(ValueError, match="a flow of your own carries its own"):
+    with pytest.raises(ValueError, match="not both"):
+        NPE(box_prior(), candidates=[{}], dropout=(0.0, 0.1))
+    with pytest.raises(ValueError, match="a flow of your own is used as it is"):
         NPE(box_prior(), flow=npe.flow, dropout=0.1)
+    with pytest.raises(ValueError, match="a flow of your own is used as it is"):
+        NPE(box_prior(), flow=npe.flow, candidates=[{}])
     # a summary network would be shared by the candidate flows: no choice by default, refused when asked
     from tfcflow.networks import DeepSet
-    assert NPE(box_prior(), summary_network=DeepSet(summary_dim=4)).dropouts == (0.0,)
+    assert NPE(box_prior(), summary_network=DeepSet(summary_dim=4)).candidates == NPE(box_prior()).candidates[:1]
     with pytest.raises(ValueError, match="summary_network would be shared"):
         NPE(box_prior(), summary_network=DeepSet(summary_dim=4), dropout=(0.0, 0.1))
 

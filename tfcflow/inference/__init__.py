@@ -6,7 +6,7 @@ likelihood estimation, sampled by MCMC; i.i.d. trials): the same shape. ``PriorS
 prior's flat parameter vector and support; ``prior_spec`` / ``prior_from_spec``: the prior as JSON.
 """
 from tfcflow.inference.nle import NLE
-from tfcflow.inference.npe import DEFAULT_DROPOUTS, DEFAULT_FLOW, NPE, Training
+from tfcflow.inference.npe import DEFAULT_CANDIDATES, DEFAULT_FLOW, NPE, Training
 from tfcflow.inference.prior import PriorSpace, prior_from_spec, prior_spec
 
-__all__ = ["DEFAULT_DROPOUTS", "DEFAULT_FLOW", "NLE", "NPE", "PriorSpace", "Training", "prior_from_spec", "prior_spec"]
+__all__ = ["DEFAULT_CANDIDATES", "DEFAULT_FLOW", "NLE", "NPE", "PriorSpace", "Training", "prior_from_spec", "prior_spec"]

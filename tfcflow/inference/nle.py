@@ -1,7 +1,7 @@
 """Neural likelihood estimation: ``NLE(prior).fit(theta, x)``, then ``sample(x_o)`` by MCMC.
 
 The flow models the simulator, ``q(x | theta)`` (the flow's modelled variable is x, its condition
-theta), trained like ``NPE``'s (the same default flow, dropout choice, ensemble, held-out split
+theta), trained like ``NPE``'s (the same default flow, choice among candidates, ensemble, held-out split
 and early stopping; ``NPE`` is its base class). The posterior of an observation is then
 
     log p(theta | x_o) = sum_i log q(x_o,i | theta) + log p(theta) + const,
@@ -44,7 +44,7 @@ DEFAULT_WARMUP = 400
 class NLE(NPE):
     """Neural likelihood estimation with a conditional flow (module docstring).
 
-    Args: as ``NPE``'s (``prior``, ``flow``, ``ensemble``, ``dropout``, ``training``, ``seed``,
+    Args: as ``NPE``'s (``prior``, ``flow``, ``ensemble``, ``candidates``, ``dropout``, ``training``, ``seed``,
     ``execution``); the flow models x (``[n, M]`` vectors) given theta, so there is no
     summary network and no support to keep (the prior's support bounds theta, the condition).
 
@@ -53,10 +53,10 @@ class NLE(NPE):
     axis of ``x_o`` holds the i.i.d. trials of ONE observation, not a batch of observations.
     """
 
-    def __init__(self, prior, flow=None, *, ensemble: Optional[int] = None, dropout=None, training=None,
-                 seed: int = 0, execution=None):
-        super().__init__(prior, flow, None, support=DEFAULT_SUPPORT, ensemble=ensemble, dropout=dropout,
-                         training=training, seed=seed, execution=execution)
+    def __init__(self, prior, flow=None, *, ensemble: Optional[int] = None, candidates=None, dropout=None,
+                 training=None, seed: int = 0, execution=None):
+        super().__init__(prior, flow, None, support=DEFAULT_SUPPORT, ensemble=ensemble, candidates=candidates,
+                         dropout=dropout, training=training, seed=seed, execution=execution)
         if self.space.structured:
             raise ValueError("NLE samples in the prior's unconstrained space, of flat parameter vectors: give a "
                              "prior whose draws are one vector (event shape [D])")
@@ -69,11 +69,11 @@ class NLE(NPE):
     def _saved_arguments(record: dict) -> dict:
         return {}
 
-    def flow_arguments(self, x_shape) -> dict:
+    def flow_arguments(self, x_shape, candidate: Optional[dict] = None) -> dict:
         """The ``ConditionalRealNVP`` arguments of the default flow of x ``[M]`` given theta."""
         if len(x_shape) != 1:
             raise ValueError(f"NLE models vector observations [n, M]; got simulations of shape {list(x_shape)}")
-        args = super().flow_arguments(x_shape)
+        args = super().flow_arguments(x_shape, candidate)
         args.update(event_shape=int(x_shape[0]), condition_shape=self.space.dim, bounds=None, bounds_method="map")
         return args
 

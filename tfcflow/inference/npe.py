@@ -13,9 +13,9 @@ What the estimator adds around a flow (each a part of the flow model, so the tra
 same): the support of the prior (``PriorSpace.bounds``, given to the flow as ``bounds``: every draw
 lies inside, and ``log_prob`` is a density on the support), the standardization of theta and x
 (learned by ``fit``), an optional summary network, the held-out split with early stopping
-(``tfcflow.holdout.fit_with_holdout``: best weights restored), the dropout rate chosen on that
-split (``DEFAULT_DROPOUTS``) and the seeds. The defaults (``DEFAULT_FLOW``, ``DEFAULT_DROPOUTS``,
-``DEFAULT_ENSEMBLE``, ``Training()``) are one configuration for every task, chosen on held-out
+(``tfcflow.holdout.fit_with_holdout``: best weights restored), the flow chosen on that split among
+a few candidates (``DEFAULT_CANDIDATES``) and the seeds. The defaults (``DEFAULT_FLOW``,
+``DEFAULT_CANDIDATES``, ``DEFAULT_ENSEMBLE``, ``Training()``) are one configuration for every task, chosen on held-out
 simulations of the benchmark tasks, never on the scored observations (docs/benchmarks/sbi.md, "How the
 defaults were chosen").
 """
@@ -42,13 +42,19 @@ from tfcflow.inference.typicality import Typicality
 #: 6 blocks alternating affine and spline couplings (``coupling="hybrid"``: lower held-out NLL than
 #: all-spline blocks on 4 of the 5 selection tasks, docs/benchmarks/sbi.md "How the defaults were chosen")
 DEFAULT_FLOW = dict(coupling="hybrid", depth=6, width=128, network="mlp", mixing="lu")
-#: dropout rates of the default flow's coupling networks that ``fit`` chooses from (``NPE(dropout=)``):
-#: member 0 is trained once per rate on the same held-out split and initialization, the rate with
-#: the lowest held-out NLL is kept, and the other members are trained with it. Dropout cut the
-#: held-out NLL where the flows memorize the simulations (by 1.08 nats on slcp, 0.29 on
-#: bernoulli_glm) and raised it where they do not (0.22 on two_moons, 0.28 on gaussian_mixture):
-#: the held-out split tells the two apart (docs/benchmarks/sbi.md "How the defaults were chosen")
-DEFAULT_DROPOUTS = (0.0, 0.1)
+#: the flows ``fit`` chooses from (``NPE(candidates=)``), each a refinement of ``DEFAULT_FLOW``:
+#: member 0 is trained once per candidate on the same held-out split, the candidate with the lowest
+#: held-out NLL is kept, and the other members are trained as it was. Dropout cut the held-out NLL
+#: where the flows memorize the simulations (by 1.08 nats on slcp, 0.29 on bernoulli_glm) and raised
+#: it where they do not (0.22 on two_moons, 0.28 on gaussian_mixture); all-affine couplings are
+#: better again on the near-Gaussian 10-D posteriors (0.17 nats on bernoulli_glm, 0.07 on
+#: gaussian_linear) and far worse on the others: the held-out split tells the cases apart
+#: (docs/benchmarks/sbi.md "How the defaults were chosen")
+DEFAULT_CANDIDATES = (
+    {"network": {"dropout": 0.0}},
+    {"network": {"dropout": 0.1}},
+    {"coupling": "affine", "network": {"dropout": 0.1}},
+)
 #: how the prior's support is kept: "truncate" (the flow truncated to the support, rejection
 #: sampling; ``bounds_method="reject"``) or "map" (R^D mapped onto the support)
 SUPPORTS = {"truncate": "reject", "map": "map"}
@@ -109,11 +115,14 @@ class NPE:
         (``FlowEnsemble``: an exact density; a draw costs one member's flow); None (default):
         ``DEFAULT_ENSEMBLE`` (2) for the default flow, one flow with a summary network or a flow
         of your own; 1: one flow.
-      dropout: the default flow's dropout rate (a float), or the rates ``fit`` chooses from by
-        held-out NLL (a sequence); None: ``DEFAULT_DROPOUTS`` (0 with a summary network, which the
-        candidate flows would share), or the rate a ``flow`` dict sets in its ``network``. Not for
-        a flow of your own. After ``fit``, ``selection`` holds each tried rate's held-out NLL and
-        the chosen one.
+      candidates: the flows ``fit`` chooses from by held-out NLL, a sequence of dicts of
+        ``ConditionalRealNVP`` arguments, each refining ``DEFAULT_FLOW`` (as a ``flow`` dict does;
+        a ``flow`` dict is applied on top of every candidate, and candidates that become the same
+        are trained once); None: ``DEFAULT_CANDIDATES`` (only the first with a summary network,
+        which the candidates would share). Not for a flow of your own. After ``fit``,
+        ``selection`` holds each candidate's held-out NLL and the chosen one.
+      dropout: the default flow's dropout rate: a float sets it in every candidate; a sequence of
+        rates makes the candidates the default flow at each rate. None: the candidates' own.
       training: a ``Training`` (default ``Training()``).
       seed: seeds the initial weights, the held-out split and the shuffling.
       execution: how sampling runs on this machine (tfcflow.execution); default XLA-compiled
@@ -126,7 +135,7 @@ class NPE:
     """
 
     def __init__(self, prior, flow: Union[None, dict, keras.Model] = None, summary_network=None, *,
-                 support: str = DEFAULT_SUPPORT, ensemble: Optional[int] = None, dropout=None,
+                 support: str = DEFAULT_SUPPORT, ensemble: Optional[int] = None, candidates=None, dropout=None,
                  training: Optional[Training] = None, seed: int = 0, execution: Optional[Execution] = None):
         self.space = PriorSpace(prior)
         if support not in SUPPORTS:
@@ -155,12 +164,12 @@ class NPE:
             raise ValueError(f"NPE's coupling flows need at least 2 parameters, the prior has {self.space.dim}")
         self.prior = prior
         self.support = support
-        self.dropouts = self._dropout_rates(dropout, flow)
-        if summary_network is not None and len(self.dropouts) > 1:
-            if dropout is not None:
-                raise ValueError("dropout= with several rates trains one flow per rate; a summary_network would be "
-                                 "shared (and trained) by all of them: give one rate")
-            self.dropouts = (0.0,)  # as with the ensemble: one flow when a summary network is given
+        self.candidates = self._candidates(candidates, dropout, flow)
+        if summary_network is not None and len(self.candidates) > 1:
+            if candidates is not None or dropout is not None:
+                raise ValueError("several candidates (candidates= or dropout= rates) train one flow each; a "
+                                 "summary_network would be shared (and trained) by all of them: give one")
+            self.candidates = self.candidates[:1]  # as with the ensemble: one flow with a summary network
         self.selection: Optional[dict] = None
         #: how typical an observation is of the training simulations (set by ``fit``)
         self.typicality: Optional[Typicality] = None
@@ -176,37 +185,50 @@ class NPE:
         self.history = None
 
     @staticmethod
-    def _dropout_rates(dropout, flow) -> tuple:
-        """The dropout rates ``fit`` tries (one: no choice); () for a flow of your own."""
-        network = flow.get("network") if isinstance(flow, dict) else None
-        in_flow = isinstance(network, dict) and "dropout" in network
+    def _candidates(candidates, dropout, flow) -> tuple:
+        """The refinements of ``DEFAULT_FLOW`` that ``fit`` tries, the ``flow`` dict and ``dropout``
+        applied to each, duplicates dropped (one: no choice); () for a flow of your own."""
         if isinstance(flow, keras.Model):
-            if dropout is not None:
-                raise ValueError("dropout= sets the default flow's dropout; a flow of your own carries its own")
+            for name, value in (("candidates", candidates), ("dropout", dropout)):
+                if value is not None:
+                    raise ValueError(f"{name}= refines the default flow; a flow of your own is used as it is")
             return ()
-        if dropout is None:
-            return (float(network["dropout"]),) if in_flow else DEFAULT_DROPOUTS
-        if in_flow:
+        network = flow.get("network") if isinstance(flow, dict) else None
+        if dropout is not None and isinstance(network, dict) and "dropout" in network:
             raise ValueError("give the dropout either as dropout= or in flow={'network': {'dropout': ...}}, not both")
-        rates = (dropout,) if isinstance(dropout, (int, float)) and not isinstance(dropout, bool) else dropout
-        try:
-            rates = tuple(_checks.check_fraction(r, "dropout") for r in rates)
-        except TypeError:
-            raise ValueError(f"dropout must be a rate in [0, 1) or a sequence of rates, got {dropout!r}") from None
-        if not rates:
-            raise ValueError("dropout= needs at least one rate")
-        return rates
+        if candidates is None:
+            candidates = DEFAULT_CANDIDATES
+            if dropout is not None and not isinstance(dropout, (int, float)):
+                candidates = [{"network": {"dropout": r}} for r in _rates(dropout)]
+        elif dropout is not None and not isinstance(dropout, (int, float)):
+            raise ValueError("give the candidates either as candidates= or as dropout= rates, not both")
+        if isinstance(candidates, dict) or not all(isinstance(c, dict) for c in candidates):
+            raise ValueError(f"candidates must be a sequence of dicts of ConditionalRealNVP arguments, got "
+                             f"{candidates!r}")
+        unique = []
+        for candidate in candidates:
+            for key in ("event_shape", "condition_shape", "bounds", "bounds_method", "summary_network", "seed"):
+                if key in candidate:
+                    raise ValueError(f"candidates: NPE sets {key} itself")
+            merged = _refine(_refine({}, candidate), flow if isinstance(flow, dict) else {})
+            if isinstance(dropout, (int, float)):
+                merged = _refine(merged, {"network": {"dropout": _rates([dropout])[0]}})
+            if merged not in unique:
+                unique.append(merged)
+        if not unique:
+            raise ValueError("candidates= needs at least one flow")
+        return tuple(unique)
 
     # ---- training --------------------------------------------------------------------------------
-    def flow_arguments(self, x_shape) -> dict:
-        """The ``ConditionalRealNVP`` arguments of the default flow for observations of ``x_shape``."""
-        args = dict(DEFAULT_FLOW)
-        for key, value in (self._flow_arg if isinstance(self._flow_arg, dict) else {}).items():
-            # settings of the default's coupling or network without a kind refine the default's
-            if key in ("coupling", "network") and isinstance(value, dict) and "kind" not in value:
-                default = args[key] if isinstance(args[key], dict) else {"kind": args[key]}
-                value = {**default, **value}
-            args[key] = value
+    def flow_arguments(self, x_shape, candidate: Optional[dict] = None) -> dict:
+        """The ``ConditionalRealNVP`` arguments of the default flow for observations of ``x_shape``:
+        ``DEFAULT_FLOW`` refined by ``candidate`` (default: the chosen one after ``fit``, else the
+        first) or, with no candidates, by the ``flow`` dict."""
+        if candidate is None:
+            chosen = (self.selection or {}).get("chosen")
+            candidate = self.candidates[chosen if isinstance(chosen, int) else 0] if self.candidates else (
+                self._flow_arg if isinstance(self._flow_arg, dict) else {})
+        args = _refine(dict(DEFAULT_FLOW), candidate)
         args.update(event_shape=self.space.dim, condition_shape=list(x_shape) if self._summary_network is not None
                     else int(np.prod(x_shape)), bounds=self.space.bounds,
                     bounds_method=SUPPORTS[self.support], seed=self.seed)
@@ -225,9 +247,9 @@ class NPE:
         """``(what the flow models, its condition)`` of a simulation pair: theta given x here."""
         return theta, x
 
-    def _new_flows(self, x_shape, dropout: float) -> list:
-        """The ``ensemble`` default flows (initializations ``seed + k``) with coupling networks of
-        ``dropout``, their initial weights drawn in that order from ``seed``."""
+    def _new_flows(self, x_shape, candidate: dict) -> list:
+        """The ``ensemble`` default flows refined by ``candidate`` (initializations ``seed + k``),
+        their initial weights drawn in that order from ``seed``."""
         from tfcflow.models import ConditionalRealNVP
         if self._summary_network is None and len(x_shape) != 1:
             raise ValueError(f"observations of shape {list(x_shape)} need a summary_network (the default flow takes "
@@ -235,27 +257,27 @@ class NPE:
         if self.ensemble > 1 and self._summary_network is not None:
             raise ValueError("ensemble=K > 1 with a summary_network would share one network between the members; "
                              "train one flow, or build a FlowEnsemble of your own")
-        args = self.flow_arguments(x_shape)
-        network = args["network"] if isinstance(args["network"], dict) else {"kind": args["network"]}
-        args["network"] = {**network, "dropout": dropout}
+        args = self.flow_arguments(x_shape, candidate)
         keras.utils.set_random_seed(self.seed)  # the initial weights
         return [ConditionalRealNVP(summary_network=self._summary_network, **{**args, "seed": self.seed + k})
                 for k in range(self.ensemble)]
 
     def _fit_default_flows(self, theta, x, args: dict):
-        """Member 0 once per dropout rate (the same split and initialization), the rate of the
-        lowest held-out NLL kept; members 1.. with that rate, each on its own split (seed + k:
-        ``FlowEnsemble.fit_members(first=1)``). Returns member 0's history."""
+        """Member 0 once per candidate (the same split; the initial weights drawn from ``seed``
+        each time), the candidate of the lowest held-out NLL kept; members 1.. built as it is, each
+        on its own split (seed + k: ``FlowEnsemble.fit_members(first=1)``). Returns member 0's
+        history."""
         from tfcflow.holdout import fit_with_holdout
         from tfcflow.models import FlowEnsemble
         tried = []
-        for rate in self.dropouts:
-            members = self._new_flows(x.shape[1:], rate)
+        for candidate in self.candidates:
+            members = self._new_flows(x.shape[1:], candidate)
             history, _ = fit_with_holdout(members[0], *self._roles(theta, x), seed=self.seed, **args)
-            tried.append((min(history.history["val_loss"]), rate, members, history))
-        best = min(range(len(tried)), key=lambda i: (tried[i][0], i))  # a tie keeps the first (lower) rate
-        _, rate, members, history = tried[best]
-        self.selection = {"dropout": rate, "heldout_nll": {str(r): float(v) for v, r, _, _ in tried}}
+            tried.append((min(history.history["val_loss"]), members, history))
+        best = min(range(len(tried)), key=lambda i: (tried[i][0], i))  # a tie keeps the first candidate
+        _, members, history = tried[best]
+        self.selection = {"chosen": best, "flow": self.candidates[best],
+                          "heldout_nll": [float(v) for v, _, _ in tried]}
         if self.ensemble == 1:
             self.flow = members[0]
             return history
@@ -447,7 +469,7 @@ class NPE:
         spec = prior_spec(self.prior)
         record = {"format": FORMAT, "estimator": type(self).__name__, "prior": spec,
                   "prior_fingerprint": self.space.fingerprint(),
-                  "support": self.support, "ensemble": self.ensemble, "dropout": list(self.dropouts),
+                  "support": self.support, "ensemble": self.ensemble, "candidates": list(self.candidates),
                   "selection": self.selection,
                   "typicality": None if self.typicality is None else self.typicality.to_dict(),
                   "training": dataclasses.asdict(self.training), "seed": self.seed,
@@ -491,7 +513,7 @@ class NPE:
         npe = cls(prior, flow=flow, **cls._saved_arguments(record), training=Training(**record["training"]),
                   seed=record["seed"], execution=None if execution is None else Execution(**execution))
         npe.ensemble = int(record.get("ensemble", 1))  # how the saved flow was built
-        npe.dropouts, npe.selection = tuple(record.get("dropout", ())), record.get("selection")
+        npe.candidates, npe.selection = _saved_candidates(record), record.get("selection")
         npe.typicality = Typicality.from_dict(record.get("typicality"))
         npe.space.check_fingerprint(record["prior_fingerprint"])
         npe.x_shape = tuple(record["x_shape"])
@@ -528,3 +550,33 @@ def _read_pairs(dataset: tf.data.Dataset) -> tuple[Any, np.ndarray]:
     batched = thetas[0].ndim == 2
     join = np.concatenate if batched else np.stack
     return join(thetas), join(xs)
+
+
+def _rates(rates) -> list:
+    """Dropout rates, each checked to lie in [0, 1)."""
+    try:
+        rates = [_checks.check_fraction(r, "dropout") for r in rates]
+    except TypeError:
+        raise ValueError(f"dropout must be a rate in [0, 1) or a sequence of rates, got {rates!r}") from None
+    if not rates:
+        raise ValueError("dropout= needs at least one rate")
+    return rates
+
+
+def _refine(args: dict, refinement: dict) -> dict:
+    """``args`` with ``refinement``'s entries: a ``coupling`` or ``network`` dict without a
+    ``kind`` refines the one in ``args`` (a string is its kind); anything else replaces."""
+    args = dict(args)
+    for key, value in refinement.items():
+        if key in ("coupling", "network") and isinstance(value, dict) and "kind" not in value:
+            current = args.get(key, DEFAULT_FLOW[key])
+            value = {**(current if isinstance(current, dict) else {"kind": current}), **value}
+        args[key] = value
+    return args
+
+
+def _saved_candidates(record: dict) -> tuple:
+    """The candidates of a saved estimator; one saved before them kept its dropout rates."""
+    if "candidates" in record:
+        return tuple(record["candidates"])
+    return tuple({"network": {"dropout": r}} for r in record.get("dropout", ()))
