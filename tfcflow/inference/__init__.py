@@ -9,4 +9,5 @@ from tfcflow.inference.nle import NLE
 from tfcflow.inference.npe import DEFAULT_CANDIDATES, DEFAULT_FLOW, NPE, Training
 from tfcflow.inference.prior import PriorSpace, prior_from_spec, prior_spec
 
-__all__ = ["DEFAULT_CANDIDATES", "DEFAULT_FLOW", "NLE", "NPE", "PriorSpace", "Training", "prior_from_spec", "prior_spec"]
+__all__ = ["DEFAULT_CANDIDATES", "DEFAULT_FLOW", "NLE", "NPE", "PriorSpace", "Training", "prior_from_spec",
+           "prior_spec"]
