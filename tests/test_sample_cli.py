@@ -141,6 +141,31 @@ def test_other_sizes_are_passed_to_the_model_never_resized(run, tmp_path, capsys
         assert not (tmp_path / "out" / "ten.png").exists()
 
 
+def test_outputs_over_the_pixel_budget_are_sampled_by_tiles(run, tmp_path, capsys):
+    """--max-megapixels 0 tiles every output: 36x36 -> 72x72 in tiles of 32 (overlap 8) is said
+    in the summary and on stderr, deterministic given the seed; a tile larger than the output is
+    the untiled result itself."""
+    image = _png(tmp_path / "in.png", _digit(36, 36))
+    plain = tmp_path / "plain"
+    assert _run_cli(capsys, [run, image, "--out", str(plain)])[0] == 0
+    results = []
+    for name in ("a", "b"):
+        code, stdout, err = _run_cli(capsys, [run, image, "--out", str(tmp_path / name), "--max-megapixels", "0",
+                                              "--tile", "32", "--overlap", "8"])
+        assert code == 0 and len(err) == 1 and "72x72 output in 9 tiles of 32x32 px (overlap 8 px)" in err[0], err
+        tiled = json.loads(stdout)["tiled"]
+        assert list(tiled) == [str(tmp_path / name / "in.png")] and "in 9 tiles" in tiled[str(tmp_path / name / "in.png")]
+        results.append(_read(tmp_path / name / "in.png"))
+    assert results[0].shape == (72, 72, 1) and np.array_equal(results[0], results[1])
+    assert not np.array_equal(results[0], _read(plain / "in.png"))
+    code, stdout, err = _run_cli(capsys, [run, image, "--out", str(tmp_path / "one"), "--max-megapixels", "0",
+                                          "--tile", "128"])
+    assert code == 0 and "in 1 tiles" in err[0]
+    assert np.array_equal(_read(tmp_path / "one" / "in.png"), _read(plain / "in.png"))
+    code, _, err = _run_cli(capsys, [run, image, "--out", str(tmp_path / "bad"), "--tile", "16", "--overlap", "16"])
+    assert code == 2 and err == ["tfcflow sample: overlap (16) must be smaller than the tile (16)"], err
+
+
 def test_existing_results_are_kept_unless_overwrite(run, tmp_path, capsys):
     image = _png(tmp_path / "in.png", _digit(14, 14))
     out = tmp_path / "out"

@@ -115,6 +115,10 @@ def _sample(args) -> int:
     try:
         if args.best_of < 1:
             raise ValueError(f"--best-of must be >= 1, got {args.best_of}")
+        if not args.max_megapixels >= 0:
+            raise ValueError(f"--max-megapixels must be >= 0, got {args.max_megapixels}")
+        from tfcflow.tiling import Tiling
+        tiling = Tiling(tile=args.tile, overlap=args.overlap)
         if args.temperature is not None and not (args.temperature >= 0 and args.temperature != float("inf")):
             raise ValueError(f"--temperature must be a finite number >= 0, got {args.temperature}")
         if os.path.isfile(args.out):
@@ -157,7 +161,7 @@ def _sample(args) -> int:
     failed = len(problems)
     for line in problems:
         say(line)
-    written, claimed = [], {}
+    written, claimed, tiled = [], {}, {}
     try:
         from tqdm import tqdm
         progress = tqdm(files, desc="tfcflow sample", unit="image", file=sys.stderr, disable=not sys.stderr.isatty())
@@ -182,7 +186,15 @@ def _sample(args) -> int:
                                                 factor=factor, mask=this_mask, pad=args.pad, path=path)
             condition = prepared.condition[None]
             try:
-                if args.best_of > 1:
+                out_pixels = condition.shape[1] * condition.shape[2] * int(getattr(model, "factor", 1)) ** 2
+                if out_pixels > args.max_megapixels * 1e6:  # bounded memory: one tile at a time
+                    from tfcflow import tiling as tiles
+                    tile_plan = tiles.plan(model, condition.shape[1:3], tiling)
+                    tiled[target] = tile_plan.describe()
+                    report(f"{path}: {tile_plan.describe()} (more than --max-megapixels {args.max_megapixels:g})")
+                    x = tiles.sample_tiled(model, condition, tiling, temperature=temperature, seed=args.seed,
+                                           best_of=args.best_of)[None]
+                elif args.best_of > 1:
                     x, _ = model.best_of_n(condition, args.best_of, temperature=temperature, seed=args.seed)
                 else:
                     x = model.sample(condition, temperature=temperature, seed=args.seed)
@@ -204,7 +216,8 @@ def _sample(args) -> int:
             failed += 1
             report(f"{path}: failed ({type(e).__name__}: {_first_line(e)})")
     print(json.dumps({"out": args.out, "written": written, "sheets": sheets if written else None,
-                      "failed": failed, "temperature": temperature, "best_of": args.best_of, "seed": args.seed},
+                      "failed": failed, "temperature": temperature, "best_of": args.best_of, "seed": args.seed,
+                      "tiled": tiled},
                      indent=1))
     return 2 if failed else 0
 
@@ -301,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "the inputs (default: the central square)")
     s.add_argument("--pad", action="store_true", help="reflection-pad inputs of an invalid size to the next valid "
                                                       "one and crop the results back")
+    s.add_argument("--max-megapixels", type=float, default=2.0, metavar="M",
+                   help="outputs larger than M megapixels are sampled by overlapping tiles, one at a time, so memory "
+                        "is bounded by the tile (tfcflow/tiling.py; 0: tile every output, inf: never)")
+    s.add_argument("--tile", type=int, default=512, metavar="PX", help="side of a tile in output pixels")
+    s.add_argument("--overlap", type=int, default=32, metavar="PX", help="output pixels neighbouring tiles share "
+                                                                         "(blended)")
     s.add_argument("--overwrite", action="store_true", help="replace existing files in --out")
     s.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their EMA")
     s.set_defaults(func=_sample)
