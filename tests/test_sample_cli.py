@@ -152,9 +152,10 @@ def test_outputs_over_the_pixel_budget_are_sampled_by_tiles(run, tmp_path, capsy
     for name in ("a", "b"):
         code, stdout, err = _run_cli(capsys, [run, image, "--out", str(tmp_path / name), "--max-megapixels", "0",
                                               "--tile", "32", "--overlap", "8"])
-        assert code == 0 and len(err) == 1 and "72x72 output in 9 tiles of 32x32 px (overlap 8 px)" in err[0], err
-        tiled = json.loads(stdout)["tiled"]
-        assert list(tiled) == [str(tmp_path / name / "in.png")] and "in 9 tiles" in tiled[str(tmp_path / name / "in.png")]
+        assert code == 0 and len(err) == 1, err
+        assert "72x72 output in 9 tiles of 32x32 px (overlap 8 px)" in err[0], err
+        target = str(tmp_path / name / "in.png")
+        assert list(json.loads(stdout)["tiled"]) == [target] and "in 9 tiles" in json.loads(stdout)["tiled"][target]
         results.append(_read(tmp_path / name / "in.png"))
     assert results[0].shape == (72, 72, 1) and np.array_equal(results[0], results[1])
     assert not np.array_equal(results[0], _read(plain / "in.png"))

@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-megapixels", type=float, default=2.0, metavar="M",
                    help="outputs larger than M megapixels are sampled by overlapping tiles, one at a time, so memory "
                         "is bounded by the tile (tfcflow/tiling.py; 0: tile every output, inf: never)")
-    s.add_argument("--tile", type=int, default=512, metavar="PX", help="side of a tile in output pixels")
+    s.add_argument("--tile", type=int, default=1024, metavar="PX", help="side of a tile in output pixels")
     s.add_argument("--overlap", type=int, default=32, metavar="PX", help="output pixels neighbouring tiles share "
                                                                          "(blended)")
     s.add_argument("--overwrite", action="store_true", help="replace existing files in --out")

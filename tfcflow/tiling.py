@@ -43,7 +43,7 @@ class Tiling:
     """Tiles of ``tile`` x ``tile`` target pixels sharing ``overlap`` pixels with each neighbour
     (both rounded to the model's size multiple: ``lcm(2^levels, factor)``)."""
 
-    tile: int = 512
+    tile: int = 1024
     overlap: int = 32
 
     def __post_init__(self):
