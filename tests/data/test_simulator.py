@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfcflow.data import sbi_tasks
-from tfcflow.data.simulator import load_callable, simulate, simulated_arrays, simulation_dataset
+from tfcflow.data.simulator import load_callable, simulate, simulate_at, simulated_arrays, simulation_dataset
 
 
 def box_prior(n, rng):
@@ -240,3 +240,24 @@ def test_reference_tasks_shapes_and_statistics():
     assert abs((theta - mean).var() - 0.05) < 0.003
     with pytest.raises(ValueError, match=r"y must have shape \[10\]"):
         sbi_tasks.gaussian_linear_posterior(np.zeros(3))
+
+
+def test_simulate_at_given_parameters_is_seeded_per_chunk_and_drops_bad_rows():
+    def sim(theta, rng):
+        y = theta * 2.0 + rng.standard_normal(theta.shape)
+        y[theta[:, 0] > 0.9] = np.nan
+        return y
+
+    theta = np.random.default_rng(0).uniform(size=(25, 2)).astype(np.float32)
+    a = simulate_at(theta, sim, seed=[3, 1], chunk_size=10, on_nonfinite="drop")
+    b = simulate_at(theta, sim, seed=[3, 1], chunk_size=10, on_nonfinite="drop")
+    keep = theta[:, 0] <= 0.9
+    np.testing.assert_array_equal(a[0], theta[keep])
+    np.testing.assert_array_equal(a[1], b[1])
+    # chunk 1 (rows 10..19) is its generator's first draw: the same as simulating those rows alone
+    alone = sim(theta[10:20].copy(), np.random.default_rng([3, 1, 1]))
+    np.testing.assert_array_equal(a[1][keep[:10].sum():keep[:20].sum()], alone[keep[10:20]].astype(np.float32))
+    with pytest.raises(ValueError, match="returned NaN or inf in row"):
+        simulate_at(theta, sim, seed=0)
+    with pytest.raises(ValueError, match=r"x must be parameters \[n, D\]"):
+        simulate_at(theta[0], sim, seed=0)

@@ -120,6 +120,13 @@ def _draw(prior: Prior, simulator: Simulator, n: int, rng: np.random.Generator, 
         j = int(np.argmax(bad))
         raise ValueError(f"prior {function_name(prior)!r} returned NaN or inf in row {first_row + j}: "
                          f"x = {x[j].tolist()}")
+    return (x, *_run(simulator, x, rng, first_row, shapes, on_nonfinite))
+
+
+def _run(simulator: Simulator, x: np.ndarray, rng: np.random.Generator, first_row: int, shapes: Dict[str, tuple],
+         on_nonfinite: str) -> Tuple[np.ndarray, np.ndarray]:
+    """One checked simulator call on the parameters ``x [n, D]``: ``(y [n, *obs], bad [n] bool)``."""
+    n = len(x)
     y = _to_array(simulator(x.copy(), rng), simulator, "simulator")
     if y.ndim < 1 or len(y) != n:
         raise ValueError(f"simulator {function_name(simulator)!r} must return y of shape [n, *obs_shape] with one row "
@@ -131,7 +138,7 @@ def _draw(prior: Prior, simulator: Simulator, n: int, rng: np.random.Generator, 
         raise ValueError(f"simulator {function_name(simulator)!r} returned NaN or inf in row {first_row + j} "
                          f"(x = {x[j].tolist()}; {int(bad.sum())} of this call's {n} rows are bad); pass "
                          f"on_nonfinite='drop' to drop such rows")
-    return x, y, bad
+    return y, bad
 
 
 def simulate(prior: Prior, simulator: Simulator, n: int, seed: int, *, chunk_size: int = CHUNK_SIZE,
@@ -153,6 +160,31 @@ def simulate(prior: Prior, simulator: Simulator, n: int, seed: int, *, chunk_siz
                      dropped, n)
         if dropped == n:
             raise ValueError(f"simulator {function_name(simulator)!r} returned NaN or inf in all {n} rows")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def simulate_at(x: np.ndarray, simulator: Simulator, seed, *, chunk_size: int = CHUNK_SIZE,
+                on_nonfinite: str = "raise") -> Arrays:
+    """The simulations of given parameters ``x [n, D]`` (e.g. drawn from a posterior, in
+    sequential rounds): ``(x, y)`` as ``simulate`` returns them (rows of non-finite y left out
+    with ``on_nonfinite="drop"``), chunk i's generator seeded by ``[*seed, i]``."""
+    x = np.asarray(x, np.float32)
+    if x.ndim != 2 or not len(x):
+        raise ValueError(f"x must be parameters [n, D] with n >= 1, got shape {list(x.shape)}")
+    seed = [int(s) for s in np.atleast_1d(seed)]
+    chunk_size, on_nonfinite = check_positive_int(chunk_size, "chunk_size"), _check_mode(on_nonfinite)
+    xs, ys, shapes = [], [], {}
+    for i, start in enumerate(range(0, len(x), chunk_size)):
+        part = x[start:start + chunk_size]
+        y, bad = _run(simulator, part, np.random.default_rng([*seed, i]), start, shapes, on_nonfinite)
+        xs.append(part[~bad])
+        ys.append(y[~bad])
+    kept = sum(len(a) for a in xs)
+    if kept == 0:
+        raise ValueError(f"simulator {function_name(simulator)!r} returned NaN or inf in all {len(x)} rows")
+    if kept < len(x):
+        _log.warning("simulator %r returned NaN or inf in %d of %d rows; dropped them", function_name(simulator),
+                     len(x) - kept, len(x))
     return np.concatenate(xs), np.concatenate(ys)
 
 

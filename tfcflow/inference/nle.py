@@ -77,6 +77,20 @@ class NLE(NPE):
         args.update(event_shape=int(x_shape[0]), condition_shape=self.space.dim, bounds=None, bounds_method="map")
         return args
 
+    def _proposal(self, x_o: np.ndarray, n: int, seed: int) -> tuple:
+        """A later round's parameters: draws of the current posterior (SNLE), with the sampler's
+        report as the round's info."""
+        draws, report = self.sample(x_o, n, seed, report=True)
+        return draws, report
+
+    def _check_round_observation(self, x_o: np.ndarray, x_shape: tuple) -> None:
+        """``x_o`` must be one observation's trials ``[n_trials, M]`` (or one trial ``[M]``)."""
+        if x_o.ndim not in (1, 2) or tuple(x_o.shape[-1:]) != tuple(x_shape) or (x_o.ndim == 2 and not len(x_o)):
+            raise ValueError(f"x_o must be one observation: its i.i.d. trials [n_trials, {x_shape[0]}] (one trial: "
+                             f"[{x_shape[0]}]), got shape {list(x_o.shape)}")
+        if not np.isfinite(x_o).all():
+            raise ValueError("x_o has non-finite values (NaN or inf)")
+
     # ---- the posterior ---------------------------------------------------------------------------
     def _trials(self, x_o) -> np.ndarray:
         """One observation as its trials ``[n_trials, M]`` (a single trial may come as ``[M]``)."""

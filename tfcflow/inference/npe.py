@@ -171,6 +171,9 @@ class NPE:
                                  "summary_network would be shared (and trained) by all of them: give one")
             self.candidates = self.candidates[:1]  # as with the ensemble: one flow with a summary network
         self.selection: Optional[dict] = None
+        #: the rounds of a sequential fit (sequential.py), None for an amortized one
+        self.round_state = None
+        self.round_info: Optional[dict] = None
         #: how typical an observation is of the training simulations (set by ``fit``)
         self.typicality: Optional[Typicality] = None
         self.training = training or Training()
@@ -287,7 +290,7 @@ class NPE:
         return history
 
     def fit(self, theta=None, x=None, *, simulator: Optional[Callable] = None, num_simulations: Optional[int] = None,
-            verbose="auto"):
+            rounds: int = 1, x_o=None, verbose="auto"):
         """Trains the posterior on simulations; returns the Keras ``History`` (of an ensemble:
         member 0's, with ``history["members_epochs"]``, every member's epoch count).
 
@@ -299,10 +302,24 @@ class NPE:
             ``simulator(theta, rng)`` (``theta`` float32 ``[n, D]``, ``rng`` a seeded
             ``numpy.random.Generator``; the contract of ``tfcflow.data.simulator``), seeded by ``seed``.
 
+        Sequential rounds for ONE observation (tfcflow/inference/sequential.py): ``rounds=R`` with
+        ``x_o=``, ``simulator=`` and ``num_simulations=`` (the budget of all rounds): round 1
+        from the prior, later rounds near ``x_o`` (``NPE``: the prior truncated to the current
+        posterior's highest-density region, TSNPE; ``NLE``: the current posterior, SNLE). The
+        result is a posterior for ``x_o`` only. A simulator failing in a round raises an error
+        naming it; the finished rounds are kept and the same call resumes.
+
         Under ``with strategy.scope():`` the flow is built and trained with that tf.distribute
         strategy, like any Keras model. Calling ``fit`` again continues from the trained weights.
         """
+        from tfcflow.inference.sequential import check_plan
+        if check_plan(rounds, x_o, simulator, num_simulations) > 1:
+            return self._fit_rounds(simulator, num_simulations, rounds, x_o, verbose)
         theta, x = self._training_data(theta, x, simulator, num_simulations)
+        return self._fit_arrays(theta, x, verbose)
+
+    def _fit_arrays(self, theta: np.ndarray, x: np.ndarray, verbose):
+        """Trains on checked simulation arrays (``fit``'s body)."""
         if self.flow is not None and self.x_shape is not None and tuple(x.shape[1:]) != self.x_shape:
             raise ValueError(f"x has shape {list(x.shape[1:])} per simulation; this estimator was fitted on "
                              f"{list(self.x_shape)}")
@@ -330,6 +347,57 @@ class NPE:
             self.history, _ = fit_with_holdout(self.flow, *self._roles(theta, x), **args)
         self.flow.execution = self.execution
         return self.history
+
+    def _fit_rounds(self, simulator, num_simulations: int, rounds: int, x_o, verbose):
+        """``fit``'s sequential rounds (sequential.py): simulate round r, check it, keep it, train
+        on every round so far; resumable at the first round not trained."""
+        from tfcflow.data.simulator import simulate, simulate_at
+        from tfcflow.inference.sequential import RoundState, round_seed
+        x_o = np.asarray(x_o, np.float32)
+        state = self.round_state
+        if state is not None and not state.matches(x_o, rounds, num_simulations):
+            raise ValueError(f"this estimator holds {state.finished} simulated round(s) of a sequential fit with "
+                             f"another x_o, rounds or num_simulations ({state.rounds} rounds, {state.num_simulations} "
+                             f"simulations): make a new estimator for another plan")
+        if state is None:
+            state = self.round_state = RoundState(x_o, rounds, num_simulations)
+        sizes = state.sizes()
+        while state.trained < rounds:
+            r = state.trained
+            if state.finished <= r:  # simulate round r (from the weights trained on rounds < r)
+                try:
+                    if r == 0:
+                        theta, x = simulate(self.space.prior_function(), simulator, sizes[0], self.seed)
+                    else:
+                        proposal, self.round_info = self._proposal(x_o, sizes[r], round_seed(self.seed, r))
+                        theta, x = simulate_at(proposal, simulator, round_seed(self.seed, r))
+                except Exception as e:
+                    raise RuntimeError(f"sequential round {r + 1} of {rounds} failed ({type(e).__name__}: "
+                                       f"{_first_line(e)}); rounds 1..{r} are kept (simulations and weights): call "
+                                       f"fit again to resume at round {r + 1}") from e
+                theta, x = self._training_data(theta, x, None, None)
+                if r == 0:
+                    self._check_round_observation(x_o, x.shape[1:])
+                state.theta.append(theta)
+                state.x.append(x)
+            # every round's fit sees all simulations so far, continuing from the weights
+            self._fit_arrays(*state.data(r + 1), verbose)
+            state.trained += 1
+        return self.history
+
+    def _proposal(self, x_o: np.ndarray, n: int, seed: int) -> tuple:
+        """A later round's parameters: the prior truncated to the posterior's highest-density
+        region (TSNPE); ``(theta [n, D], info)``."""
+        from tfcflow.inference.sequential import truncated_prior_draws
+        return truncated_prior_draws(self, x_o, n, seed)
+
+    def _check_round_observation(self, x_o: np.ndarray, x_shape: tuple) -> None:
+        """``x_o`` must be one observation of the simulations' shape."""
+        if tuple(x_o.shape) != tuple(x_shape):
+            raise ValueError(f"x_o must be one observation of shape {list(x_shape)} (the simulator's), got shape "
+                             f"{list(x_o.shape)}")
+        if not np.isfinite(x_o).all():
+            raise ValueError("x_o has non-finite values (NaN or inf)")
 
     def _fit_typicality(self, x: np.ndarray) -> None:
         """The misspecification check (typicality.py): the training rows' observations, the
@@ -471,6 +539,7 @@ class NPE:
                   "prior_fingerprint": self.space.fingerprint(),
                   "support": self.support, "ensemble": self.ensemble, "candidates": list(self.candidates),
                   "selection": self.selection,
+                  "rounds": None if self.round_state is None else self.round_state.to_record(),
                   "typicality": None if self.typicality is None else self.typicality.to_dict(),
                   "training": dataclasses.asdict(self.training), "seed": self.seed,
                   "x_shape": list(self.x_shape),
@@ -480,6 +549,8 @@ class NPE:
         tmp = tempfile.mkdtemp(prefix=".npe-", dir=parent)
         try:
             flow.save(os.path.join(tmp, "flow.keras"))
+            if self.round_state is not None:  # the simulations of a sequential fit, to resume it
+                np.savez(os.path.join(tmp, "rounds.npz"), **self.round_state.arrays())
             with open(os.path.join(tmp, "estimator.json"), "w") as f:
                 json.dump(record, f, indent=2)
             old = None
@@ -515,6 +586,10 @@ class NPE:
         npe.ensemble = int(record.get("ensemble", 1))  # how the saved flow was built
         npe.candidates, npe.selection = _saved_candidates(record), record.get("selection")
         npe.typicality = Typicality.from_dict(record.get("typicality"))
+        if record.get("rounds") is not None:
+            from tfcflow.inference.sequential import RoundState
+            with np.load(os.path.join(path, "rounds.npz")) as arrays:
+                npe.round_state = RoundState.from_saved(record["rounds"], arrays)
         npe.space.check_fingerprint(record["prior_fingerprint"])
         npe.x_shape = tuple(record["x_shape"])
         flow.execution = npe.execution
@@ -550,6 +625,11 @@ def _read_pairs(dataset: tf.data.Dataset) -> tuple[Any, np.ndarray]:
     batched = thetas[0].ndim == 2
     join = np.concatenate if batched else np.stack
     return join(thetas), join(xs)
+
+
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:limit]
 
 
 def _rates(rates) -> list:
