@@ -52,10 +52,15 @@ CANDIDATES = {
                           {"batch_size": 1024, "learning_rate": 2e-3}),
     "affine+dropout0.1": ({"coupling": "affine"}, {"dropout": 0.1},
                           {"batch_size": 1024, "learning_rate": 2e-3}),
+    # variations of the affine candidate, compared with it
+    "affine+dropout0.1+silu": ({"coupling": "affine", "network": {"activation": "silu"}}, {"dropout": 0.1},
+                               {"batch_size": 1024, "learning_rate": 2e-3}),
+    "affine+dropout0.05": ({"coupling": "affine"}, {"dropout": 0.05}, {"batch_size": 1024, "learning_rate": 2e-3}),
 }
 #: the setting each candidate is compared with in the report (default "base")
 REFERENCE = {"fast+affine": "fast", "fast+hybrid": "fast", "hybrid+dropout0.1": "fast+hybrid",
-             "affine+dropout0.1": "hybrid+dropout0.1"}
+             "affine+dropout0.1": "hybrid+dropout0.1", "affine+dropout0.1+silu": "affine+dropout0.1",
+             "affine+dropout0.05": "affine+dropout0.1"}
 
 
 def run(candidate: str, task: str, out: str, rows: int, seed: int) -> dict:
