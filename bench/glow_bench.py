@@ -90,7 +90,7 @@ def build(variant: str, smoke: bool, chains: int = 1, fused_steps: bool = True):
     size = 8 if smoke else H
 
     common = dict(levels=levels, depth=steps, width=hid, transition_steps=0,
-                  prior_width=0, scale="sigmoid")
+                  prior_width=0, coupling={"kind": "affine", "scale": "sigmoid"})
     if variant in ("uncond", "mirrored"):
         model, kind = unconditional_glow((size, size, C), levels, steps, hid), None
     elif variant in ("cond_label", "cond_label_injector"):

@@ -36,11 +36,12 @@ def test_model_values_are_checked_against_the_constructor():
     cases = [
         ({"class": "CAFlow", "levels": "two"}, r"^model.levels: expected int, got 'two'$"),
         ({"class": "CAFlow", "levels": 2.0}, r"^model.levels: expected int, got 2.0$"),
-        ({"class": "CAFlow", "clamp": "big"}, r"^model.clamp: expected float, got 'big'$"),
+        # (scale and clamp of configs written before the coupling spec are folded into it, then checked)
+        ({"class": "CAFlow", "clamp": "big"}, r"^model.clamp: coupling clamp must be a number > 0, got 'big'$"),
         ({"class": "CAFlow", "mixing": 1}, r"^model.mixing: expected str, got 1$"),
         ({"class": "CAFlow", "lu": "yes"}, r"^model.lu: must be true or false \(now mixing='lu' or 'matrix'\), "
                                            r"got 'yes'$"),
-        ({"class": "CAFlow", "scale": 1}, r"^model.scale: expected str, got 1$"),
+        ({"class": "CAFlow", "scale": 1}, r"^model.scale: coupling scale must be"),
         ({"class": "CAFlow", "event_shape": "28x28"}, r"^model.event_shape: expected a list of int, got '28x28'$"),
         ({"class": "CAFlow", "event_shape": [28, "28", 1]}, r"^model.event_shape: expected a list of int"),
     ]

@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfcflow.models import CAFlow, ConditionalGlow
 from tests.helpers import autodiff_log_abs_det, copy_model, fresh, perturb, tiny_caflow, tiny_glow
 
-KINDS = ["glow", "glow_label", "caflow", "caflow_shared", "dual_glow"]
+KINDS = ["glow", "glow_label", "caflow", "caflow_sigmoid", "dual_glow"]
 
 
 def tiny_image_model(kind):
@@ -16,7 +16,8 @@ def tiny_image_model(kind):
         return tiny_glow("image")
     if kind == "glow_label":
         return tiny_glow("label")
-    extra = dict(caflow={}, caflow_shared=dict(weight_sharing=True), dual_glow=dict(dual_glow=True))[kind]
+    extra = dict(caflow={}, caflow_sigmoid=dict(coupling={"kind": "affine", "scale": "sigmoid", "clamp": 1.5}),
+                 dual_glow=dict(dual_glow=True))[kind]
     return tiny_caflow(**extra)
 
 
@@ -195,8 +196,28 @@ def test_caflow_function_counts():
     kw = dict(levels=n, condition_depth=1, target_depth=1, depth=1, width=4,
               conditional_width=4)
     assert CAFlow((8, 8, 1), (8, 8, 1), **kw).num_level_functions == n * (n + 1) // 2
-    assert CAFlow((8, 8, 1), (8, 8, 1), weight_sharing=True, **kw).num_level_functions == 2 * n - 1
     assert CAFlow((8, 8, 1), (8, 8, 1), dual_glow=True, **kw).num_level_functions == n
+
+
+def test_the_coupling_spec_replaces_scale_and_clamp_and_old_configs_migrate():
+    m = tiny_caflow(coupling={"kind": "affine", "clamp": 3.0})
+    assert m.get_config()["coupling"] == {"kind": "affine", "clamp": 3.0} and "clamp" not in m.get_config()
+    assert tiny_glow().get_config()["coupling"] == "affine"
+    with pytest.raises(ValueError, match="image models' flow steps are affine couplings; got 'spline'"):
+        tiny_caflow(coupling="spline")
+    with pytest.raises(ValueError, match=r"clamp: settings of the coupling now \(clamp -> 'clamp'\)"):
+        tiny_caflow(clamp=3.0)
+    # configs written before: scale / clamp fold into the coupling, weight_sharing false is dropped
+    old = {**m.get_config(), "scale": "sigmoid", "clamp": 1.5, "weight_sharing": False}
+    del old["coupling"]
+    again = CAFlow.from_config(old)
+    assert again.get_config()["coupling"] == {"kind": "affine", "scale": "sigmoid", "clamp": 1.5}
+    with pytest.raises(ValueError, match="weight_sharing .* was removed"):
+        CAFlow.from_config({**old, "weight_sharing": True})
+    glow = tiny_glow().get_config()
+    del glow["coupling"]
+    assert ConditionalGlow.from_config({**glow, "clamp": 2.5}).get_config()["coupling"] == {"kind": "affine",
+                                                                                             "clamp": 2.5}
 
 
 def test_caflow_objective_adds_lambda_log_p_y():

@@ -30,9 +30,7 @@ enter at their native resolution and no level needs H divisible by 2^(n+1) (MNIS
 n = 2 would not allow the extra squeeze of f_0). Transitions still mix the squeezed channels before
 every split.
 
-Options:
-- ``weight_sharing`` (Appendix D): f_k^i shares weights across all i > k: 2n - 1 level functions
-  instead of n(n+1)/2.
+Option:
 - ``dual_glow``: DUAL-GLOW's assumption, P(L | D) = prod_i P(L_i | D_i): G_i is one level of
   M conditional steps on L_i conditioned on D_i only, no cross-scale terms.
 
@@ -56,7 +54,8 @@ from tfcflow.bijectors.multiscale import MultiScale, flatten_pieces, spatial_siz
 from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.image_blocks import flow_step, transition_step
 from tfcflow.models.rows import WHOLE, Rows
-from tfcflow.models.image_flow import ImageFlowModel, Residual, mixing_is_lu
+from tfcflow.models.image_flow import ImageFlowModel, Residual, image_coupling, mixing_is_lu
+from tfcflow.models.vector_blocks import Coupling
 from tfcflow.models.multiscale_flow import MultiScaleFlow, initialize_levels
 
 
@@ -155,34 +154,47 @@ class CAFlow(ImageFlowModel):
       width: coupling-network hidden channels of R and T (paper: 64).
       conditional_width: hidden channels of the G_i networks (paper: 32).
       regularization: lambda of ``log p(w|y) + lambda log p(y)`` (paper: 0.01 - 0.05).
-      weight_sharing: Appendix D weight sharing.
       dual_glow: the DUAL-GLOW dependency structure instead of CAFLOW's.
-      transition_steps, scale, clamp, seed: as in ``MultiScaleFlow``.
+      transition_steps, seed: as in ``MultiScaleFlow``.
+      coupling: the flow steps' affine couplings: ``"affine"`` or ``{"kind": "affine", "scale":
+        "exp_tanh" | "sigmoid", "clamp": 2.0}`` (a ``Coupling``; the vector models' spec).
       mixing: the 1x1 convolutions' form, ``"lu"`` (LU-parametrized, Glow) or ``"matrix"``.
       residual: T models the target minus a base computed from the condition: None, "bicubic"
         or "learned", or a ``Residual`` with the learned base's width and depth (``ImageFlowModel``).
     """
 
+    @classmethod
+    def migrate_config(cls, config: dict) -> dict:
+        """Configs written before ``weight_sharing`` (Appendix D; no job or recipe used it) was
+        removed: ``false`` is dropped, ``true`` refused with the reason."""
+        config = super().migrate_config(config)
+        if "weight_sharing" in config:
+            if config["weight_sharing"]:
+                raise ValueError("weight_sharing (CAFLOW's Appendix D) was removed: no job or recipe used it; "
+                                 "this config needs a tfcflow from before 2026-12-07")
+            config = {k: v for k, v in config.items() if k != "weight_sharing"}
+        return config
+
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]],
                  levels: int = 3, condition_depth: int = 16, target_depth: int = 32, depth: int = 12, width: int = 64,
-                 conditional_width: int = 32, regularization: float = 0.01, weight_sharing: bool = False,
-                 dual_glow: bool = False, transition_steps: int = 2, scale: str = "exp_tanh", clamp: float = 2.0,
-                 mixing: str = "lu", seed: int = 0, factor: Optional[int] = None,
+                 conditional_width: int = 32, regularization: float = 0.01, dual_glow: bool = False,
+                 transition_steps: int = 2, coupling: Union[str, dict, Coupling] = "affine", mixing: str = "lu",
+                 seed: int = 0, factor: Optional[int] = None,
                  residual: Union[None, bool, str, dict, Residual] = None, **kwargs):
         if len(condition_shape) != 3:
             raise ValueError(f"CAFlow conditions are images (h, w, c); got condition_shape {tuple(condition_shape)}")
         if regularization < 0:
             raise ValueError(f"regularization must be >= 0, got {regularization}")
-        if weight_sharing and dual_glow:
-            raise ValueError("weight_sharing applies to CAFLOW's cross-scale functions; dual_glow has none")
         spec = Residual.of(residual)
         residual = None if spec is None else spec.to_config()  # the config holds its normal form
+        steps = image_coupling(coupling, kwargs)
+        coupling = steps.to_config()
+        scale, clamp = steps.scale, steps.clamp
         super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual, **kwargs)
         self._record_config(locals())
         lu = mixing_is_lu(mixing)
         self.regularization = float(regularization)
         self.dual_glow = bool(dual_glow)
-        self.weight_sharing = bool(weight_sharing)
         self.n = int(levels)
         h, w, _ = self.event_shape
         common = dict(width=width, transition_steps=transition_steps, learned_prior=False, scale=scale, clamp=clamp,
@@ -197,7 +209,6 @@ class CAFlow(ImageFlowModel):
         self._d_layout = self.condition_flow.piece_layout[::-1]
         self._g_args = dict(hidden=conditional_width, steps=depth,
                             transitions=transition_steps, scale=scale, clamp=clamp, lu=lu, seed=seed + 2)
-        self._shared = {}
         self.autoregressive = [self._build_g(i) for i in range(self.n)]
         self.built = True
 
@@ -235,15 +246,7 @@ class CAFlow(ImageFlowModel):
         for j in range(i, -1, -1):
             cond_channels = self._d_layout[j][-1] + (0 if j == i else self._l_layout[j][-1])
             squeeze = j > 0
-            share_key = j if (self.weight_sharing and j < i) else None
-            if share_key is not None and share_key in self._shared:
-                layer = self._shared[share_key]
-            else:
-                name = f"G{i}_f{j}" if share_key is None else f"Gshared_f{j}"
-                layer = self._level_layer(name, layout, cond_channels, squeeze)
-                if share_key is not None:
-                    self._shared[share_key] = layer
-            levels.append(layer)
+            levels.append(self._level_layer(f"G{i}_f{j}", layout, cond_channels, squeeze))
             conds.append(("D", j) if j == i else ("DL", j))
             if squeeze:
                 layout = (2 * layout[0], 2 * layout[1])
@@ -253,7 +256,7 @@ class CAFlow(ImageFlowModel):
 
     @property
     def num_level_functions(self) -> int:
-        """Distinct f_j^i functions: n(n+1)/2 (CAFLOW), 2n-1 (weight sharing), n (DUAL-GLOW)."""
+        """Distinct f_j^i functions: n(n+1)/2 (CAFLOW), n (DUAL-GLOW)."""
         return len({id(layer) for g in self.autoregressive for layer in g["levels"]})
 
     def _g_bijector(self, i, d, l):

@@ -12,7 +12,8 @@ from typing import Optional, Sequence, Union
 import keras
 
 from tfcflow.bijectors.multiscale import spatial_size
-from tfcflow.models.image_flow import ImageFlowModel, Residual, mixing_is_lu
+from tfcflow.models.image_flow import ImageFlowModel, Residual, image_coupling, mixing_is_lu
+from tfcflow.models.vector_blocks import Coupling
 from tfcflow.models.multiscale_flow import MultiScaleFlow
 from tfcflow.networks import ConditionEncoder
 
@@ -31,8 +32,10 @@ class ConditionalGlow(ImageFlowModel):
       factor: target size = image condition size x factor (default: from the two shapes, else 1).
       residual: model the image minus a base computed from the condition: None, "bicubic" or
         "learned", or a ``Residual`` with the learned base's width and depth (``ImageFlowModel``).
-      levels, depth, width, transition_steps, injector, learned_prior, prior_width, scale, clamp,
-        seed: see ``MultiScaleFlow`` (depth = flow steps per level).
+      levels, depth, width, transition_steps, injector, learned_prior, prior_width, seed: see
+        ``MultiScaleFlow`` (depth = flow steps per level).
+      coupling: the flow steps' affine couplings: ``"affine"`` or ``{"kind": "affine", "scale":
+        "exp_tanh" | "sigmoid", "clamp": 2.0}`` (a ``Coupling``; the vector models' spec).
       mixing: the 1x1 convolutions' form, ``"lu"`` (LU-parametrized, Glow) or ``"matrix"``.
       encoder_width: channels of the condition encoder's features.
     """
@@ -40,19 +43,21 @@ class ConditionalGlow(ImageFlowModel):
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]],
                  levels: int = 3, depth: int = 8, width: int = 64, transition_steps: int = 2, encoder_width: int = 32,
                  injector: bool = True, learned_prior: bool = True, prior_width: int = 32,
-                 scale: str = "exp_tanh", clamp: float = 2.0, mixing: str = "lu", seed: int = 0,
+                 coupling: Union[str, dict, Coupling] = "affine", mixing: str = "lu", seed: int = 0,
                  factor: Optional[int] = None, residual: Union[None, bool, str, dict, Residual] = None, **kwargs):
         if len(condition_shape) not in (1, 3):
             raise ValueError(f"condition_shape must be an image (h, w, c) or a vector (d,), got "
                              f"{tuple(condition_shape)}")
         spec = Residual.of(residual)
         residual = None if spec is None else spec.to_config()  # the config holds its normal form
+        steps = image_coupling(coupling, kwargs)
+        coupling = steps.to_config()
         super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual, **kwargs)
         self._record_config(locals())
         self.encoder = ConditionEncoder(levels, encoder_width, factor=self.factor, name="encoder")
         self.encoder.build((None,) + tuple(self.condition_shape))
         self.flow = MultiScaleFlow(levels, depth, width, transition_steps, injector, learned_prior, prior_width,
-                                   scale, clamp, lu=mixing_is_lu(mixing), seed=seed, name="flow")
+                                   steps.scale, steps.clamp, lu=mixing_is_lu(mixing), seed=seed, name="flow")
         self.flow.build((None,) + self.event_shape, self.encoder.feature_shapes(self.default_size))
         self.built = True
 

@@ -62,6 +62,7 @@ from tfcflow.models.gaussian import standard_normal_log_prob
 from tfcflow.models.rows import WHOLE, Rows, batch_noise
 from tfcflow.models.specs import spec_config, spec_of
 from tfcflow.models.image_blocks import check_divisible_size, check_image_shape
+from tfcflow.models.vector_blocks import Coupling, migrate_coupling_config, refuse_legacy_coupling_args
 from tfcflow.networks.upsampler import ResidualUpsampler
 
 #: the residual bases: the bicubic upsampling of the condition, or that plus a learned correction
@@ -171,6 +172,18 @@ def _check_range(raw, converted, name, lo, hi, kind):
 MIXINGS = ("lu", "matrix")
 
 
+def image_coupling(value: Union[str, dict, Coupling], kwargs: dict) -> Coupling:
+    """The coupling of an image model's flow steps: affine (``Coupling("affine", scale=...,
+    clamp=...)``, the vector models' spec; splines are not built for images). ``kwargs``: the
+    constructor's other keyword arguments, where the ``scale`` / ``clamp`` this replaced are
+    refused with a clear message."""
+    refuse_legacy_coupling_args(kwargs)
+    coupling = Coupling.of(value)
+    if coupling.kind != "affine":
+        raise ValueError(f"coupling: the image models' flow steps are affine couplings; got {coupling.kind!r}")
+    return coupling
+
+
 def mixing_is_lu(mixing: str) -> bool:
     """``mixing`` checked against ``MIXINGS``: True for ``"lu"``."""
     if mixing not in MIXINGS:
@@ -210,8 +223,9 @@ class ImageFlowModel(ConditionalFlowModel):
 
     @classmethod
     def migrate_config(cls, config: dict) -> dict:
-        """Configs written before ``mixing`` named the 1x1 convolutions' form: ``lu: bool``."""
-        config = migrate_residual_config(super().migrate_config(config))
+        """Configs written before ``mixing`` named the 1x1 convolutions' form (``lu: bool``) and
+        before ``coupling`` grouped ``scale`` and ``clamp``."""
+        config = migrate_coupling_config(migrate_residual_config(super().migrate_config(config)))
         if "lu" in config:
             lu = config["lu"]
             if not isinstance(lu, bool):
