@@ -163,7 +163,8 @@ def sample_tiled(model, condition, tiling: Tiling = Tiling(), temperature=1.0, s
     if p.count == 1:  # the untiled draw itself
         return draw(c, seed)
     out_h, out_w = p.output
-    total, weight = None, np.zeros((out_h, out_w, 1), np.float64)
+    # float32 accumulators, finished in place: the output's own size is the memory beyond a tile
+    total, weight = None, np.zeros((out_h, out_w, 1), np.float32)
     f, done = p.factor, 0
     for top in p.rows:
         wy = _ramp(top, p.height, out_h, p.overlap)
@@ -171,14 +172,18 @@ def sample_tiled(model, condition, tiling: Tiling = Tiling(), temperature=1.0, s
             crop = c[top // f:(top + p.height) // f, left // f:(left + p.width) // f]
             x = draw(crop, tile_seed(seed, top, left))
             if total is None:
-                total = np.zeros((out_h, out_w, x.shape[-1]), np.float64)
-            w = (wy[:, None] * _ramp(left, p.width, out_w, p.overlap)[None, :])[..., None]
+                total = np.zeros((out_h, out_w, x.shape[-1]), np.float32)
+            w = (wy[:, None] * _ramp(left, p.width, out_w, p.overlap)[None, :])[..., None].astype(np.float32)
             total[top:top + p.height, left:left + p.width] += w * x
             weight[top:top + p.height, left:left + p.width] += w
             done += 1
             if on_tile is not None:
                 on_tile(done, p.count)
-    return (np.round(total / weight * 255.0) / 255.0).astype(np.float32)
+    np.divide(total, weight, out=total)
+    total *= 255.0
+    np.round(total, out=total)
+    total /= 255.0
+    return total
 
 
 def log_prob_tiled(model, x, condition, tile: int = 512) -> float:

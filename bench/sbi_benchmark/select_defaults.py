@@ -169,14 +169,17 @@ def choice_report(out: str, nll: dict, tasks, candidates: tuple, reference, labe
 def choice_reports(out: str, nll: dict, tasks) -> str:
     """The two per-fit choices: the dropout (0 or 0.1, vs 2 plain flows) and the current
     ``DEFAULT_CANDIDATES`` (vs the dropout choice)."""
-    plain, drop, affine = "fast+hybrid", "hybrid+dropout0.1", "affine+dropout0.1"
+    plain, drop, affine, silu = "fast+hybrid", "hybrid+dropout0.1", "affine+dropout0.1", "affine+dropout0.1+silu"
     return (choice_report(out, nll, tasks, (plain, drop), plain,
                           "dropout chosen per task among (0, 0.1) on the validation split, 2 flows of the chosen "
                           "rate, vs 2 plain flows")
             + choice_report(out, nll, tasks, (plain, drop, affine), (plain, drop),
                             "flow chosen per task among (hybrid, hybrid + dropout 0.1, affine + dropout 0.1) "
-                            "on the validation split (`DEFAULT_CANDIDATES`), 2 flows of the chosen one, vs the "
-                            "dropout choice"))
+                            "on the validation split, 2 flows of the chosen one, vs the dropout choice")
+            + choice_report(out, nll, tasks, (plain, drop, silu), (plain, drop),
+                            "flow chosen per task among (hybrid, hybrid + dropout 0.1, affine + dropout 0.1 + "
+                            "silu) on the validation split (`DEFAULT_CANDIDATES`), 2 flows of the chosen one, vs "
+                            "the dropout choice"))
 
 
 def main(argv=None) -> None:
