@@ -299,7 +299,7 @@ def test_candidates_refine_the_default_flow_and_bad_ones_are_refused():
 
     assert len(NPE(box_prior()).candidates) == len(DEFAULT_CANDIDATES) >= 2
     # a flow dict applies on top of every candidate; candidates that become the same are tried once
-    npe = NPE(box_prior(), flow={"coupling": "spline"})
+    npe = NPE(box_prior(), flow={"coupling": "spline", "network": {"activation": "relu"}})
     assert [c["coupling"] for c in npe.candidates] == ["spline", "spline"]
     assert [c["network"]["dropout"] for c in npe.candidates] == [0.0, 0.1]
     # one dropout rate sets every candidate's; several make the candidates the default flow at each rate
