@@ -90,14 +90,15 @@ def build(variant: str, smoke: bool, chains: int = 1, fused_steps: bool = True):
     size = 8 if smoke else H
 
     common = dict(levels=levels, depth=steps, width=hid, transition_steps=0,
-                  prior_width=0, coupling={"kind": "affine", "scale": "sigmoid"})
+                  coupling={"kind": "affine", "scale": "sigmoid"})
     if variant in ("uncond", "mirrored"):
         model, kind = unconditional_glow((size, size, C), levels, steps, hid), None
     elif variant in ("cond_label", "cond_label_injector"):
-        model, kind = ConditionalGlow((size, size, C), (10,), encoder_width=10,
-                                      injector=variant == "cond_label_injector", **common), 10
+        conditioning = {"encoder_width": 10, "injector": variant == "cond_label_injector", "prior_width": 0}
+        model, kind = ConditionalGlow((size, size, C), (10,), conditioning=conditioning, **common), 10
     else:
-        model, kind = ConditionalGlow((size, size, C), (size // 2, size // 2, C), encoder_width=16, injector=False,
+        conditioning = {"encoder_width": 16, "injector": False, "prior_width": 0}
+        model, kind = ConditionalGlow((size, size, C), (size // 2, size // 2, C), conditioning=conditioning,
                                       **common), "image"
     # tfcflow's CPU execution choices, asked for explicitly (tfcflow/execution.py)
     model.execution = Execution(sub_batches=chains, fused_steps=fused_steps)

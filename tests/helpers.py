@@ -93,7 +93,8 @@ def tiny_glow(condition: str = "image", **overrides):
     """A tiny ConditionalGlow on 8x8x1 images; ``condition``: ``"image"`` (4x4x1) or ``"label"`` (3 classes)."""
     from tfcflow.models import ConditionalGlow
     shape = (4, 4, 1) if condition == "image" else (3,)
-    defaults = dict(levels=2, depth=1, width=8, encoder_width=4, prior_width=4 if condition == "image" else 0)
+    defaults = dict(levels=2, depth=1, width=8,
+                    conditioning={"encoder_width": 4, "prior_width": 4 if condition == "image" else 0})
     return ConditionalGlow((8, 8, 1), shape, **{**defaults, **overrides})
 
 

@@ -40,7 +40,7 @@ def test_log_prob_under_mixed_precision_stays_close_to_float32(policy, tolerance
     def build():
         keras.utils.set_random_seed(0)
         return ConditionalGlow((8, 8, 1), (4, 4, 1), levels=2, depth=2, width=16,
-                               encoder_width=8, prior_width=8)
+                               conditioning={"encoder_width": 8, "prior_width": 8})
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (16, 8, 8, 1)).astype(np.uint8)

@@ -41,7 +41,7 @@ def build(part: str, s: dict):
     if part == "sr":
         return ConditionalGlow(shape, (pc.SIZE // pc.SR_FACTOR, pc.SIZE // pc.SR_FACTOR, pc.CHANNELS),
                                levels=s["levels"], depth=s["depth"], width=s["hidden"], transition_steps=0,
-                               encoder_width=pc.ENCODER_WIDTH, injector=False, prior_width=0,
+                               conditioning={"encoder_width": pc.ENCODER_WIDTH, "injector": False, "prior_width": 0},
                                coupling={"kind": "affine", "scale": "sigmoid"})
     return glow_bench.unconditional_glow(shape, s["levels"], s["depth"], s["hidden"])
 

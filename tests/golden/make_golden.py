@@ -45,8 +45,8 @@ def _vector(cls_name, **kwargs):
 
 def _glow(label=False, seed=0):
     from tfcflow.models import ConditionalGlow
-    return ConditionalGlow((8, 8, 1), (3,) if label else (4, 4, 1), levels=2, depth=1, width=8, encoder_width=4,
-                           prior_width=0 if label else 4, seed=seed)
+    return ConditionalGlow((8, 8, 1), (3,) if label else (4, 4, 1), levels=2, depth=1, width=8,
+                           conditioning={"encoder_width": 4, "prior_width": 0 if label else 4}, seed=seed)
 
 
 def _caflow():

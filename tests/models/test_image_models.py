@@ -258,3 +258,24 @@ def test_initialization_from_too_few_examples_is_refused_and_constant_channels_s
     log_scales = [v.numpy() for v in m.variables if v.path.endswith("log_scale")]
     assert min(float(s.min()) for s in log_scales) >= np.log(1e-3) - 1e-6
     assert np.all(np.isfinite(m.log_prob(x, c).numpy())) and float(np.min(m.log_prob(x, c))) > -1e5
+
+
+def test_glow_conditioning_spec_groups_the_encoder_injectors_and_priors_and_old_configs_migrate():
+    from tfcflow.models import Conditioning
+    m = tiny_glow()
+    assert m.get_config()["conditioning"] == {"kind": "srflow", "encoder_width": 4, "prior_width": 4}
+    assert Conditioning.of("srflow").to_config() == "srflow" and Conditioning.of({"injector": False}).injector is False
+    old = {**m.get_config(), "encoder_width": 4, "prior_width": 4, "injector": False}
+    del old["conditioning"]
+    again = ConditionalGlow.from_config(old)
+    assert again.get_config()["conditioning"] == {"kind": "srflow", "encoder_width": 4, "injector": False,
+                                                  "prior_width": 4}
+    assert not again.flow.injector
+    with pytest.raises(ValueError, match="encoder_width: settings of the conditioning now"):
+        ConditionalGlow((8, 8, 1), (4, 4, 1), levels=2, encoder_width=4)
+    with pytest.raises(ValueError, match="conditioning prior_width must be an integer >= 0"):
+        Conditioning(prior_width=-1)
+    with pytest.raises(ValueError, match="conditioning injector must be true or false"):
+        Conditioning(injector="yes")
+    with pytest.raises(ValueError, match=r"conditioning: unknown setting\(s\) \['width'\]"):
+        Conditioning.of({"width": 3})

@@ -89,7 +89,8 @@ def test_config_round_trip(model):
 
 def test_a_one_channel_condition_is_broadcast_over_the_target_channels():
     # colorization: a grey condition, a colour target
-    m = ConditionalGlow((8, 8, 3), (8, 8, 1), levels=2, depth=1, width=8, encoder_width=4, prior_width=4,
+    m = ConditionalGlow((8, 8, 3), (8, 8, 1), levels=2, depth=1, width=8,
+                        conditioning={"encoder_width": 4, "prior_width": 4},
                         residual=True)
     x, c = _data(channels=3)
     c = np.repeat(np.repeat(c, 2, axis=1), 2, axis=2)  # factor 1: the condition at the target size
@@ -226,7 +227,8 @@ def test_bad_residual_options_are_refused(kw, match):
 
 def test_a_learned_base_maps_any_condition_channel_count():
     # inpainting-like: a 2-channel condition (image + mask) for a 1-channel target
-    m = ConditionalGlow((8, 8, 1), (8, 8, 2), levels=2, depth=1, width=8, encoder_width=4, prior_width=4,
+    m = ConditionalGlow((8, 8, 1), (8, 8, 2), levels=2, depth=1, width=8,
+                        conditioning={"encoder_width": 4, "prior_width": 4},
                         residual={"kind": "learned", "width": 4, "depth": 1})
     perturb(m.upsampler, seed=0)
     c = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 2)).astype(np.uint8)

@@ -7,15 +7,77 @@
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional, Sequence, Union
 
 import keras
 
 from tfcflow.bijectors.multiscale import spatial_size
 from tfcflow.models.image_flow import ImageFlowModel, Residual, image_coupling, mixing_is_lu
-from tfcflow.models.vector_blocks import Coupling
 from tfcflow.models.multiscale_flow import MultiScaleFlow
+from tfcflow.models.specs import spec_config, spec_of
+from tfcflow.models.vector_blocks import Coupling
 from tfcflow.networks import ConditionEncoder
+
+#: the fields of ``Conditioning`` and their defaults
+CONDITIONING_FIELDS = {"encoder_width": 32, "injector": True, "learned_prior": True, "prior_width": 32}
+
+
+@dataclasses.dataclass(frozen=True)
+class Conditioning:
+    """How ``ConditionalGlow``'s flow sees the condition, SRFlow's design (the one ``kind``,
+    ``"srflow"``): a condition encoder of ``encoder_width`` feature channels per level; an affine
+    ``injector`` in every flow step (a scale and shift of the activations from the features);
+    ``learned_prior``: each split-off half's prior predicted from the kept half and the features,
+    by a network of ``prior_width`` hidden channels (0: one 3x3 conv, as Glow), else N(0, I).
+    Fields left None take ``CONDITIONING_FIELDS``.
+
+    In a model's config: ``"srflow"`` or a dict, e.g. ``{"kind": "srflow", "encoder_width": 24,
+    "prior_width": 16}``.
+    """
+
+    kind: str = "srflow"
+    encoder_width: Optional[int] = None
+    injector: Optional[bool] = None
+    learned_prior: Optional[bool] = None
+    prior_width: Optional[int] = None
+
+    def __post_init__(self):
+        if self.kind != "srflow":
+            raise ValueError(f"conditioning kind must be 'srflow', got {self.kind!r}")
+        for name, default in CONDITIONING_FIELDS.items():
+            value = getattr(self, name)
+            least = 1 if name == "encoder_width" else 0
+            if value is None:
+                object.__setattr__(self, name, default)
+            elif isinstance(default, bool) and not isinstance(value, bool):
+                raise ValueError(f"conditioning {name} must be true or false, got {value!r}")
+            elif not isinstance(default, bool) and (isinstance(value, bool) or not isinstance(value, int)
+                                                    or value < least):
+                raise ValueError(f"conditioning {name} must be an integer >= {least}, got {value!r}")
+
+    @classmethod
+    def of(cls, value: Union[str, dict, "Conditioning"]) -> "Conditioning":
+        """A ``Conditioning`` from its kind, a dict of its fields, or itself."""
+        return spec_of(cls, value, "conditioning", "'srflow', a dict of its fields or a tfcflow.models.Conditioning")
+
+    def to_config(self) -> Union[str, dict]:
+        """The kind alone when every field is its default, else a dict (what ``of`` reads)."""
+        return spec_config(self, CONDITIONING_FIELDS)
+
+
+def migrate_conditioning_config(config: dict) -> dict:
+    """A ``ConditionalGlow`` config with ``encoder_width``, ``injector``, ``learned_prior`` and
+    ``prior_width`` (configs, runs and saves written before ``Conditioning`` grouped them) folded
+    into ``conditioning``. A config without them is returned as it is."""
+    old = {k: config[k] for k in CONDITIONING_FIELDS if k in config}
+    if not old:
+        return config
+    config = {k: v for k, v in config.items() if k not in CONDITIONING_FIELDS}
+    spec = Conditioning.of(config.get("conditioning", "srflow"))
+    fields = {name: getattr(spec, name) for name in CONDITIONING_FIELDS}
+    config["conditioning"] = Conditioning(**{**fields, **old}).to_config()
+    return config
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
@@ -32,17 +94,23 @@ class ConditionalGlow(ImageFlowModel):
       factor: target size = image condition size x factor (default: from the two shapes, else 1).
       residual: model the image minus a base computed from the condition: None, "bicubic" or
         "learned", or a ``Residual`` with the learned base's width and depth (``ImageFlowModel``).
-      levels, depth, width, transition_steps, injector, learned_prior, prior_width, seed: see
-        ``MultiScaleFlow`` (depth = flow steps per level).
+      levels, depth, width, transition_steps, seed: see ``MultiScaleFlow`` (depth = flow steps
+        per level).
+      conditioning: how the flow sees the condition: the encoder's width, injectors, learned
+        split priors (a ``Conditioning``; ``"srflow"``, the default, or a dict of its fields).
       coupling: the flow steps' affine couplings: ``"affine"`` or ``{"kind": "affine", "scale":
         "exp_tanh" | "sigmoid", "clamp": 2.0}`` (a ``Coupling``; the vector models' spec).
       mixing: the 1x1 convolutions' form, ``"lu"`` (LU-parametrized, Glow) or ``"matrix"``.
-      encoder_width: channels of the condition encoder's features.
     """
 
+    @classmethod
+    def migrate_config(cls, config: dict) -> dict:
+        """Configs written before ``conditioning`` grouped the encoder width, injectors and priors."""
+        return migrate_conditioning_config(super().migrate_config(config))
+
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]],
-                 levels: int = 3, depth: int = 8, width: int = 64, transition_steps: int = 2, encoder_width: int = 32,
-                 injector: bool = True, learned_prior: bool = True, prior_width: int = 32,
+                 levels: int = 3, depth: int = 8, width: int = 64, transition_steps: int = 2,
+                 conditioning: Union[str, dict, Conditioning] = "srflow",
                  coupling: Union[str, dict, Coupling] = "affine", mixing: str = "lu", seed: int = 0,
                  factor: Optional[int] = None, residual: Union[None, bool, str, dict, Residual] = None, **kwargs):
         if len(condition_shape) not in (1, 3):
@@ -52,12 +120,19 @@ class ConditionalGlow(ImageFlowModel):
         residual = None if spec is None else spec.to_config()  # the config holds its normal form
         steps = image_coupling(coupling, kwargs)
         coupling = steps.to_config()
+        old = sorted(set(kwargs) & set(CONDITIONING_FIELDS))
+        if old:
+            raise ValueError(f"{', '.join(old)}: settings of the conditioning now: pass conditioning={{'kind': "
+                             f"'srflow', {old[0]!r}: ...}} or tfcflow.models.Conditioning(...)")
+        cond = Conditioning.of(conditioning)
+        conditioning = cond.to_config()
         super().__init__(event_shape, condition_shape, levels, factor=factor, residual=residual, **kwargs)
         self._record_config(locals())
-        self.encoder = ConditionEncoder(levels, encoder_width, factor=self.factor, name="encoder")
+        self.encoder = ConditionEncoder(levels, cond.encoder_width, factor=self.factor, name="encoder")
         self.encoder.build((None,) + tuple(self.condition_shape))
-        self.flow = MultiScaleFlow(levels, depth, width, transition_steps, injector, learned_prior, prior_width,
-                                   steps.scale, steps.clamp, lu=mixing_is_lu(mixing), seed=seed, name="flow")
+        self.flow = MultiScaleFlow(levels, depth, width, transition_steps, cond.injector, cond.learned_prior,
+                                   cond.prior_width, steps.scale, steps.clamp, lu=mixing_is_lu(mixing), seed=seed,
+                                   name="flow")
         self.flow.build((None,) + self.event_shape, self.encoder.feature_shapes(self.default_size))
         self.built = True
 
