@@ -160,3 +160,11 @@ def check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message (its type's name when empty), at most ``limit``
+    characters: what a one-line report of a failure shows."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
+

@@ -108,6 +108,7 @@ def _sample(args) -> int:
     import numpy as np
 
     from tfcflow import images, trainer
+    from tfcflow._checks import first_line
 
     def say(message):
         print(f"tfcflow sample: {message}", file=sys.stderr)
@@ -151,7 +152,7 @@ def _sample(args) -> int:
         say(e)
         return 2
     except Exception as e:  # a checkpoint that cannot be restored, ...
-        say(f"{args.run}: cannot load the model ({type(e).__name__}: {_first_line(e)})")
+        say(f"{args.run}: cannot load the model ({type(e).__name__}: {first_line(e)})")
         return 2
 
     levels = int(getattr(model, "levels", 0) or 0)
@@ -203,8 +204,8 @@ def _sample(args) -> int:
                 if any(d is not None and d != g for d, g in zip(model.condition_shape, shape)):
                     raise images.ImageError(
                         f"{path}: the model cannot take this {'x'.join(map(str, shape))} condition (it was trained "
-                        f"on {trained} conditions): {_first_line(e)}") from None
-                raise images.ImageError(f"{path}: sampling failed ({type(e).__name__}: {_first_line(e)})") from None
+                        f"on {trained} conditions): {first_line(e)}") from None
+                raise images.ImageError(f"{path}: sampling failed ({type(e).__name__}: {first_line(e)})") from None
             result = prepared.finish(np.asarray(x)[0])
             images.save_png(result, target, overwrite=args.overwrite)
             images.save_png(images.side_by_side([prepared.preview, result]), sheet, overwrite=args.overwrite)
@@ -214,17 +215,12 @@ def _sample(args) -> int:
             report(e)
         except Exception as e:  # OSError writing, ...: this file failed, the others go on
             failed += 1
-            report(f"{path}: failed ({type(e).__name__}: {_first_line(e)})")
+            report(f"{path}: failed ({type(e).__name__}: {first_line(e)})")
     print(json.dumps({"out": args.out, "written": written, "sheets": sheets if written else None,
                       "failed": failed, "temperature": temperature, "best_of": args.best_of, "seed": args.seed,
                       "tiled": tiled},
                      indent=1))
     return 2 if failed else 0
-
-
-def _first_line(e: BaseException, limit: int = 200) -> str:
-    lines = str(e).strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:limit]
 
 
 def _mask_for(images, folder, path):

@@ -148,13 +148,18 @@ def simulate(prior: Prior, simulator: Simulator, n: int, seed: int, *, chunk_siz
     holds NaN/inf are left out (fewer than n rows come back; the count is logged)."""
     n, chunk_size = check_positive_int(n, "n"), check_positive_int(chunk_size, "chunk_size")
     seed, on_nonfinite = _check_seed(seed), _check_mode(on_nonfinite)
-    xs, ys, shapes, dropped = [], [], {}, 0
+    xs, ys, shapes = [], [], {}
     for i, start in enumerate(range(0, n, chunk_size)):
         x, y, bad = _draw(prior, simulator, min(chunk_size, n - start), np.random.default_rng([seed, i]), start,
                           shapes, on_nonfinite)
         xs.append(x[~bad])
         ys.append(y[~bad])
-        dropped += int(bad.sum())
+    return _kept_rows(xs, ys, n, simulator)
+
+
+def _kept_rows(xs: list, ys: list, n: int, simulator: Simulator) -> Arrays:
+    """The chunks' kept rows joined; the rows dropped for NaN / inf are logged, all ``n`` an error."""
+    dropped = n - sum(len(a) for a in xs)
     if dropped:
         _log.warning("simulator %r returned NaN or inf in %d of %d rows; dropped them", function_name(simulator),
                      dropped, n)
@@ -179,13 +184,7 @@ def simulate_at(x: np.ndarray, simulator: Simulator, seed, *, chunk_size: int = 
         y, bad = _run(simulator, part, np.random.default_rng([*seed, i]), start, shapes, on_nonfinite)
         xs.append(part[~bad])
         ys.append(y[~bad])
-    kept = sum(len(a) for a in xs)
-    if kept == 0:
-        raise ValueError(f"simulator {function_name(simulator)!r} returned NaN or inf in all {len(x)} rows")
-    if kept < len(x):
-        _log.warning("simulator %r returned NaN or inf in %d of %d rows; dropped them", function_name(simulator),
-                     len(x) - kept, len(x))
-    return np.concatenate(xs), np.concatenate(ys)
+    return _kept_rows(xs, ys, len(x), simulator)
 
 
 def cache_path(cache_dir: str, prior: Prior, simulator: Simulator, n: int, seed: int, *,

@@ -85,21 +85,19 @@ class NLE(NPE):
 
     def _check_round_observation(self, x_o: np.ndarray, x_shape: tuple) -> None:
         """``x_o`` must be one observation's trials ``[n_trials, M]`` (or one trial ``[M]``)."""
-        if x_o.ndim not in (1, 2) or tuple(x_o.shape[-1:]) != tuple(x_shape) or (x_o.ndim == 2 and not len(x_o)):
-            raise ValueError(f"x_o must be one observation: its i.i.d. trials [n_trials, {x_shape[0]}] (one trial: "
-                             f"[{x_shape[0]}]), got shape {list(x_o.shape)}")
-        if not np.isfinite(x_o).all():
-            raise ValueError("x_o has non-finite values (NaN or inf)")
+        self._trials(x_o, tuple(x_shape))
 
     # ---- the posterior ---------------------------------------------------------------------------
-    def _trials(self, x_o) -> np.ndarray:
-        """One observation as its trials ``[n_trials, M]`` (a single trial may come as ``[M]``)."""
+    def _trials(self, x_o, x_shape: Optional[tuple] = None) -> np.ndarray:
+        """One observation as its trials ``[n_trials, M]`` (a single trial may come as ``[M]``);
+        ``x_shape``: ``(M,)``, default the fitted one."""
+        x_shape = self.x_shape if x_shape is None else x_shape
         x_o = np.asarray(x_o, np.float32)
-        if x_o.shape == self.x_shape:
+        if x_o.shape == x_shape:
             x_o = x_o[None]
-        if x_o.ndim != 2 or x_o.shape[1:] != self.x_shape or len(x_o) == 0:
-            raise ValueError(f"x_o must be one observation: its i.i.d. trials [n_trials, {self.x_shape[0]}] (one "
-                             f"trial: [{self.x_shape[0]}] or [1, {self.x_shape[0]}]), got shape {list(x_o.shape)}")
+        if x_o.ndim != 2 or x_o.shape[1:] != x_shape or len(x_o) == 0:
+            raise ValueError(f"x_o must be one observation: its i.i.d. trials [n_trials, {x_shape[0]}] (one "
+                             f"trial: [{x_shape[0]}] or [1, {x_shape[0]}]), got shape {list(x_o.shape)}")
         if not np.isfinite(x_o).all():
             raise ValueError("x_o has non-finite values (NaN or inf)")
         return x_o

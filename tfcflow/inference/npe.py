@@ -62,6 +62,8 @@ DEFAULT_SUPPORT = "truncate"
 #: flows mixed by default (``NPE(ensemble=K)``): two, each trained on its own split (the mixture's
 #: held-out NLL was 0.13 nats below its members' mean on gaussian_linear; docs/benchmarks/sbi.md)
 DEFAULT_ENSEMBLE = 2
+#: ``ConditionalRealNVP`` arguments that NPE sets itself (refused in a ``flow`` dict or a candidate)
+SET_BY_NPE = ("event_shape", "condition_shape", "bounds", "bounds_method", "summary_network", "seed")
 #: the save format's version (``estimator.json``)
 FORMAT = 1
 
@@ -144,7 +146,7 @@ class NPE:
             raise ValueError(f"flow must be None, a dict of ConditionalRealNVP arguments or a tfcflow vector model, "
                              f"got {type(flow).__name__}")
         if isinstance(flow, dict):
-            for key in ("event_shape", "condition_shape", "bounds", "bounds_method", "summary_network", "seed"):
+            for key in SET_BY_NPE:
                 if key in flow:
                     raise ValueError(f"flow={{{key!r}: ...}}: NPE sets {key} itself (from the prior, the data, "
                                      f"support=, summary_network= and seed=)")
@@ -208,14 +210,13 @@ class NPE:
         if isinstance(candidates, dict) or not all(isinstance(c, dict) for c in candidates):
             raise ValueError(f"candidates must be a sequence of dicts of ConditionalRealNVP arguments, got "
                              f"{candidates!r}")
+        one_rate = {"network": {"dropout": _rates([dropout])[0]}} if isinstance(dropout, (int, float)) else {}
         unique = []
         for candidate in candidates:
-            for key in ("event_shape", "condition_shape", "bounds", "bounds_method", "summary_network", "seed"):
+            for key in SET_BY_NPE:
                 if key in candidate:
                     raise ValueError(f"candidates: NPE sets {key} itself")
-            merged = _refine(_refine({}, candidate), flow if isinstance(flow, dict) else {})
-            if isinstance(dropout, (int, float)):
-                merged = _refine(merged, {"network": {"dropout": _rates([dropout])[0]}})
+            merged = _refine(_refine(_refine({}, candidate), flow if isinstance(flow, dict) else {}), one_rate)
             if merged not in unique:
                 unique.append(merged)
         if not unique:
@@ -373,8 +374,8 @@ class NPE:
                         theta, x = simulate_at(proposal, simulator, round_seed(self.seed, r))
                 except Exception as e:
                     raise RuntimeError(f"sequential round {r + 1} of {rounds} failed ({type(e).__name__}: "
-                                       f"{_first_line(e)}); rounds 1..{r} are kept (simulations and weights): call "
-                                       f"fit again to resume at round {r + 1}") from e
+                                       f"{_checks.first_line(e, 300)}); rounds 1..{r} are kept (simulations and "
+                                       f"weights): call fit again to resume at round {r + 1}") from e
                 theta, x = self._training_data(theta, x, None, None)
                 if r == 0:
                     self._check_round_observation(x_o, x.shape[1:])
@@ -625,11 +626,6 @@ def _read_pairs(dataset: tf.data.Dataset) -> tuple[Any, np.ndarray]:
     batched = thetas[0].ndim == 2
     join = np.concatenate if batched else np.stack
     return join(thetas), join(xs)
-
-
-def _first_line(e: BaseException, limit: int = 300) -> str:
-    lines = str(e).strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:limit]
 
 
 def _rates(rates) -> list:
