@@ -57,7 +57,7 @@ SIZES = (32, 64, 128, 256, 512)
 SMOKE_SIZES = (16, 32)
 FIT_MIN_SIZE = 64
 INIT_SIZE = 32  # ActNorm statistics from a batch of 4 images of this size (the same in every process)
-TINY = dict(levels=1, condition_depth=1, target_depth=1, depth=1, width=8, conditional_width=4)
+TINY = dict(levels=1, depth=1, width={"condition": 8, "target": 8, "latent": 4})
 CONFIGS = ("training/photo_super_resolution/caflow.json", "training/mnist_super_resolution/caflow.json")
 ALLOCATOR_ENV = ("TF_CPU_ALLOCATOR_USE_BFC", "GLIBC_TUNABLES", "LD_PRELOAD")  # recorded: they change the results
 DEFAULT_OUT = "docs/benchmarks/image_size_scaling.json"

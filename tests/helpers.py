@@ -101,7 +101,7 @@ def tiny_glow(condition: str = "image", **overrides):
 def tiny_caflow(**overrides):
     """A tiny CAFlow on 8x8x1 targets with 4x4x1 condition images."""
     from tfcflow.models import CAFlow
-    defaults = dict(levels=2, condition_depth=1, target_depth=1, depth=1, width=8, conditional_width=4)
+    defaults = dict(levels=2, depth=1, width={"condition": 8, "target": 8, "latent": 4})
     return CAFlow((8, 8, 1), (4, 4, 1), **{**defaults, **overrides})
 
 

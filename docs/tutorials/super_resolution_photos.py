@@ -38,7 +38,8 @@ def main(out: str) -> None:
     # 3. A small CAFlow: any height and width (None) divisible by 2^levels, condition at half the
     #    size. residual=True models the photo minus the bicubic upsampling of the condition.
     model = CAFlow(event_shape=(None, None, 3), condition_shape=(None, None, 3), factor=2, levels=2,
-                   condition_depth=1, target_depth=2, depth=1, width=32, conditional_width=16, residual=True)
+                   depth={"condition": 1, "target": 2, "latent": 1},
+                   width={"condition": 32, "target": 32, "latent": 16}, residual=True)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), clipnorm=1.0, seed=0)
     history = model.fit(train, epochs=1, steps_per_epoch=STEPS, verbose=0)
     print(f"{STEPS} steps, final bits/dim {history.history['bits_per_dim'][-1]:.3f}")

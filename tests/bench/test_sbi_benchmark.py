@@ -64,20 +64,18 @@ def test_ours_samples_xla_compiled_on_request(smoke_run):
              "--patience", "1", "--verbose", "0"]
     base = [sys.executable, script, "--out", str(out), "--task", "two_moons", "--contestant", "tfcflow_cinn_spline",
             *smoke]
-    for extra in ([], ["--jit-sampling", "--sample-batch-size", "64"],
-                  ["--jit-sampling", "--sample-batch-size", "64", "--sample-sub-batches", "2"]):
+    for extra in ([], ["--jit-sampling", "--sample-batch-size", "64", "--sample-sub-batches", "2"]):
         proc = subprocess.run(base + ["--dest", f"{dest}{len(extra)}", *extra], capture_output=True, text=True,
                               cwd=ROOT, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    plain, jit, halves = (json.loads(open(f"{dest}{k}.json").read()) for k in (0, 3, 5))
+    plain, jit = (json.loads(open(f"{dest}{k}.json").read()) for k in (0, 5))
     assert not plain["settings"]["jit_sampling"] and jit["settings"]["jit_sampling"]
+    assert plain["settings"]["sample_sub_batches"] == 1
     assert jit["settings"]["sample_batch_size"] == 64 and jit["first_sample_seconds"] > 0
-    assert jit["settings"]["sample_sub_batches"] == 1 and halves["settings"]["sample_sub_batches"] == 2
+    assert jit["settings"]["sample_sub_batches"] == 2
     import numpy as np
-    # the same draws: compiled, and compiled in two sub-batches per chunk
-    for k in (3, 5):
-        np.testing.assert_allclose(np.load(f"{dest}{k}.npz")["samples"], np.load(f"{dest}0.npz")["samples"],
-                                   atol=1e-3)
+    # the same draws, compiled in two sub-batches per chunk (the library's Execution tests cover each alone)
+    np.testing.assert_allclose(np.load(f"{dest}5.npz")["samples"], np.load(f"{dest}0.npz")["samples"], atol=1e-3)
 
 
 def _run_module():

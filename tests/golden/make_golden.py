@@ -51,8 +51,8 @@ def _glow(label=False, seed=0):
 
 def _caflow():
     from tfcflow.models import CAFlow
-    return CAFlow((8, 8, 1), (4, 4, 1), levels=2, condition_depth=1, target_depth=1, depth=1, width=8,
-                  conditional_width=4)
+    return CAFlow((8, 8, 1), (4, 4, 1), levels=2, depth=1,
+                  width={"condition": 8, "target": 8, "latent": 4})
 
 
 #: name -> (builder, "vector" | "image" | "label")

@@ -13,7 +13,7 @@ from tests.helpers import autodiff_log_abs_det, fresh, perturb, tiny_caflow, tin
 KINDS = ["glow", "glow_label", "caflow"]
 TINY = dict(glow=dict(levels=2, depth=1, width=8, conditioning={"encoder_width": 4, "prior_width": 4}),
             glow_label=dict(levels=2, depth=1, width=8, conditioning={"encoder_width": 4, "prior_width": 0}),
-            caflow=dict(levels=2, condition_depth=1, target_depth=1, depth=1, width=8, conditional_width=4))
+            caflow=dict(levels=2, depth=1, width={"condition": 8, "target": 8, "latent": 4}))
 
 
 def _build(kind, any_size=False):

@@ -193,8 +193,7 @@ def test_construction_errors():
 
 def test_caflow_function_counts():
     n = 3
-    kw = dict(levels=n, condition_depth=1, target_depth=1, depth=1, width=4,
-              conditional_width=4)
+    kw = dict(levels=n, depth=1, width=4)
     assert CAFlow((8, 8, 1), (8, 8, 1), **kw).num_level_functions == n * (n + 1) // 2
     assert CAFlow((8, 8, 1), (8, 8, 1), dual_glow=True, **kw).num_level_functions == n
 
@@ -218,6 +217,31 @@ def test_the_coupling_spec_replaces_scale_and_clamp_and_old_configs_migrate():
     del glow["coupling"]
     assert ConditionalGlow.from_config({**glow, "clamp": 2.5}).get_config()["coupling"] == {"kind": "affine",
                                                                                              "clamp": 2.5}
+
+
+def test_caflow_depth_and_width_are_per_flow_and_old_configs_migrate():
+    m = tiny_caflow(depth={"target": 2}, width=6)
+    cfg = m.get_config()
+    assert cfg["depth"] == {"condition": 16, "target": 2, "latent": 12}
+    assert cfg["width"] == {"condition": 6, "target": 6, "latent": 6}
+    assert (m.condition_flow.depth, m.target_flow.depth, m._g_args["steps"]) == (16, 2, 12)
+    with pytest.raises(ValueError, match=r"depth is per flow, keys .* unknown key\(s\) \['latents'\]"):
+        tiny_caflow(depth={"latents": 1})
+    with pytest.raises(ValueError, match=r"width\['latent'\] must be a positive int, got 0"):
+        tiny_caflow(width={"latent": 0})
+    with pytest.raises(ValueError, match=r"conditional_width, target_depth: CAFlow takes depth= and width= per flow"):
+        tiny_caflow(target_depth=1, conditional_width=4)
+    # a config written before: three depths and two widths ("depth" the latent flows' alone) load
+    # as the same model, the same density on a fresh tensor
+    new = tiny_caflow(depth={"condition": 1, "target": 2, "latent": 1},
+                      width={"condition": 8, "target": 8, "latent": 4})
+    old = {k: v for k, v in new.get_config().items() if k not in ("depth", "width")}
+    old.update(condition_depth=1, target_depth=2, depth=1, width=8, conditional_width=4)
+    again = CAFlow.from_config(old)
+    assert again.get_config() == new.get_config()
+    again.set_weights(new.get_weights())
+    x, c = _data("caflow")
+    np.testing.assert_allclose(again.log_prob(fresh(x), fresh(c)).numpy(), new.log_prob(x, c).numpy(), rtol=1e-5)
 
 
 def test_caflow_objective_adds_lambda_log_p_y():

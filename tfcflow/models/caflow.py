@@ -136,23 +136,51 @@ class AutoregressiveLatents(FlowBijector):
         return tf.reshape(tf.reduce_prod(output_shape), [1])
 
 
+FLOWS = ("condition", "target", "latent")
+DEFAULT_DEPTH = {"condition": 16, "target": 32, "latent": 12}
+DEFAULT_WIDTH = {"condition": 64, "target": 64, "latent": 32}
+#: the arguments ``depth`` and ``width`` replaced (2026-12-07), and their defaults then
+OLD_PER_FLOW = ("condition_depth", "target_depth", "conditional_width")
+OLD_DEFAULTS = {"condition_depth": 16, "target_depth": 32, "depth": 12, "width": 64, "conditional_width": 32}
+
+
+def per_flow(value: Union[None, int, dict], name: str, defaults: dict) -> dict:
+    """``{"condition", "target", "latent"}`` -> positive int, from one int for all three flows or
+    a dict of some of them (the rest from ``defaults``; None: all from ``defaults``)."""
+    if value is None:
+        return dict(defaults)
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(FLOWS))
+        if unknown:
+            raise ValueError(f"{name} is per flow, keys {FLOWS}; got unknown key(s) {unknown}")
+        value = {**defaults, **value}
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = dict.fromkeys(FLOWS, value)
+    else:
+        raise ValueError(f"{name} must be an int (every flow) or a dict with keys {FLOWS}, got {value!r}")
+    for flow, v in value.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name}[{flow!r}] must be a positive int, got {v!r}")
+    return {flow: value[flow] for flow in FLOWS}
+
+
 @keras.saving.register_keras_serializable(package="tfcflow")
 class CAFlow(ImageFlowModel):
     """Conditional autoregressive flow (see module docstring).
 
-    Args (the shared vocabulary: docs/architecture.md; the paper's three flows force three depths
-    and two widths):
+    Args (the shared vocabulary: docs/architecture.md; ``depth`` and ``width`` are per flow, the
+    paper's three flows having their own):
       event_shape: ``(H, W, C)`` of the target w -- H, W a default size (None, None: none); targets
         may have any H, W divisible by ``2^levels`` (see ``ImageFlowModel``).
       condition_shape: ``(h, w, c)`` of the condition image y (h, w may be None), resized by
         ``factor`` to the target's size.
       factor: target size = condition size x factor (default: from the two shapes, else 1).
       levels: number of scales n.
-      condition_depth: flow steps per level of R.
-      target_depth: flow steps per level of T.
-      depth: M, conditional flow steps per level of every G_i.
-      width: coupling-network hidden channels of R and T (paper: 64).
-      conditional_width: hidden channels of the G_i networks (paper: 32).
+      depth: flow steps per level of each flow: one int for all three, or a dict of
+        ``"condition"`` (R), ``"target"`` (T) and ``"latent"`` (M, the conditional steps of every
+        G_i); keys left out keep their defaults ``{"condition": 16, "target": 32, "latent": 12}``.
+      width: coupling-network hidden channels, the same way (defaults ``{"condition": 64,
+        "target": 64, "latent": 32}``, the paper's).
       regularization: lambda of ``log p(w|y) + lambda log p(y)`` (paper: 0.01 - 0.05).
       dual_glow: the DUAL-GLOW dependency structure instead of CAFLOW's.
       transition_steps, seed: as in ``MultiScaleFlow``.
@@ -173,11 +201,18 @@ class CAFlow(ImageFlowModel):
                 raise ValueError("weight_sharing (CAFLOW's Appendix D) was removed: no job or recipe used it; "
                                  "this config needs a tfcflow from before 2026-12-07")
             config = {k: v for k, v in config.items() if k != "weight_sharing"}
+        if any(k in config for k in OLD_PER_FLOW):
+            # three depths and two widths: "depth" was then the latent flows' alone
+            get = {**OLD_DEFAULTS, **config}.get
+            config = {k: v for k, v in config.items() if k not in OLD_PER_FLOW}
+            config["depth"] = {"condition": get("condition_depth"), "target": get("target_depth"),
+                               "latent": get("depth")}
+            config["width"] = {"condition": get("width"), "target": get("width"), "latent": get("conditional_width")}
         return config
 
     def __init__(self, event_shape: Sequence[Optional[int]], condition_shape: Sequence[Optional[int]],
-                 levels: int = 3, condition_depth: int = 16, target_depth: int = 32, depth: int = 12, width: int = 64,
-                 conditional_width: int = 32, regularization: float = 0.01, dual_glow: bool = False,
+                 levels: int = 3, depth: Union[int, dict] = None, width: Union[int, dict] = None,
+                 regularization: float = 0.01, dual_glow: bool = False,
                  transition_steps: int = 2, coupling: Union[str, dict, Coupling] = "affine", mixing: str = "lu",
                  seed: int = 0, factor: Optional[int] = None,
                  residual: Union[None, bool, str, dict, Residual] = None, **kwargs):
@@ -185,6 +220,12 @@ class CAFlow(ImageFlowModel):
             raise ValueError(f"CAFlow conditions are images (h, w, c); got condition_shape {tuple(condition_shape)}")
         if regularization < 0:
             raise ValueError(f"regularization must be >= 0, got {regularization}")
+        old = sorted(set(kwargs) & set(OLD_PER_FLOW))
+        if old:
+            raise ValueError(f"{', '.join(old)}: CAFlow takes depth= and width= per flow now, e.g. depth={{"
+                             f"'condition': 16, 'target': 32, 'latent': 12}}, width={{'condition': 64, 'target': 64, "
+                             f"'latent': 32}}")
+        depth, width = per_flow(depth, "depth", DEFAULT_DEPTH), per_flow(width, "width", DEFAULT_WIDTH)
         spec = Residual.of(residual)
         residual = None if spec is None else spec.to_config()  # the config holds its normal form
         steps = image_coupling(coupling, kwargs)
@@ -197,17 +238,18 @@ class CAFlow(ImageFlowModel):
         self.dual_glow = bool(dual_glow)
         self.n = int(levels)
         h, w, _ = self.event_shape
-        common = dict(width=width, transition_steps=transition_steps, learned_prior=False, scale=scale, clamp=clamp,
-                      lu=lu)
-        self.condition_flow = MultiScaleFlow(levels, condition_depth, seed=seed, name="R", **common)
+        common = dict(transition_steps=transition_steps, learned_prior=False, scale=scale, clamp=clamp, lu=lu)
+        self.condition_flow = MultiScaleFlow(levels, depth["condition"], width=width["condition"], seed=seed,
+                                             name="R", **common)
         self.condition_flow.build((None, h, w, self.condition_shape[-1]))  # the condition resized to the target's size
-        self.target_flow = MultiScaleFlow(levels, target_depth, seed=seed + 1, name="T", **common)
+        self.target_flow = MultiScaleFlow(levels, depth["target"], width=width["target"], seed=seed + 1, name="T",
+                                          **common)
         self.target_flow.build((None,) + self.event_shape)
         # paper index i: 0 = coarsest; the multi-scale pieces come finest first. Layouts (f, c):
         # [H / f, W / f, c] for targets [H, W, C]
         self._l_layout = self.target_flow.piece_layout[::-1]
         self._d_layout = self.condition_flow.piece_layout[::-1]
-        self._g_args = dict(hidden=conditional_width, steps=depth,
+        self._g_args = dict(hidden=width["latent"], steps=depth["latent"],
                             transitions=transition_steps, scale=scale, clamp=clamp, lu=lu, seed=seed + 2)
         self.autoregressive = [self._build_g(i) for i in range(self.n)]
         self.built = True
