@@ -18,6 +18,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -29,9 +30,16 @@ NPE = tuple("tfcflow_npe" if s == 0 else f"tfcflow_npe_seed{s}" for s in NPE_SEE
 #: the explorations: flow models with per-task settings (chosen on the scored observations)
 EXPLORATIONS = ("tfcflow_cinn_affine", "tfcflow_cinn_spline", "tfcflow_rcf", "tfcflow_cinn_ensemble",
                 "tfcflow_cinn_spline_ensemble")
-OURS = NPE + EXPLORATIONS
-PEERS = ("sbi_maf", "sbi_nsf", "bayesflow_coupling")
+#: likelihood estimation, in its own table (run.py): ``tfcflow.inference.NLE`` with its defaults
+#: (seed 0) and sbi's NLE; both sample by MCMC
+NLE = ("tfcflow_nle",)
+NLE_PEERS = ("sbi_nle",)
+MCMC = NLE + NLE_PEERS
+OURS = NPE + EXPLORATIONS + NLE
+PEERS = ("sbi_maf", "sbi_nsf", "bayesflow_coupling") + NLE_PEERS
 CONTESTANTS = OURS + PEERS
+#: posterior draws of the untimed warm-up call of an MCMC contestant (tracing; a full call costs minutes)
+MCMC_WARMUP_DRAWS = 100
 NUM_OBSERVATIONS = 5
 NUM_SIMULATIONS = 10_000
 NUM_POSTERIOR_SAMPLES = 10_000
@@ -123,9 +131,17 @@ def timed_sampling(sample_all, repeats: int, patience: float = 60.0):
     clean call, by bench/timing.py's rule (wait for the machine to go quiet, a call during which
     other processes or the host took CPU time is dirty and retried; with no clean call, the dirty
     ones). ``patience``: seconds of retries, and of waiting before each call (0: ``repeats``
-    calls, no waiting). Ours and the peers are timed by this one rule."""
+    calls, no waiting). ``repeats=0`` (MCMC contestants): the call that gives the samples is the
+    one timed, once, the machine's quiet unchecked. Ours and the peers are timed by this one rule."""
+    if repeats == 0:  # MCMC contestants: the one call that gives the samples is timed (reruns cost minutes)
+        t0 = time.perf_counter()
+        samples = sample_all()
+        seconds = time.perf_counter() - t0
+        items = samples.shape[0] * samples.shape[1]
+        return samples, {"samples_per_second": items / seconds, "sample_seconds": seconds, "sampling_runs": 1,
+                         "sampling_clean_runs": None, "sampling_dirty_runs": None}
     if repeats < 1:
-        raise SystemExit(f"--sample-repeats must be >= 1, got {repeats}")
+        raise SystemExit(f"--sample-repeats must be >= 0, got {repeats}")
     sys.path.insert(0, os.path.dirname(HERE))
     try:
         import timing

@@ -4,6 +4,10 @@ The headline contestants ``tfcflow_npe`` / ``tfcflow_npe_seed<k>``: ``tfcflow.in
 the task's TFP prior (priors.py) and nothing else: the library's defaults, one configuration for
 every task, seed 0 / k (``--seed`` and the model and training options below do not apply to them).
 ``NPE.fit(theta, x)`` then ``NPE.sample(x_o, num_samples, seed)``, timed like the others.
+``tfcflow_nle``: ``tfcflow.inference.NLE`` the same way (seed 0), each observation one trial
+``[1, M]``, sampled by its default MCMC (R-hat and ESS per observation in ``settings["mcmc"]``;
+the warm-up call draws ``common.MCMC_WARMUP_DRAWS``, and the pass that gives the samples is the
+one timed).
 
 Explorations: ``tfcflow_cinn_affine`` / ``tfcflow_cinn_spline`` (``ConditionalRealNVP`` with
 ``coupling="affine" | "spline"``), ``tfcflow_rcf`` (``RelaxedConditionFlow``, coupling from
@@ -158,35 +162,46 @@ def parser() -> argparse.ArgumentParser:
 
 
 def npe_main(a) -> dict:
-    """``tfcflow_npe*``: the estimator with its defaults (module docstring)."""
+    """``tfcflow_npe*`` and ``tfcflow_nle``: the estimator with its defaults (module docstring)."""
     import dataclasses
 
     import numpy as np
     import priors
-    from tfcflow.inference import DEFAULT_FLOW, NPE
+    from tfcflow.inference import DEFAULT_FLOW, NLE, NPE
 
     from tfcflow.inference import Training
 
-    seed = common.npe_seed(a.contestant)
+    likelihood = a.contestant in common.NLE
+    seed = 0 if likelihood else common.npe_seed(a.contestant)
     data = np.load(common.cache_file(a.out, a.task))
     theta, x, observations = data["theta"], data["x"], data["observations"]
     dest = a.dest or common.samples_prefix(a.out, a.task, a.contestant)
     # smoke mode (run.py --smoke): the plumbing only, a tiny flow for 2 epochs
     tiny = dict(flow={"depth": 2, "width": 16}, training=Training(epochs=2)) if a.smoke else {}
     t0 = time.perf_counter()
-    npe = NPE(priors.prior(a.task), seed=seed, **tiny)
+    npe = (NLE if likelihood else NPE)(priors.prior(a.task), seed=seed, **tiny)
     history = npe.fit(theta, x, verbose=a.verbose)
     train_seconds = time.perf_counter() - t0
-    settings = {"estimator": "NPE (smoke: tiny)" if a.smoke else "NPE (defaults)",
+    name = "NLE" if likelihood else "NPE"
+    settings = {"estimator": f"{name} (smoke: tiny)" if a.smoke else f"{name} (defaults)",
                 "flow": npe.flow_arguments(x.shape[1:]), "support": npe.support, "ensemble": npe.ensemble,
                 "training": dataclasses.asdict(npe.training), "execution": dataclasses.asdict(npe.execution),
                 "dropout_selection": npe.selection}
     settings["flow"] = {k: v for k, v in settings["flow"].items() if k in DEFAULT_FLOW or k == "bounds"}
 
-    def sample(x_obs, s):
-        return npe.sample(x_obs, num_samples=a.num_samples, seed=s)
+    reports = []
 
-    samples, timing = _draw_posteriors(a, sample, observations, seed)
+    def sample(x_obs, s, n=a.num_samples):
+        if not likelihood:
+            return npe.sample(x_obs, num_samples=n, seed=s)
+        # one observation = one trial [1, M]; R-hat and ESS kept per call (the last K are the kept pass's)
+        draws, report = npe.sample(x_obs[None], num_samples=n, seed=s, report=True)
+        reports.append({k: report[k] for k in ("r_hat", "ess", "chains", "draws_per_chain", "warmup")})
+        return draws
+
+    samples, timing = _draw_posteriors(a, sample, observations, seed, mcmc=likelihood)
+    if likelihood:
+        settings["mcmc"] = reports[-len(observations):]
     record = {"task": a.task, "contestant": a.contestant, "num_simulations": int(len(theta)),
               "train_seconds": train_seconds, **timing,
               "epochs": len(history.history["loss"]), "seed": seed, "settings": settings,
@@ -194,18 +209,22 @@ def npe_main(a) -> dict:
     return _write(a, dest, samples, record)
 
 
-def _draw_posteriors(a, sample, observations, seed: int):
+def _draw_posteriors(a, sample, observations, seed: int, mcmc: bool = False):
     """``(samples [K, N, D], timing fields)``: one untimed warm-up call on the first observation
-    (tracing, XLA's compilation), then ``common.timed_sampling`` over every observation, observation
+    (tracing, XLA's compilation; ``mcmc``: of ``common.MCMC_WARMUP_DRAWS`` draws), then
+    ``common.timed_sampling`` over every observation (``mcmc``: the one pass timed), observation
     i drawn with ``seed + 1 + i``."""
     import numpy as np
 
     t0 = time.perf_counter()
-    sample(observations[0], seed)
+    if mcmc:
+        sample(observations[0], seed, n=common.MCMC_WARMUP_DRAWS)
+    else:
+        sample(observations[0], seed)
     first_sample_seconds = time.perf_counter() - t0
     samples, sampling = common.timed_sampling(
         lambda: np.stack([sample(o, seed + 1 + i) for i, o in enumerate(observations)]).astype(np.float32),
-        a.sample_repeats, a.sampling_patience)
+        0 if mcmc else a.sample_repeats, a.sampling_patience)
     if not np.all(np.isfinite(samples)):
         raise SystemExit(f"ours.py: {a.contestant} drew non-finite samples on {a.task}")
     return samples, {**sampling, "first_sample_seconds": first_sample_seconds}
@@ -224,7 +243,7 @@ def _write(a, dest: str, samples, record: dict) -> dict:
 
 def main(argv=None) -> dict:
     a = parser().parse_args(argv)
-    if a.contestant in common.NPE:
+    if a.contestant in common.NPE + common.NLE:
         return npe_main(a)
     classes = _model_classes()
 

@@ -9,6 +9,11 @@ Contestants, each with its library's defaults:
   ``build_posterior()`` and its default ``sample`` (rejection of the samples outside the prior's
   support). sbibm's own NPE runner additionally maps bounded priors to unbounded space; that is
   a choice of sbibm's runner, not an sbi default, and is not used here.
+- ``sbi_nle``: sbi's ``SNLE(prior)`` (its default MAF likelihood) trained the same way, its
+  posterior ``build_posterior(mcmc_method="slice_np_vectorized", mcmc_parameters={"num_chains":
+  100})`` (``NLE_MCMC``): sbi's MCMC defaults except the vectorized sampler and its chains. Being
+  MCMC, its warm-up call draws ``common.MCMC_WARMUP_DRAWS`` and the pass that gives the samples
+  is the one timed.
 - ``bayesflow_coupling``: BayesFlow 2's ``BasicWorkflow`` with ``inference_network=
   bayesflow.networks.CouplingFlow()`` (its defaults: 6 affine couplings of MLPs, random
   permutations, ActNorm), ``inference_variables="theta"``, ``inference_conditions="x"``,
@@ -46,6 +51,11 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
+#: sbi NLE's sampler: sbi's default MCMC settings (thin 10, 10 warm-up steps, initialization by
+#: resampling prior draws) but the vectorized slice sampler with 100 chains (its default, one chain
+#: of ``slice_np``, would take hours for 10,000 draws; sbibm's own NLE runner vectorizes too)
+NLE_MCMC = {"mcmc_method": "slice_np_vectorized", "mcmc_parameters": {"num_chains": 100}}
+
 VERSIONS = {"sbi": ("sbi", "sbibm", "torch", "numpy", "pyro-ppl", "nflows", "pyknos"),
             "bayesflow": ("bayesflow", "keras", "jax", "jaxlib", "numpy")}
 
@@ -69,6 +79,30 @@ def train_sbi(task: str, estimator: str, theta, x, seed: int):
 
     return sample, {"epochs": int(summary["epochs_trained"][-1]),
                     "settings": {"density_estimator": estimator, "training": "sbi defaults"}}
+
+
+def train_sbi_nle(task: str, theta, x, seed: int):
+    """sbi NLE (``SNLE``, its default MAF likelihood, default training); the posterior sampled by
+    ``slice_np_vectorized`` with 100 chains (module docstring); returns ``(sample, info)``."""
+    import sbibm
+    import torch
+    from sbi.inference import SNLE
+
+    torch.manual_seed(seed)
+    prior = sbibm.get_task(task).get_prior_dist()
+    inference = SNLE(prior=prior)
+    estimator_net = inference.append_simulations(torch.as_tensor(theta), torch.as_tensor(x)).train()
+    posterior = inference.build_posterior(estimator_net, mcmc_method=NLE_MCMC["mcmc_method"],
+                                          mcmc_parameters=NLE_MCMC["mcmc_parameters"])
+    summary = inference.summary
+
+    def sample(x_obs, n):
+        s = posterior.sample((n,), x=torch.as_tensor(x_obs[None]), show_progress_bars=False)
+        return s.detach().cpu().numpy()
+
+    return sample, {"epochs": int(summary["epochs_trained"][-1]),
+                    "settings": {"estimator": "SNLE (density_estimator maf)", "training": "sbi defaults",
+                                 **NLE_MCMC}}
 
 
 def train_bayesflow(theta, x, seed: int, standardize: str):
@@ -111,15 +145,18 @@ def main(argv=None) -> dict:
     os.chdir(workdir)
     try:
         t0 = time.perf_counter()
-        if a.contestant.startswith("sbi_"):
+        mcmc = a.contestant in common.MCMC
+        if a.contestant == "sbi_nle":
+            sample, info = train_sbi_nle(a.task, theta, x, a.seed)
+        elif a.contestant.startswith("sbi_"):
             sample, info = train_sbi(a.task, a.contestant.removeprefix("sbi_"), theta, x, a.seed)
         else:
             sample, info = train_bayesflow(theta, x, a.seed, a.bf_standardize)
         train_seconds = time.perf_counter() - t0
-        sample(observations[0], a.num_samples)  # warm-up, untimed
+        sample(observations[0], common.MCMC_WARMUP_DRAWS if mcmc else a.num_samples)  # warm-up, untimed
         samples, sampling = common.timed_sampling(
             lambda: np.stack([np.asarray(sample(o, a.num_samples), np.float32) for o in observations]),
-            a.sample_repeats, a.sampling_patience)
+            0 if mcmc else a.sample_repeats, a.sampling_patience)
     finally:
         os.chdir(cwd)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -49,7 +49,7 @@ SMOKE_SIMULATE = ["--num-simulations", "500", "--num-reference", "300", "--abc-d
 SMOKE_OURS = ["--smoke", "--num-samples", "300", "--epochs", "2", "--depth", "2", "--width", "16",
               "--batch-size", "128", "--patience", "1", "--verbose", "0", "--sampling-patience", "0"]
 GROUPS = {"all": common.CONTESTANTS, "ours": common.OURS, "npe": common.NPE, "explorations": common.EXPLORATIONS,
-          "peers": common.PEERS}
+          "peers": common.PEERS, "nle": common.MCMC}
 
 
 #: ours.py options that a table record's ``settings`` hold (the rest follow from the contestant)
@@ -161,6 +161,40 @@ def _fmt(v, spec):
 PEER_LABELS = {"sbi_maf": "sbi NPE, MAF (defaults)", "sbi_nsf": "sbi NPE, NSF (defaults)",
                "bayesflow_coupling": "BayesFlow coupling flow (defaults)"}
 NPE_LABEL = "tfcflow NPE (defaults)"
+NLE_LABELS = {"tfcflow_nle": "tfcflow NLE (defaults)", "sbi_nle": "sbi NLE, MAF (slice_np_vectorized, 100 chains)"}
+#: the likelihood-estimation goals (C2ST at most), besides "<= sbi NLE" on every task
+NLE_GOALS = {"slcp": 0.80, "bernoulli_glm": 0.56}
+
+
+def nle_section(results: dict, tasks) -> list:
+    """The likelihood-estimation table (one round): C2ST, training seconds and samples/s of
+    tfcflow's NLE and sbi's, and the goals; [] without results."""
+    tasks = [t for t in tasks if any((t, c) in results for c in NLE_LABELS)]
+    if not tasks:
+        return []
+    head, rule = "| estimator | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)
+    lines = ["## Likelihood estimation (NLE): one round, every estimator with its defaults", "",
+             "Posterior draws by MCMC (tfcflow: TFP's NUTS, 16 chains from prior draws; sbi: "
+             "`slice_np_vectorized`, 100 chains); one run each (seed 0). Samples/s: the pass that gave "
+             "the samples, warm-up included.", ""]
+    for title, key, spec in (("C2ST", "c2st_mean", ".3f"), ("Training seconds", "train_seconds", ".0f"),
+                             ("Posterior samples per second", "samples_per_second", ".0f")):
+        lines += [f"### {title} (NLE)", "", head, rule]
+        for c, label in NLE_LABELS.items():
+            lines.append(f"| {label} | " + " | ".join(_fmt(results[(t, c)][key] if (t, c) in results else None, spec)
+                                                     for t in tasks) + " |")
+        lines.append("")
+    lines += ["### Goals (NLE)", "", "| task | tfcflow NLE | sbi NLE | <= sbi NLE | goal | met |",
+              "|---|---|---|---|---|---|"]
+    for t in tasks:
+        ours, peer = results.get((t, "tfcflow_nle")), results.get((t, "sbi_nle"))
+        o, p = ours and ours["c2st_mean"], peer and peer["c2st_mean"]
+        vs = "-" if o is None or p is None else ("yes" if o <= p else "NO")
+        goal = NLE_GOALS.get(t)
+        met = "-" if goal is None or o is None else ("yes" if o <= goal else "NO")
+        goal_text = "-" if goal is None else f"<= {goal:.2f}"
+        lines.append(f"| {t} | {_fmt(o, '.3f')} | {_fmt(p, '.3f')} | {vs} | {goal_text} | {met} |")
+    return lines + [""]
 
 
 def headline(results: dict, tasks) -> dict:
@@ -248,6 +282,7 @@ def summary(out: str) -> str:
                           f"{'met' if mean >= 0.02 else 'not met'}; every task >= 0: "
                           f"{'met' if min(gaps) >= 0 else 'not met'})."]
         lines.append("")
+    lines += nle_section(results, tasks)
     lines += ["## Every run, per task (the explorations: flow models with per-task settings, chosen on the "
               "scored observations; not defaults)", ""]
     for task in tasks:

@@ -180,7 +180,42 @@ def test_sampling_is_timed_on_repeated_passes_after_the_kept_one():
     assert record["samples_per_second"] == pytest.approx(6 / record["sample_seconds"])
     assert min(record["sampling_runs"]) <= record["samples_per_second"] <= max(record["sampling_runs"])
     with pytest.raises(SystemExit, match="sample-repeats"):
-        common.timed_sampling(sample_all, 0)
+        common.timed_sampling(sample_all, -1)
+    # repeats=0 (MCMC contestants): the one call that gives the samples is the one timed
+    calls.clear()
+    samples, record = common.timed_sampling(sample_all, 0, patience=0)
+    assert np.all(samples == 1.0) and len(calls) == 1 and record["sampling_runs"] == 1
+    assert record["samples_per_second"] == pytest.approx(6 / record["sample_seconds"])
+
+
+def test_the_nle_contestant_samples_by_mcmc_and_reports_its_chains(smoke_run):
+    import numpy as np
+
+    run = _run_module()
+    out, _ = smoke_run
+    dest = out / "nle_check"
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "sbi_benchmark", "ours.py"), "--out", str(out), "--task",
+           "two_moons", "--contestant", "tfcflow_nle", "--dest", str(dest), *run.SMOKE_OURS, "--num-samples", "64"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads((out / "nle_check.json").read_text())
+    assert r["settings"]["estimator"] == "NLE (smoke: tiny)" and r["sampling_runs"] == 1
+    (report,) = r["settings"]["mcmc"]  # one per observation (the smoke cache has one)
+    assert report["chains"] == 16 and report["draws_per_chain"] == 4 and len(report["r_hat"]) == 2
+    samples = np.load(out / "nle_check.npz")["samples"]
+    assert samples.shape == (1, 64, 2) and np.isfinite(samples).all() and np.all(np.abs(samples) < 1)
+
+
+def test_the_nle_table_compares_with_sbi_nle_and_names_the_goals():
+    run = _run_module()
+    results = {("slcp", "tfcflow_nle"): {"c2st_mean": 0.78, "train_seconds": 100.0, "samples_per_second": 50.0},
+               ("slcp", "sbi_nle"): {"c2st_mean": 0.75, "train_seconds": 300.0, "samples_per_second": 20.0},
+               ("two_moons", "tfcflow_nle"): {"c2st_mean": 0.6, "train_seconds": 90.0, "samples_per_second": 40.0}}
+    text = "\n".join(run.nle_section(results, ["two_moons", "slcp", "bernoulli_glm"]))
+    assert "| tfcflow NLE (defaults) | 0.600 | 0.780 |" in text  # tasks without an NLE result left out
+    assert "| slcp | 0.780 | 0.750 | NO | <= 0.80 | yes |" in text
+    assert "| two_moons | 0.600 | - | - | - | - |" in text
+    assert run.nle_section({("slcp", "sbi_maf"): {}}, ["slcp"]) == []
 
 
 def test_timing_replays_the_table_records_settings():
