@@ -56,11 +56,29 @@ CANDIDATES = {
     "affine+dropout0.1+silu": ({"coupling": "affine", "network": {"activation": "silu"}}, {"dropout": 0.1},
                                {"batch_size": 1024, "learning_rate": 2e-3}),
     "affine+dropout0.05": ({"coupling": "affine"}, {"dropout": 0.05}, {"batch_size": 1024, "learning_rate": 2e-3}),
+    # variations of the affine-silu candidate, compared with it
+    "asilu+width256": ({"coupling": "affine", "width": 256, "network": {"activation": "silu"}}, {"dropout": 0.1},
+                       {"batch_size": 1024, "learning_rate": 2e-3}),
+    "asilu+depth8": ({"coupling": "affine", "depth": 8, "network": {"activation": "silu"}}, {"dropout": 0.1},
+                     {"batch_size": 1024, "learning_rate": 2e-3}),
+    "asilu+residual": ({"coupling": "affine", "network": {"kind": "residual", "activation": "silu"}},
+                       {"dropout": 0.1}, {"batch_size": 1024, "learning_rate": 2e-3}),
+    "asilu+dropout0.2": ({"coupling": "affine", "network": {"activation": "silu"}}, {"dropout": 0.2},
+                         {"batch_size": 1024, "learning_rate": 2e-3}),
+    "asilu+layers3": ({"coupling": "affine", "network": {"activation": "silu", "hidden_layers": 3}},
+                      {"dropout": 0.1}, {"batch_size": 1024, "learning_rate": 2e-3}),
+    "asilu+batch256": ({"coupling": "affine", "network": {"activation": "silu"}}, {"dropout": 0.1},
+                       {"batch_size": 256, "learning_rate": 1e-3}),
+    "asilu+batch128": ({"coupling": "affine", "network": {"activation": "silu"}}, {"dropout": 0.1},
+                       {"batch_size": 128, "learning_rate": 5e-4}),
 }
 #: the setting each candidate is compared with in the report (default "base")
 REFERENCE = {"fast+affine": "fast", "fast+hybrid": "fast", "hybrid+dropout0.1": "fast+hybrid",
              "affine+dropout0.1": "hybrid+dropout0.1", "affine+dropout0.1+silu": "affine+dropout0.1",
-             "affine+dropout0.05": "affine+dropout0.1"}
+             "affine+dropout0.05": "affine+dropout0.1", "asilu+width256": "affine+dropout0.1+silu",
+             "asilu+depth8": "affine+dropout0.1+silu", "asilu+residual": "affine+dropout0.1+silu",
+             "asilu+dropout0.2": "affine+dropout0.1+silu", "asilu+layers3": "affine+dropout0.1+silu",
+             "asilu+batch256": "affine+dropout0.1+silu", "asilu+batch128": "affine+dropout0.1+silu"}
 
 
 def run(candidate: str, task: str, out: str, rows: int, seed: int) -> dict:
