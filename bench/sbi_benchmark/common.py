@@ -38,8 +38,7 @@ MCMC = NLE + NLE_PEERS
 OURS = NPE + EXPLORATIONS + NLE
 PEERS = ("sbi_maf", "sbi_nsf", "bayesflow_coupling") + NLE_PEERS
 CONTESTANTS = OURS + PEERS
-#: posterior draws of the untimed warm-up call of an MCMC contestant (tracing; a full call costs minutes)
-MCMC_WARMUP_DRAWS = 100
+
 NUM_OBSERVATIONS = 5
 NUM_SIMULATIONS = 10_000
 NUM_POSTERIOR_SAMPLES = 10_000

@@ -175,8 +175,8 @@ def nle_section(results: dict, tasks) -> list:
     head, rule = "| estimator | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)
     lines = ["## Likelihood estimation (NLE): one round, every estimator with its defaults", "",
              "Posterior draws by MCMC (tfcflow: TFP's NUTS, 16 chains from prior draws; sbi: "
-             "`slice_np_vectorized`, 100 chains); one run each (seed 0). Samples/s: the pass that gave "
-             "the samples, warm-up included.", ""]
+             "`slice_np_vectorized`, 100 chains); one run each (seed 0). Samples/s: the one pass that gave "
+             "the samples, from receiving each observation (compilation and the chains' warm-up included).", ""]
     for title, key, spec in (("C2ST", "c2st_mean", ".3f"), ("Training seconds", "train_seconds", ".0f"),
                              ("Posterior samples per second", "samples_per_second", ".0f")):
         lines += [f"### {title} (NLE)", "", head, rule]

@@ -140,6 +140,14 @@ def test_an_ensemble_is_the_mixture_of_flows_trained_one_after_another(tmp_path)
     again = NPE.load(str(tmp_path / "ens"))
     assert again.ensemble == 2
     np.testing.assert_array_equal(again.sample(x_o, num_samples=500, seed=0), draws)
+    # and in a fresh process, which has imported no flow class before the load
+    code = ("import sys, numpy as np\nfrom tfcflow.inference import NPE\n"
+            "print(NPE.load(sys.argv[1]).log_prob(np.array([[0.1, 0.2]], np.float32), np.array([0.3, -0.1], "
+            "np.float32))[0])\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ens")], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.split()[-1]) == pytest.approx(float(npe.log_prob(theta[:1], x_o)[0]), rel=1e-5)
     with pytest.raises(ValueError, match="ensemble= builds K default flows"):
         NPE(box_prior(), flow=npe.flow, ensemble=2)
     assert NPE(box_prior(), flow=npe.flow).ensemble == 1  # a flow of your own is used as it is

@@ -13,11 +13,14 @@ the constant: an *unnormalized* log-density.
 Sampling (``sample``): TensorFlow Probability's No-U-Turn sampler with dual-averaging step-size
 adaptation, ``chains`` chains in one vectorized graph, in the prior's unconstrained space (its
 ``experimental_default_event_space_bijector``: the chains never leave the support, and the
-Jacobian of the map is part of the target). The chains start at prior draws, so on a multimodal
-posterior different chains can settle in different modes: each chain is then right about its
-mode, the pooled draws weight the modes by how many chains found them, and the split R-hat is far
-above 1. ``sample`` warns when the R-hat of any parameter exceeds ``RHAT_WARNING`` (``strict=True``
-raises instead) and reports R-hat and the effective sample size with ``report=True``. Draws are
+Jacobian of the map is part of the target). The graph is compiled once per flow and chain length
+(XLA where ``execution.jit_sampling``, the default for the vector flows: 3.4x faster steps on
+slcp's default flow), so later observations skip the compilation. The chains start at prior
+draws, so on a multimodal posterior different chains can settle in different modes: each chain
+is then right about its mode, the pooled draws weight the modes by how many chains found them
+(more draws asked for, more chains: ``DRAWS_PER_CHAIN``), and the split R-hat is far above 1.
+``sample`` warns when the R-hat of any parameter exceeds ``RHAT_WARNING`` (``strict=True`` raises
+instead) and reports R-hat and the effective sample size with ``report=True``. Draws are
 deterministic given ``seed``.
 """
 from __future__ import annotations
@@ -36,9 +39,21 @@ from tfcflow.inference.npe import DEFAULT_SUPPORT, NPE
 #: the split R-hat above which ``sample`` warns (Vehtari et al. 2021 suggest 1.01 for final
 #: inferences; 1.1 is the classic threshold for "the chains disagree")
 RHAT_WARNING = 1.1
-#: default chains and warm-up (adaptation) steps of ``sample``
-DEFAULT_CHAINS = 16
+#: ``sample``'s default chains: one per ``DRAWS_PER_CHAIN`` draws asked for, within
+#: ``CHAIN_RANGE``. On a multimodal posterior the modes are weighted by the chains that found
+#: them, so more draws get more chains (slcp's four equal modes: quadrant weights 0.17 from the
+#: exact 1/4 in total variation with 16 chains, 0.11 with 64; docs/benchmarks/sbi.md "Likelihood
+#: estimation"), and a few draws keep the cost of few chains
+DRAWS_PER_CHAIN = 150
+CHAIN_RANGE = (16, 64)
+#: warm-up (adaptation) steps of every chain
 DEFAULT_WARMUP = 400
+
+
+def default_chains(num_samples: int) -> int:
+    """``sample``'s chains for ``num_samples`` draws (``DRAWS_PER_CHAIN``, ``CHAIN_RANGE``)."""
+    low, high = CHAIN_RANGE
+    return int(min(high, max(low, num_samples // DRAWS_PER_CHAIN)))
 
 
 class NLE(NPE):
@@ -151,10 +166,11 @@ class NLE(NPE):
             out[inside] = like + prior[inside]
         return out
 
-    def sample(self, x_o, num_samples: int = 1000, seed: Optional[int] = None, *, chains: int = DEFAULT_CHAINS,
+    def sample(self, x_o, num_samples: int = 1000, seed: Optional[int] = None, *, chains: Optional[int] = None,
                warmup: int = DEFAULT_WARMUP, strict: bool = False, report: bool = False):
         """Draws of the posterior given one observation's trials ``x_o`` (module docstring):
-        ``[num_samples, D]``, pooled over ``chains`` chains after ``warmup`` adaptation steps each.
+        ``[num_samples, D]``, pooled over ``chains`` chains (default: ``num_samples /
+        DRAWS_PER_CHAIN`` within ``CHAIN_RANGE``) after ``warmup`` adaptation steps each.
 
         With ``report=True`` returns ``(draws, report)``: ``r_hat`` and ``ess`` ``[D]`` (split
         R-hat and the effective sample size over all chains), ``step_size`` (mean), ``chains``,
@@ -162,7 +178,7 @@ class NLE(NPE):
         """
         self._fitted()
         num_samples = _checks.check_count(num_samples, "num_samples")
-        chains = _checks.check_positive_int(chains, "chains")
+        chains = default_chains(num_samples) if chains is None else _checks.check_positive_int(chains, "chains")
         warmup = _checks.check_positive_int(warmup, "warmup")
         trials = self._trials(x_o)
         self._warn_if_atypical_trials(trials)
@@ -192,26 +208,36 @@ class NLE(NPE):
 
     def _run_chains(self, trials, start, per_chain: int, warmup: int, seed: int):
         """``(draws [per_chain, chains, D] in the unconstrained space, mean adapted step size)``."""
-        prior, bijector = self.prior, self.prior.experimental_default_event_space_bijector()
-
-        def target(z):
-            theta = bijector.forward(z)
-            return (self._log_likelihood(theta, trials) + prior.log_prob(theta)
-                    + bijector.forward_log_det_jacobian(z, event_ndims=1))
-
-        chains = int(start.shape[0])
-        kernel = tfp.mcmc.NoUTurnSampler(target, step_size=tf.fill([chains, 1], 0.1))
-        kernel = tfp.mcmc.DualAveragingStepSizeAdaptation(kernel, num_adaptation_steps=int(0.8 * warmup),
-                                                          target_accept_prob=0.8)
-
-        @tf.function(autograph=False)
-        def run(start):
-            return tfp.mcmc.sample_chain(per_chain, start, kernel=kernel, num_burnin_steps=warmup,
-                                         seed=tf.constant([seed % (2 ** 31 - 1), 20261207], tf.int32),
-                                         trace_fn=lambda _, results: results.new_step_size)
-
-        draws, step_sizes = run(start)
+        run = self._chain_runner(per_chain, warmup)
+        draws, step_sizes = run(trials, start, tf.constant([seed % (2 ** 31 - 1), 20261207], tf.int32))
         return draws, float(tf.reduce_mean(step_sizes[-1]))
+
+    def _chain_runner(self, per_chain: int, warmup: int):
+        """The sampler as one compiled function of ``(trials, start, seed)``, built once per flow
+        and chain length: tracing the NUTS graph of a default flow costs about a minute, which
+        later calls (other observations, other seeds) skip. XLA-compiled where the estimator's
+        ``execution`` asks for compiled sampling (``Execution.jit_sampling``)."""
+        jit = bool(self.execution.jit_sampling)
+        key = (id(self.flow), per_chain, warmup, jit)
+        runners = self.__dict__.setdefault("_chain_runners", {})
+        if key not in runners:
+            runners.clear()  # another flow or length: the old graphs are not needed again
+            prior, bijector = self.prior, self.prior.experimental_default_event_space_bijector()
+
+            def run(trials, start, seed):
+                def target(z):
+                    theta = bijector.forward(z)
+                    return (self._log_likelihood(theta, trials) + prior.log_prob(theta)
+                            + bijector.forward_log_det_jacobian(z, event_ndims=1))
+
+                kernel = tfp.mcmc.NoUTurnSampler(target, step_size=tf.fill([tf.shape(start)[0], 1], 0.1))
+                kernel = tfp.mcmc.DualAveragingStepSizeAdaptation(kernel, num_adaptation_steps=int(0.8 * warmup),
+                                                                  target_accept_prob=0.8)
+                return tfp.mcmc.sample_chain(per_chain, start, kernel=kernel, num_burnin_steps=warmup, seed=seed,
+                                             trace_fn=lambda _, results: results.new_step_size)
+
+            runners[key] = tf.function(run, autograph=False, jit_compile=jit)
+        return runners[key]
 
     def diagnose(self, *, theta, x, num_samples: int = 200, seed: int = 0, **kwargs) -> dict:
         """Simulation-based calibration and coverage of the MCMC posteriors of held-out

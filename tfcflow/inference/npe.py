@@ -580,6 +580,7 @@ class NPE:
                 raise ValueError(f"{path}: its prior was not stored (it holds Python functions): pass it again, "
                                  f"NPE.load(path, prior=...)")
             prior = prior_from_spec(record["prior"])
+        import tfcflow.models  # noqa: F401  (registers every flow class with Keras: a fresh process has none)
         flow = keras.models.load_model(os.path.join(path, "flow.keras"))
         execution = record.get("execution")
         npe = cls(prior, flow=flow, **cls._saved_arguments(record), training=Training(**record["training"]),
