@@ -309,3 +309,22 @@ def test_the_npe_contestant_runs_the_estimator_and_heads_the_summary(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("c2st.png", "train_time.png"):
         assert (tmp_path / name).stat().st_size > 5_000
+
+
+def test_the_nle_sampler_bench_measures_how_far_the_mode_weights_are_from_quarters():
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("nle_sampler", os.path.join(os.path.dirname(RUN), "nle_sampler.py"))
+    module = importlib.util.module_from_spec(spec)
+    path = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path
+    signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], np.float32)
+    even = np.concatenate([np.zeros((400, 2)), np.repeat(signs, 100, axis=0), np.zeros((400, 1))], axis=1)
+    assert module.quadrant_tv(even) == pytest.approx(0.0)
+    one_mode = np.abs(even)  # every draw in the (+, +) quadrant
+    assert module.quadrant_tv(one_mode) == pytest.approx(0.75)
