@@ -7,6 +7,7 @@ import tensorflow as tf
 from tensorflow_probability import distributions as tfd
 
 from tfcflow.inference import NLE, NPE, Training
+from tfcflow.inference.nle import default_chains
 
 #: one candidate: no choice of flow (NPE's candidate choice has its own tests)
 ONE_FLOW = ({},)
@@ -70,14 +71,13 @@ def test_chains_that_disagree_are_reported():
     est.fit(simulator=squared, num_simulations=3000, verbose=0)
     x_o = np.array([1.0, 1.0], np.float32)
     with pytest.warns(RuntimeWarning, match="chains disagree"):
-        draws, report = est.sample(x_o, num_samples=160, seed=0, chains=16, warmup=50, report=True)
-    assert max(report["r_hat"]) > 1.1
+        draws, report = est.sample(x_o, num_samples=160, seed=0, warmup=50, report=True)
+    assert max(report["r_hat"]) > 1.1 and report["chains"] == 16  # the default for few draws
     assert (np.abs(np.abs(draws) - 1.0) < 0.5).mean() > 0.8  # the draws sit at the modes
     with pytest.raises(RuntimeError, match="chains disagree"):
         est.sample(x_o, num_samples=40, seed=0, chains=8, warmup=20, strict=True)
     # the default chains follow the draws asked for: more chains weigh the modes more finely
-    _, report = est.sample(x_o, num_samples=3000, seed=0, warmup=10, report=True)
-    assert report["chains"] == 20 and report["draws_per_chain"] == 150
+    assert [default_chains(n) for n in (1, 2400, 3000, 9600, 10_000)] == [16, 16, 20, 64, 64]
 
 
 def test_trials_unlike_the_simulations_are_flagged(nle):
