@@ -174,7 +174,7 @@ def nle_section(results: dict, tasks) -> list:
         return []
     head, rule = "| estimator | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)
     lines = ["## Likelihood estimation (NLE): one round, every estimator with its defaults", "",
-             "Posterior draws by MCMC (tfcflow: TFP's NUTS, 16 chains from prior draws; sbi: "
+             "Posterior draws by MCMC (tfcflow: TFP's NUTS from prior draws, 64 chains for 10,000 draws; sbi: "
              "`slice_np_vectorized`, 100 chains); one run each (seed 0). Samples/s: the one pass that gave "
              "the samples, from receiving each observation (compilation and the chains' warm-up included).", ""]
     for title, key, spec in (("C2ST", "c2st_mean", ".3f"), ("Training seconds", "train_seconds", ".0f"),
