@@ -79,19 +79,25 @@ def test_ours_samples_xla_compiled_on_request(smoke_run):
 
 
 def _run_module():
+    return _bench_module("run.py")
+
+
+def _bench_module(script: str):
+    """A script of bench/sbi_benchmark imported by path (another test file's bench script may
+    already be imported under the same name, e.g. "run")."""
     import importlib.util
 
-    # by path: another test file's bench script may already be imported as "run"
-    spec = importlib.util.spec_from_file_location("sbi_benchmark_run", RUN)
-    run = importlib.util.module_from_spec(spec)
+    name = "sbi_benchmark_" + script.removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(RUN), script))
+    module = importlib.util.module_from_spec(spec)
     path = list(sys.path)
     try:
-        spec.loader.exec_module(run)
+        spec.loader.exec_module(module)
     finally:
-        # run.py puts its folder first on sys.path: left there, another bench's "import run" in
-        # this worker would find this one (bench/equal_time/run.py has the same module name)
+        # the scripts put their folder first on sys.path: left there, another bench's "import run"
+        # in this worker would find this one (bench/equal_time/run.py has the same module name)
         sys.path[:] = path
-    return run
+    return module
 
 
 def test_the_spline_ensemble_contestant_trains_its_members_one_after_another(smoke_run):
@@ -312,17 +318,9 @@ def test_the_npe_contestant_runs_the_estimator_and_heads_the_summary(tmp_path):
 
 
 def test_the_nle_sampler_bench_measures_how_far_the_mode_weights_are_from_quarters():
-    import importlib.util
-
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location("nle_sampler", os.path.join(os.path.dirname(RUN), "nle_sampler.py"))
-    module = importlib.util.module_from_spec(spec)
-    path = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path
+    module = _bench_module("nle_sampler.py")
     signs = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]], np.float32)
     even = np.concatenate([np.zeros((400, 2)), np.repeat(signs, 100, axis=0), np.zeros((400, 1))], axis=1)
     assert module.quadrant_tv(even) == pytest.approx(0.0)

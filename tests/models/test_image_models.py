@@ -227,7 +227,7 @@ def test_caflow_depth_and_width_are_per_flow_and_old_configs_migrate():
     assert (m.condition_flow.depth, m.target_flow.depth, m._g_args["steps"]) == (16, 2, 12)
     with pytest.raises(ValueError, match=r"depth is per flow, keys .* unknown key\(s\) \['latents'\]"):
         tiny_caflow(depth={"latents": 1})
-    with pytest.raises(ValueError, match=r"width\['latent'\] must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"width\['latent'\] must be an integer >= 1, got 0"):
         tiny_caflow(width={"latent": 0})
     with pytest.raises(ValueError, match=r"conditional_width, target_depth: CAFlow takes depth= and width= per flow"):
         tiny_caflow(target_depth=1, conditional_width=4)

@@ -75,6 +75,7 @@ class NLE(NPE):
         if self.space.structured:
             raise ValueError("NLE samples in the prior's unconstrained space, of flat parameter vectors: give a "
                              "prior whose draws are one vector (event shape [D])")
+        self._chain_runners = {}  # the compiled samplers (_chain_runner)
 
     @staticmethod
     def _roles(theta, x) -> tuple:
@@ -219,7 +220,7 @@ class NLE(NPE):
         ``execution`` asks for compiled sampling (``Execution.jit_sampling``)."""
         jit = bool(self.execution.jit_sampling)
         key = (id(self.flow), per_chain, warmup, jit)
-        runners = self.__dict__.setdefault("_chain_runners", {})
+        runners = self._chain_runners
         if key not in runners:
             runners.clear()  # another flow or length: the old graphs are not needed again
             prior, bijector = self.prior, self.prior.experimental_default_event_space_bijector()

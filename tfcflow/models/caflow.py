@@ -47,7 +47,7 @@ from typing import Optional, Sequence, Union
 import keras
 import tensorflow as tf
 
-from tfcflow import _random
+from tfcflow import _checks, _random
 from tfcflow.bijectors import FlowBijector, FlowSequence, SqueezeLayer
 from tfcflow.bijectors.dequantize import BINS, add_uniform_noise
 from tfcflow.bijectors.multiscale import MultiScale, flatten_pieces, spatial_size, unflatten_pieces
@@ -158,10 +158,7 @@ def per_flow(value: Union[None, int, dict], name: str, defaults: dict) -> dict:
         value = dict.fromkeys(FLOWS, value)
     else:
         raise ValueError(f"{name} must be an int (every flow) or a dict with keys {FLOWS}, got {value!r}")
-    for flow, v in value.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name}[{flow!r}] must be a positive int, got {v!r}")
-    return {flow: value[flow] for flow in FLOWS}
+    return {flow: _checks.check_positive_int(value[flow], f"{name}[{flow!r}]") for flow in FLOWS}
 
 
 @keras.saving.register_keras_serializable(package="tfcflow")
@@ -222,9 +219,8 @@ class CAFlow(ImageFlowModel):
             raise ValueError(f"regularization must be >= 0, got {regularization}")
         old = sorted(set(kwargs) & set(OLD_PER_FLOW))
         if old:
-            raise ValueError(f"{', '.join(old)}: CAFlow takes depth= and width= per flow now, e.g. depth={{"
-                             f"'condition': 16, 'target': 32, 'latent': 12}}, width={{'condition': 64, 'target': 64, "
-                             f"'latent': 32}}")
+            raise ValueError(f"{', '.join(old)}: CAFlow takes depth= and width= per flow now, e.g. "
+                             f"depth={DEFAULT_DEPTH}, width={DEFAULT_WIDTH}")
         depth, width = per_flow(depth, "depth", DEFAULT_DEPTH), per_flow(width, "width", DEFAULT_WIDTH)
         spec = Residual.of(residual)
         residual = None if spec is None else spec.to_config()  # the config holds its normal form
