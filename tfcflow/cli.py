@@ -2,7 +2,7 @@
 
     tfcflow train CONFIG [--set key=value ...] [--out DIR]
     tfcflow data prepare-mnist --source DIR --data-dir DIR
-    tfcflow data prepare-photos SOURCE FOLDER [--downscale 2] [--method bicubic]
+    tfcflow data prepare-photos SOURCE FOLDER [--downscale 2] [--method bicubic] [--validation K] [--seed S]
     tfcflow data import-folder FOLDER --name NAME --data-dir DIR [--image-size N] [--test-fraction F]
     tfcflow data skimage-patches --name NAME --data-dir DIR [--patch-size N] [--test-images K]
     tfcflow export RUN_DIR --base DIR [--name NAME] [--version V] [--max-n N] [--no-ema]
@@ -40,7 +40,8 @@ def _data(args) -> int:
         if args.data_command == "prepare-mnist":
             path = prepare.prepare_mnist(args.source, args.data_dir)
         elif args.data_command == "prepare-photos":
-            manifest = prepare.prepare_photo_folder(args.source, args.folder, args.downscale, args.method)
+            manifest = prepare.prepare_photo_folder(args.source, args.folder, args.downscale, args.method,
+                                                    validation=args.validation, seed=args.seed)
             path = f"{args.folder} ({len(manifest['photos'])} photos)"
         elif args.data_command == "import-folder":
             path = prepare.import_image_folder(args.folder, args.name, args.data_dir, args.image_size,
@@ -254,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("folder", help="the prepared image folder to write (new or empty); data.folder of a job")
     ph.add_argument("--downscale", type=int, default=2, help="factor of the antialiased reduction (1: none)")
     ph.add_argument("--method", default="bicubic", choices=("bicubic", "area"))
+    ph.add_argument("--validation", type=int, default=0, metavar="K",
+                    help="move K training photos (seeded) to FOLDER/validation, for choices made after training")
+    ph.add_argument("--seed", type=int, default=0, help="seed of the validation photos' choice")
     f = dsub.add_parser("import-folder", help="store a folder of images (sub-folders = classes) as a TFDS dataset")
     f.add_argument("folder")
     f.add_argument("--name", required=True)

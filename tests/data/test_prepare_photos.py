@@ -71,3 +71,29 @@ def test_bad_input_is_named_and_nothing_is_left_half_written(source, tmp_path, c
         prepare.prepare_photo_folder(str(tmp_path / "nowhere"), str(tmp_path / "x"))
     with pytest.raises(ValueError, match="downscale must be an integer >= 1"):
         prepare.prepare_photo_folder(str(source), str(tmp_path / "y"), downscale=0)
+
+
+def test_validation_photos_are_taken_from_the_training_photos_only(source, tmp_path):
+    _png(source / "train" / "c.png", np.full((20, 20, 3), 10, np.uint8))
+    manifest = prepare.prepare_photo_folder(str(source), str(tmp_path / "p"), validation=1, seed=3)
+    splits = {}
+    for p in manifest["photos"]:
+        splits.setdefault(p["split"], []).append(p["source"])
+    assert len(splits["validation"]) == 1 and len(splits["train"]) == 2
+    assert splits["test"] == [os.path.join("eval", "b.png")]
+    assert not set(splits["validation"]) & set(splits["train"])
+    # the jobs' image folder sees train/ and test/ only
+    seen = image_folder.split_files(str(tmp_path / "p"))
+    assert len(seen["train"]) == 2
+    assert all(os.sep + "validation" + os.sep not in f for f in seen["train"] + seen["test"])
+    again = prepare.prepare_photo_folder(str(source), str(tmp_path / "q"), validation=1, seed=3)
+    assert [p["source"] for p in again["photos"] if p["split"] == "validation"] == splits["validation"]
+    with pytest.raises(ValueError, match="no training photo"):
+        prepare.prepare_photo_folder(str(source), str(tmp_path / "r"), validation=3)
+    with pytest.raises(ValueError, match="validation must be an integer >= 0"):
+        prepare.prepare_photo_folder(str(source), str(tmp_path / "s"), validation=-1)
+    flat = tmp_path / "flat"
+    _png(flat / "a.png", np.zeros((8, 8, 3), np.uint8))
+    _png(flat / "b.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="train/ and test/"):
+        prepare.prepare_photo_folder(str(flat), str(tmp_path / "t"), validation=1)

@@ -277,7 +277,7 @@ def _flat_share(image: np.ndarray, block: int = 32) -> float:
 
 
 def prepare_photo_folder(source: str, folder: str, downscale: int = 2, method: str = "bicubic",
-                         channels: int = 3) -> dict:
+                         channels: int = 3, validation: int = 0, seed: int = 0) -> dict:
     """Prepares a folder of photographs for the image tasks (``data.source = "image_folder"``), the
     usual super-resolution preparation applied the same way to the training and the held-out photos.
 
@@ -292,7 +292,10 @@ def prepare_photo_folder(source: str, folder: str, downscale: int = 2, method: s
     ``folder/train`` and ``folder/test``; or a flat folder of photos, written as it is (the job's
     ``data.test_fraction`` then holds some out). ``folder`` must not exist or be empty; it appears
     only once complete (a temporary sibling renamed), so a failure leaves nothing a later run could
-    mistake for the data. ``folder/manifest.json`` lists every photo: its source, both sizes and
+    mistake for the data. ``validation`` > 0 moves that many training photos (a permutation by
+    ``seed`` of the sorted names) to ``folder/validation``: choices made after training (the
+    sampling temperature) are made there, never on the held-out photos. The jobs' image folders
+    read only ``train/`` and ``test/``. ``folder/manifest.json`` lists every photo: its source, both sizes and
     the share of flat 32 x 32 blocks (std below ``FLAT_STD``: sky, blur; training can skip flat
     patches, ``image_folder.patch_dataset(min_patch_std=...)``). Returns the manifest.
     """
@@ -322,8 +325,21 @@ def prepare_photo_folder(source: str, folder: str, downscale: int = 2, method: s
         if not files:
             raise ValueError(f"no images ({', '.join(images_lib.IMAGE_EXTENSIONS)}) found in {path!r}")
         listed[split] = files
+    if isinstance(validation, bool) or not isinstance(validation, (int, np.integer)) or validation < 0:
+        raise ValueError(f"validation must be an integer >= 0, got {validation!r}")
+    if validation:
+        if "train" not in listed:  # a flat folder: the jobs hold out data.test_fraction of what is written
+            raise ValueError("validation needs a source with train/ and test/ (or eval/) sub-folders")
+        if validation >= len(listed["train"]):
+            raise ValueError(f"validation={validation} would leave no training photo (there are "
+                             f"{len(listed['train'])})")
+        order = np.random.default_rng(seed).permutation(len(listed["train"]))
+        chosen = {listed["train"][i] for i in order[:validation]}
+        listed["validation"] = sorted(chosen)
+        listed["train"] = [f for f in listed["train"] if f not in chosen]
+        splits["validation"] = splits["train"]
     manifest = {"source": os.path.abspath(source), "downscale": int(downscale), "method": method,
-                "channels": channels, "photos": []}
+                "channels": channels, "validation": int(validation), "seed": int(seed), "photos": []}
     with new_folder(folder) as tmp:
         for split, files in listed.items():
             os.makedirs(os.path.join(tmp, split), exist_ok=True)
