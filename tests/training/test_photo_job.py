@@ -24,7 +24,8 @@ def _smooth_image(rng, h, w):
 def photos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("photos")
     rng = np.random.default_rng(0)
-    for split, sizes in (("train", [(40, 56), (48, 40), (64, 64)]), ("test", [(36, 52)])):
+    for split, sizes in (("train", [(40, 56), (48, 40), (64, 64)]), ("test", [(36, 52)]),
+                         ("validation", [(40, 40)])):  # validation/: evaluate_photos' temperature choice
         os.makedirs(folder / split)
         for i, (h, w) in enumerate(sizes):
             (folder / split / f"im{i}.png").write_bytes(tf.io.encode_png(_smooth_image(rng, h, w)).numpy())
@@ -95,6 +96,33 @@ def test_patch_training_resumes_and_evaluates_whole_held_out_images(tmp_path, ph
     assert diag["sample_diagnostics.diversity"] > 0 and 10 < diag["sample_diagnostics.consistency_db"] < 100
     assert os.path.getsize(tmp_path / "straight" / "sample_diagnostics" / "image_0.png") > 2000
     assert cli.main(["evaluate", str(tmp_path / "straight"), "--sample-diagnostics", "-1"]) == 2
+    _real_photo_evaluation(tmp_path / "straight", photos)
+
+
+def _real_photo_evaluation(run, photos):
+    """training/real_photos/evaluate_photos.py on the trained run: the temperature chosen on the
+    validation photos, then the held-out ones scored with it; each photo's result kept, so that a
+    second call samples nothing."""
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location(
+        "evaluate_photos", os.path.join(ROOT, "training", "real_photos", "evaluate_photos.py"))
+    ev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ev)
+    assert ev.main([str(run), "--split", "validation", "--crop", "32", "--temperatures", "0.5", "0.8"]) == 0
+    chosen = json.loads((run / "photo_eval" / "temperature.json").read_text())
+    validation = json.loads((run / "photo_eval" / "validation.json").read_text())["by_temperature"]
+    assert chosen["temperature"] == max((0.5, 0.8), key=lambda t: validation[str(t)]["psnr_best_of_10"])
+    assert ev.main([str(run), "--split", "test"]) == 0
+    record = json.loads((run / "photo_eval" / "test.json").read_text())
+    (scores,) = record["by_temperature"].values()
+    assert list(record["by_temperature"]) == [str(chosen["temperature"])] and scores["photos"] == 1
+    assert 0 <= scores["coverage_50"] <= scores["coverage_90"] <= 1 and scores["diversity"] > 0
+    assert scores["psnr_oracle_best_of_10"] >= scores["psnr_best_of_10"] and 10 < scores["consistency_db"] < 100
+    assert os.path.getsize(record["figure"]) > 5000
+    ev.photo_report = None  # resumed: every photo's figures are read back, nothing is sampled again
+    assert ev.main([str(run), "--split", "test"]) == 0
+    assert json.loads((run / "photo_eval" / "test.json").read_text())["by_temperature"] == record["by_temperature"]
 
 
 def test_config_errors_of_the_image_folder_source(tmp_path, photos):
