@@ -123,6 +123,18 @@ def _real_photo_evaluation(run, photos):
     ev.photo_report = None  # resumed: every photo's figures are read back, nothing is sampled again
     assert ev.main([str(run), "--split", "test"]) == 0
     assert json.loads((run / "photo_eval" / "test.json").read_text())["by_temperature"] == record["by_temperature"]
+    # bench/photo_throughput.py in smoke mode on the same run: float32 and mixed_bfloat16 workers
+    spec = importlib.util.spec_from_file_location("photo_throughput",
+                                                  os.path.join(ROOT, "bench", "photo_throughput.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.main([str(run), "--smoke", "--crop", "32", "--out", str(run / "throughput.json")])
+    assert out["temperature"] == chosen["temperature"]
+    assert [r["precision"] for r in out["results"]] == ["float32", "mixed_bfloat16"]
+    for r in out["results"]:
+        assert r["train_mp_per_s"] > 0 and r["sample_mp_per_s"] > 0 and r["sample_ops"] and r["train_ops"]
+    # the same weights in bf16: the same model up to rounding
+    assert abs(out["bf16_bits_per_dim_change"]) < 0.1
 
 
 def test_config_errors_of_the_image_folder_source(tmp_path, photos):

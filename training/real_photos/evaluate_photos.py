@@ -19,7 +19,8 @@ The photos are ``FOLDER/<split>`` of the run's ``data.folder`` (``tfcflow data p
   ``coverage_50`` (share of true pixel values inside the 19 samples' central intervals).
 
 The validation step keeps the temperature of highest mean best-of-10 PSNR (the headline figure) in
-``RUN/photo_eval/temperature.json``; the test step reads it. Results: ``RUN/photo_eval/<split>/<photo>
+``RUN/photo_eval/temperature.json`` (the other figures are reported for every temperature: the
+trade-off between PSNR and calibration); the test step reads it. Results: ``RUN/photo_eval/<split>/<photo>
 .json`` per photo, ``RUN/photo_eval/<split>.json`` (means), ``RUN/photo_eval/<split>.png`` (labelled
 crops: input, baseline, truth, best of 10, two samples, diversity, 90% calibration map).
 """
@@ -107,14 +108,14 @@ def _ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def photo_report(model, cfg: dict, target: np.ndarray, cond: np.ndarray, temperature: float, seed: int,
-                 mean_chroma, samples_needed: int = SAMPLES):
+                 mean_chroma):
     """The figures of one photo at one temperature, and the arrays of its figure row."""
     from tfcflow import diagnostics
     from tfcflow.evaluation import consistency
 
     task = cfg["data"]["task"]
     truth = target.astype(np.float64) / 255.0
-    samples = model.sample(cond[None], temperature=temperature, seed=seed, num_samples=samples_needed,
+    samples = model.sample(cond[None], temperature=temperature, seed=seed, num_samples=SAMPLES,
                            batch_size=CHUNK).numpy()[0]
     first = samples[:BEST_OF]
     lp = np.concatenate([model.log_prob(first[i:i + CHUNK], np.repeat(cond[None], len(first[i:i + CHUNK]), 0)).numpy()
@@ -133,18 +134,16 @@ def photo_report(model, cfg: dict, target: np.ndarray, cond: np.ndarray, tempera
     for name, pred in baselines.items():
         out[f"psnr_{name}"] = _psnr(pred, truth, region)
         out[f"ssim_{name}"] = _ssim(pred, truth)
+    out["consistency_db"] = float(np.mean(consistency(task, samples, target, cond, factor=cfg["data"]["factor"],
+                                                      downsample_method=cfg["data"]["downsample"])))
+    spread = diagnostics.diversity(samples)
+    cal = diagnostics.calibration(samples, truth)
+    out.update(diversity=spread["mean"], coverage_90=cal[0.9]["coverage"], coverage_50=cal[0.5]["coverage"])
+    if region is not None:
+        out.update(coverage_90_hole=float(cal[0.9]["map"][region].mean()),
+                   coverage_50_hole=float(cal[0.5]["map"][region].mean()))
     row = {"input": cond, "baseline": next(iter(baselines.values())), "truth": truth, "best": best,
-           "samples": samples[:2]}
-    if len(samples) == SAMPLES:
-        out["consistency_db"] = float(np.mean(consistency(task, samples, target, cond, factor=cfg["data"]["factor"],
-                                                          downsample_method=cfg["data"]["downsample"])))
-        spread = diagnostics.diversity(samples)
-        cal = diagnostics.calibration(samples, truth)
-        out.update(diversity=spread["mean"], coverage_90=cal[0.9]["coverage"], coverage_50=cal[0.5]["coverage"])
-        if region is not None:
-            out.update(coverage_90_hole=float(cal[0.9]["map"][region].mean()),
-                       coverage_50_hole=float(cal[0.5]["map"][region].mean()))
-        row.update(diversity=spread["map"], calibration=cal[0.9]["map"])
+           "samples": samples[:2], "diversity": spread["map"], "calibration": cal[0.9]["map"]}
     return out, row
 
 
@@ -248,8 +247,6 @@ def main(argv=None) -> int:
     if cfg["data"]["task"] == "super_resolution":
         multiple *= int(cfg["data"]["factor"])
     mean_chroma = _mean_chroma(folder, cfg)
-    # the validation step needs best-of-10 only; the test step the 19 samples of the calibration map
-    needed = BEST_OF if args.split == "validation" else SAMPLES
     results, rows, names = [], [], []
     for index, (f, image) in enumerate(zip(files, images)):
         name = os.path.splitext(os.path.basename(f))[0]
@@ -265,7 +262,7 @@ def main(argv=None) -> int:
                     names.append(name)
                 continue
             t0 = time.time()
-            rep, row = photo_report(model, cfg, target, cond, t, cfg["seed"] + index, mean_chroma, needed)
+            rep, row = photo_report(model, cfg, target, cond, t, cfg["seed"] + index, mean_chroma)
             rep.update(photo=name, seconds=time.time() - t0)
             results.append(rep)
             if args.split == "test":
