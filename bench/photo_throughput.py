@@ -138,13 +138,15 @@ def main(argv=None) -> dict:
     a = p.parse_args(argv)
     if a.smoke:
         a.photos, a.samples, a.steps = 1, 1, 2
+    from tfcflow import _runtime
+    _runtime.start(announce=not a.precision)  # TensorFlow's C++ log quiet unless asked for
     if a.temperature is None:
         chosen = os.path.join(a.run, "photo_eval", "temperature.json")
         a.temperature = json.load(open(chosen))["temperature"] if os.path.exists(chosen) else 0.8
     if a.precision:
         print("RESULT " + json.dumps(worker(a)), flush=True)
         return {}
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+    env = dict(os.environ)
     results = []
     for precision in PRECISIONS:
         args = [sys.executable, os.path.abspath(__file__), a.run, "--precision", precision, "--photos", str(a.photos),

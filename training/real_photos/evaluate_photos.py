@@ -224,6 +224,8 @@ def main(argv=None) -> int:
                                                    "relative to this script's folder like the job configs')")
     p.add_argument("--no-ema", action="store_true")
     args = p.parse_args(argv)
+    from tfcflow import _runtime
+    _runtime.start()  # before TensorFlow loads: its C++ log quiet unless asked for; the devices named
 
     from tfcflow.trainer import load_run, run_config
 
