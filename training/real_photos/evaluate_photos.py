@@ -20,9 +20,11 @@ The photos are ``FOLDER/<split>`` of the run's ``data.folder`` (``tfcflow data p
 
 The validation step keeps the temperature of highest mean best-of-10 PSNR (the headline figure) in
 ``RUN/photo_eval/temperature.json`` (the other figures are reported for every temperature: the
-trade-off between PSNR and calibration); the test step reads it. Results: ``RUN/photo_eval/<split>/<photo>
-.json`` per photo, ``RUN/photo_eval/<split>.json`` (means), ``RUN/photo_eval/<split>.png`` (labelled
-crops: input, baseline, truth, best of 10, two samples, diversity, 90% calibration map).
+trade-off between PSNR and calibration); the test step reads it. Results:
+``RUN/photo_eval/<split>/<photo>_T<t>_crop<c>.json`` per photo, ``RUN/photo_eval/<split>.json``
+(means), ``RUN/photo_eval/<split>.png`` (labelled crops: input, baseline, truth, best of 10, two
+samples, diversity, 90% calibration map); a test step at temperatures given by ``--temperatures``
+writes ``test_T<t>_crop<c>.json`` / ``.png`` instead.
 """
 from __future__ import annotations
 
@@ -232,6 +234,9 @@ def main(argv=None) -> int:
     cfg = run_config(args.run)
     out_dir = os.path.join(args.run, "photo_eval")
     os.makedirs(os.path.join(out_dir, args.split), exist_ok=True)
+    # the record's name: <split> for the validated temperature, else it says which temperatures and crop
+    label = args.split if args.split == "validation" or not args.temperatures else (
+        f"test_T{'_'.join(str(t) for t in args.temperatures)}_crop{args.crop}")
     if args.split == "test" and not args.temperatures:
         chosen = os.path.join(out_dir, "temperature.json")
         if not os.path.exists(chosen):
@@ -297,9 +302,9 @@ def main(argv=None) -> int:
             json.dump({"temperature": best_t, "rule": "highest mean best-of-10 PSNR on the validation photos",
                        "crop": args.crop, "grid": temperatures}, fh, indent=1)
     elif rows:
-        record["figure"] = _figure(rows, names, cfg["data"]["task"], os.path.join(out_dir, "test.png"),
+        record["figure"] = _figure(rows, names, cfg["data"]["task"], os.path.join(out_dir, f"{label}.png"),
                                    temperatures[-1])
-    with open(os.path.join(out_dir, f"{args.split}.json"), "w") as fh:
+    with open(os.path.join(out_dir, f"{label}.json"), "w") as fh:
         json.dump(record, fh, indent=1)
     print(json.dumps(record["by_temperature"], indent=1))
     return 0
