@@ -224,6 +224,9 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=0, help="only the first N photos (0: all)")
     p.add_argument("--folder", default=None, help="the prepared photo folder (default: the run's data.folder, "
                                                    "relative to this script's folder like the job configs')")
+    p.add_argument("--figure-out", default=None, help="the figure's path (default RUN/photo_eval/<record>.png)")
+    p.add_argument("--figure-rows", type=int, nargs="*", default=None, metavar="I",
+                   help="the photos (indices in file order) in the figure (default: all)")
     p.add_argument("--no-ema", action="store_true")
     args = p.parse_args(argv)
     from tfcflow import _runtime
@@ -302,8 +305,9 @@ def main(argv=None) -> int:
             json.dump({"temperature": best_t, "rule": "highest mean best-of-10 PSNR on the validation photos",
                        "crop": args.crop, "grid": temperatures}, fh, indent=1)
     elif rows:
-        record["figure"] = _figure(rows, names, cfg["data"]["task"], os.path.join(out_dir, f"{label}.png"),
-                                   temperatures[-1])
+        keep = args.figure_rows if args.figure_rows else range(len(rows))
+        record["figure"] = _figure([rows[i] for i in keep], [names[i] for i in keep], cfg["data"]["task"],
+                                   args.figure_out or os.path.join(out_dir, f"{label}.png"), temperatures[-1])
     with open(os.path.join(out_dir, f"{label}.json"), "w") as fh:
         json.dump(record, fh, indent=1)
     print(json.dumps(record["by_temperature"], indent=1))
