@@ -87,3 +87,25 @@ def test_inpainting_is_judged_inside_the_hole_and_colorization_against_grey_plus
     chroma = tf.image.rgb_to_yiq(target.astype(np.float32) / 255.0).numpy()[..., 1:].reshape(-1, 2).mean(0)
     rep, _ = ev.photo_report(Calibrated(target, 0.02), cfg, target, cond, 1.0, 0, chroma)
     assert 15 < rep["psnr_grey_mean_colour"] < rep["psnr_best_of_10"]
+
+
+def test_every_task_has_its_baselines_in_the_report(ev):
+    for task, names in ev.BASELINES.items():
+        cfg = {"seed": 0, "data": {"task": task, "factor": 4 if task == "super_resolution" else 1,
+                                   "downsample": "area"}}
+        target, cond = ev._pair(_photo(), cfg, 16, 0, 1)
+        rep, row = ev.photo_report(Calibrated(target, 0.02), cfg, target, cond, 1.0, 0, np.zeros(2))
+        assert all(f"psnr_{name}" in rep for name in names)
+        assert row["baseline"].shape == target.shape
+
+
+def test_the_summary_names_each_tasks_baselines(ev):
+    photo = {"temperature": 0.5, "psnr_best_of_10": 30.0, "psnr_grey_mean_colour": 28.0, "coverage_90": 0.8}
+    other = dict(photo, psnr_best_of_10=27.0, coverage_90=0.9)
+    summary = ev.summarize([photo, other], [0.5], "colorization")["0.5"]
+    assert summary["gain_over_grey_mean_colour_db"] == pytest.approx(0.5)
+    assert summary["photos_above_grey_mean_colour"] == 1 and summary["photos"] == 2
+    assert summary["coverage_90"] == pytest.approx(0.85)
+    inpainting = [{"temperature": 1.0, "psnr_best_of_10": 20.0, "psnr_flat_fill": 15.0, "psnr_biharmonic": 21.0}]
+    summary = ev.summarize(inpainting, [1.0], "inpainting")["1.0"]
+    assert summary["photos_above_flat_fill"] == 1 and summary["photos_above_biharmonic"] == 0
