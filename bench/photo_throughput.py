@@ -8,9 +8,10 @@ and seeds, and where the time goes (op types under tf.profiler).
         [--samples 4] [--out docs/benchmarks/photo_throughput.json] [--smoke]
 
 Each precision runs in its own process (Keras' dtype policy is global, and each gets its own
-graphs). Training: ``--steps`` warm steps of the run's optimizer settings on its own patch stream
-(the first steps, which trace, are excluded): target megapixels per second. Sampling / log-prob:
-one image per call at the chosen crop, traced once, the median over the crops. bf16 needs hardware
+graphs; ``--smoke`` runs both in this one, for CI). Training: ``--steps`` warm steps of the run's
+optimizer settings on its own patch stream (the first steps, which trace, are excluded): target
+megapixels per second. Sampling / log-prob: one image per call at the chosen crop, traced once,
+the median over the crops. bf16 needs hardware
 support to pay (``lscpu``: ``amx_bf16`` or ``avx512_bf16``): the CPU flags are recorded.
 """
 from __future__ import annotations
@@ -149,6 +150,13 @@ def main(argv=None) -> dict:
     env = dict(os.environ)
     results = []
     for precision in PRECISIONS:
+        if a.smoke:  # CI: both precisions in this process (the policy put back after each), no timing claims
+            from tfcflow import optim
+            try:
+                results.append(worker(argparse.Namespace(**{**vars(a), "precision": precision})))
+            finally:
+                optim.set_precision("float32")
+            continue
         args = [sys.executable, os.path.abspath(__file__), a.run, "--precision", precision, "--photos", str(a.photos),
                 "--crop", str(a.crop), "--steps", str(a.steps), "--samples", str(a.samples),
                 "--temperature", str(a.temperature)] + (["--folder", a.folder] if a.folder else [])
