@@ -20,6 +20,16 @@ for name in ${@:-$all}; do
     colorization) $TF train training/colorization/caflow.json --out runs/colorization_caflow ;;
     photo_super_resolution) $TF train training/photo_super_resolution/caflow.json --out runs/photo_sr_caflow ;;
     mnist_class_conditional) $PY training/mnist_class_conditional/train.py --out runs/mnist_class_conditional ;;
+    real_photos)  # not in the default list: needs the photos (../shared/data/README.md, photos/) in $PHOTOS
+      [ -d runs/data/real_photos ] || $TF data prepare-photos "${PHOTOS:?set PHOTOS to the fetched photo folder}" \
+        runs/data/real_photos --validation 4 --seed 0
+      for pair in sr:super_resolution colorization:colorization inpainting:inpainting; do
+        run=runs/real_photos_${pair%%:*}; task=${pair#*:}
+        crop=512; [ $task = super_resolution ] && crop=0
+        $TF train training/real_photos/$task.json --out $run
+        $PY training/real_photos/evaluate_photos.py $run --split validation --crop 384 --temperatures 0.3 0.5 0.7 0.9
+        $PY training/real_photos/evaluate_photos.py $run --split test --crop $crop
+      done ;;
     *) echo "unknown experiment $name"; exit 2 ;;
   esac
 done
