@@ -109,3 +109,8 @@ def test_the_summary_names_each_tasks_baselines(ev):
     inpainting = [{"temperature": 1.0, "psnr_best_of_10": 20.0, "psnr_flat_fill": 15.0, "psnr_biharmonic": 21.0}]
     summary = ev.summarize(inpainting, [1.0], "inpainting")["1.0"]
     assert summary["photos_above_flat_fill"] == 1 and summary["photos_above_biharmonic"] == 0
+
+
+def test_a_folder_that_is_not_a_run_is_named(ev, tmp_path):
+    with pytest.raises(SystemExit, match="not a tfcflow run folder"):
+        ev.main([str(tmp_path), "--split", "test"])

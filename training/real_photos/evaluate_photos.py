@@ -253,7 +253,10 @@ def main(argv=None) -> int:
 
     from tfcflow.trainer import load_run, run_config
 
-    cfg = run_config(args.run)
+    try:
+        cfg = run_config(args.run)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"evaluate_photos: {e}") from None
     out_dir = os.path.join(args.run, "photo_eval")
     os.makedirs(os.path.join(out_dir, args.split), exist_ok=True)
     # the record's name: <split> for the validated temperature, else it says which temperatures and crop
@@ -281,7 +284,8 @@ def main(argv=None) -> int:
         name = os.path.splitext(os.path.basename(f))[0]
         target, cond = _pair(image, cfg, multiple, args.crop, index)
         for t in temperatures:
-            cache = os.path.join(out_dir, args.split, f"{name}_T{t}_crop{args.crop}.json")
+            weights = "_raw" if args.no_ema else ""  # the raw weights' results are kept apart from the EMA's
+            cache = os.path.join(out_dir, args.split, f"{name}_T{t}_crop{args.crop}{weights}.json")
             crops = cache[:-len(".json")] + ".npz"
             if os.path.exists(cache):
                 with open(cache) as fh:
