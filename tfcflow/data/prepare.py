@@ -311,6 +311,8 @@ def prepare_photo_folder(source: str, folder: str, downscale: int = 2, method: s
         raise ValueError(f"method must be 'bicubic' or 'area', got {method!r}")
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    if isinstance(validation, bool) or not isinstance(validation, (int, np.integer)) or validation < 0:
+        raise ValueError(f"validation must be an integer >= 0, got {validation!r}")
     if not os.path.isdir(source):
         raise ValueError(f"photo folder {source!r} does not exist")
     check_new_folder(folder)
@@ -325,8 +327,6 @@ def prepare_photo_folder(source: str, folder: str, downscale: int = 2, method: s
         if not files:
             raise ValueError(f"no images ({', '.join(images_lib.IMAGE_EXTENSIONS)}) found in {path!r}")
         listed[split] = files
-    if isinstance(validation, bool) or not isinstance(validation, (int, np.integer)) or validation < 0:
-        raise ValueError(f"validation must be an integer >= 0, got {validation!r}")
     if validation:
         if "train" not in listed:  # a flat folder: the jobs hold out data.test_fraction of what is written
             raise ValueError("validation needs a source with train/ and test/ (or eval/) sub-folders")
